@@ -1,0 +1,95 @@
+"""Crossdock: a self-hosted customer-event router.
+
+This module is the public API for plugins: everything a plugin may import from the core is
+re-exported here (and test helpers in :mod:`crossdock.testing`). Other modules may change
+without notice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from crossdock.errors import ConfigError, CrossdockError, IngestError, MappingError, PluginError
+from crossdock.hookspecs import hookimpl
+from crossdock.secrets import Secret
+from crossdock.types import (
+    DELIVERED,
+    BatchItem,
+    CredentialsRejected,
+    Deliverer,
+    Delivered,
+    DeliverySettings,
+    Destination,
+    DestinationType,
+    Event,
+    Ingested,
+    Ingestor,
+    IngestRoute,
+    Limits,
+    Outcome,
+    Rejected,
+    RetryLater,
+    Source,
+    SourceType,
+    Transformer,
+)
+
+if TYPE_CHECKING:
+    from crossdock.mapping import CompiledMapping, compile_expression, compile_mapping, load_mapping
+
+__all__ = [
+    "DELIVERED",
+    "BatchItem",
+    "CompiledMapping",
+    "ConfigError",
+    "CredentialsRejected",
+    "CrossdockError",
+    "Deliverer",
+    "Delivered",
+    "DeliverySettings",
+    "Destination",
+    "DestinationType",
+    "Event",
+    "IngestError",
+    "IngestRoute",
+    "Ingested",
+    "Ingestor",
+    "Limits",
+    "MappingError",
+    "Outcome",
+    "PluginError",
+    "Rejected",
+    "RetryLater",
+    "Secret",
+    "Source",
+    "SourceType",
+    "Transformer",
+    "__version__",
+    "compile_expression",
+    "compile_mapping",
+    "hookimpl",
+    "load_mapping",
+]
+
+_LAZY = {
+    "CompiledMapping": "crossdock.mapping",
+    "compile_expression": "crossdock.mapping",
+    "compile_mapping": "crossdock.mapping",
+    "load_mapping": "crossdock.mapping",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("crossdock")
+        except PackageNotFoundError:  # running from a source tree without an install
+            return "0+unknown"
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    msg = f"module 'crossdock' has no attribute {name!r}"
+    raise AttributeError(msg)

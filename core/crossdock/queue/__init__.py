@@ -1,0 +1,160 @@
+"""The durable queue: one small interface, several backends (``sqlite``, later ``nats``).
+
+Ingest appends; each destination's worker fetches, delivers and settles. The backend owns
+durability, deduplication, per-destination progress, the retry schedule and the dead-letter
+table, so ingest and delivery never know which backend runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from attrs import define, frozen
+
+from crossdock.types import Event
+
+
+@frozen
+class AppendResult:
+    """How many events of an append were stored, and how many were already seen (by messageId)."""
+
+    stored: int
+    duplicates: int
+
+
+@define(slots=True)
+class QueuedEvent:
+    """An event handed to a destination's worker.
+
+    ``seq`` is the backend's id for it (opaque to the worker). ``attempts`` counts deliveries
+    already tried; ``first_attempt_at`` is when the first one failed (epoch seconds) or ``None``.
+    """
+
+    seq: int
+    event: Event
+    attempts: int = 0
+    first_attempt_at: float | None = None
+    enqueued_at: float | None = None
+
+
+@frozen
+class Retry:
+    """Schedule ``seq`` again at ``next_at`` (epoch seconds) with ``attempts`` tried so far."""
+
+    seq: int
+    event: Event
+    next_at: float
+    attempts: int
+    first_attempt_at: float
+    reason: str
+    hold_key: str | None = None
+
+
+@frozen
+class DeadLetter:
+    """Move ``seq`` to the dead-letter table with the vendor's reason, status and body."""
+
+    seq: int
+    event: Event
+    reason: str
+    attempts: int
+    status: int | None = None
+    body: str | None = None
+
+
+@frozen
+class DeadLetterEntry:
+    """One row of the dead-letter table, as the admin API and ``crossdock dlq list`` show it."""
+
+    id: int
+    destination: str
+    event: Event
+    reason: str
+    status: int | None
+    body: str | None
+    attempts: int
+    failed_at: float
+
+
+@frozen
+class QueueStats:
+    """A destination's backlog: events not yet fetched, waiting for retry, dead-lettered, and the
+    enqueue time of the oldest unsettled event (``None`` when nothing is waiting)."""
+
+    pending: int
+    retrying: int
+    dead: int
+    oldest_at: float | None
+
+
+class Queue(Protocol):
+    """What a queue backend provides. Every method is a coroutine that never blocks the loop."""
+
+    async def open(self, destinations: Sequence[str]) -> None:
+        """Create or check storage, and register the destinations that read from the queue.
+
+        A destination seen for the first time starts at the current end of the queue.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Flush and release everything; pending appends complete first."""
+        ...
+
+    async def append(self, events: Sequence[Event]) -> AppendResult:
+        """Store ``events`` durably (all or none), skipping those whose ``messageId`` was seen
+        within the dedupe window (and repeats inside ``events``). Returns once committed."""
+        ...
+
+    async def fetch(self, destination: str, limit: int, now: float) -> list[QueuedEvent]:
+        """Up to ``limit`` events for ``destination``: retries due at ``now`` first (oldest
+        first), then new events in append order. An event is not handed out again until it is
+        settled (or the process restarts: then unsettled events come again, as duplicates)."""
+        ...
+
+    async def settle(
+        self,
+        destination: str,
+        done: Sequence[int],
+        retries: Sequence[Retry] = (),
+        dead: Sequence[DeadLetter] = (),
+    ) -> None:
+        """Record outcomes in one transaction: ``done`` (delivered or filtered) leave the queue,
+        ``retries`` are scheduled, ``dead`` go to the dead-letter table."""
+        ...
+
+    async def wait(self, destination: str, timeout: float) -> None:
+        """Return when new events may be available for ``destination``, or after ``timeout``."""
+        ...
+
+    async def held_keys(self, destination: str) -> dict[str, int]:
+        """For ``ordering = "per_user"``: hold key → number of that user's events waiting for
+        retry."""
+        ...
+
+    async def stats(self, destination: str) -> QueueStats:
+        """The destination's backlog (see :class:`QueueStats`)."""
+        ...
+
+    async def dlq_list(
+        self, destination: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterEntry]:
+        """Dead-letter entries, oldest first, of one destination or all."""
+        ...
+
+    async def dlq_replay(self, destination: str | None = None, ids: Sequence[int] | None = None) -> int:
+        """Queue dead-lettered events again (attempts reset, due now); returns how many."""
+        ...
+
+    async def dlq_purge(self, destination: str | None = None, ids: Sequence[int] | None = None) -> int:
+        """Delete dead-letter entries for good; returns how many."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`~crossdock.errors.QueueError` unless the queue is writable (``/ready``)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Backend facts for logs and metrics (name, path or URL; never credentials)."""
+        ...

@@ -1,0 +1,1 @@
+"""crossdock.testing: the kit for plugin authors (fake vendors, harness, conformance suite)."""

@@ -1,0 +1,260 @@
+"""Records, outcomes and runtime protocols shared by the core and plugins.
+
+Declarations (:class:`SourceType`, :class:`DestinationType`, :class:`Limits`) are frozen attrs
+records returned by the declaration hooks. :class:`Source` and :class:`Destination` are the
+validated, bound configuration handed to the stage factories. The protocols are what the
+factories return and what the hot path calls directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+from attrs import field, frozen
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+Event = dict[str, Any]
+"""A canonical event: one Segment Spec message as a JSON object."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Declarations
+
+
+@frozen
+class Limits:
+    """What a vendor accepts in one request, and how fast.
+
+    ``max_batch_count``/``max_batch_bytes`` bound a request (``max_batch_count=1`` means one
+    request per event); ``max_event_bytes`` bounds one payload (a larger one is dead-lettered
+    before sending); ``rate_limit`` is the vendor's default in requests per second (``None``:
+    unlimited); ``concurrency`` the default number of requests in flight.
+    """
+
+    max_batch_count: int = 500
+    max_batch_bytes: int = 4 * 1024 * 1024
+    max_event_bytes: int | None = None
+    rate_limit: float | None = None
+    concurrency: int = 4
+
+
+@frozen
+class SourceType:
+    """A kind of source, declared by ``crossdock_source_types``.
+
+    ``name`` is the value of ``type`` in a ``[[sources]]`` table (lower-case slug). The table's
+    keys other than ``id``, ``type``, ``path`` and ``mapping`` are structured into ``settings``
+    (an attrs class). ``mapping`` is an optional default JMESPath mapping (event field → expression)
+    for webhook-like sources; ``default_path`` is used when the table sets no ``path``.
+    """
+
+    name: str
+    settings: type
+    description: str
+    mapping: Mapping[str, str] | None = None
+    default_path: str | None = None
+
+
+@frozen
+class DestinationType:
+    """A kind of destination, declared by ``crossdock_destination_types``.
+
+    ``name`` is the value of ``plugin`` in a ``[[destinations]]`` table. ``settings`` is the attrs
+    class that ``[destinations.settings]`` is structured into. ``mapping`` is the default mapping
+    (target path → JMESPath expression, see :mod:`crossdock.mapping`), usually loaded from the
+    plugin's package data with :func:`crossdock.load_mapping`. ``tables`` are named lookup tables
+    (e.g. an event-name map) that expressions read with ``lookup('name', key)``; operators can
+    extend them from the config.
+    """
+
+    name: str
+    settings: type
+    description: str
+    mapping: Mapping[str, str] = field(factory=lambda: {".": "@"})
+    tables: Mapping[str, Mapping[str, Any]] = field(factory=dict)
+    limits: Limits = field(factory=Limits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bound configuration, handed to the stage factories
+
+
+@frozen
+class DeliverySettings:
+    """``[destinations.delivery]``: batching, pacing and the retry budget of one destination.
+
+    ``None`` fields fall back to the plugin's :class:`Limits`. ``max_age`` is seconds.
+    """
+
+    batch_size: int | None = None
+    max_bytes: int | None = None
+    max_wait_ms: int = 1000
+    max_attempts: int = 12
+    max_age: float = 24 * 3600.0
+    rate_limit: float | None = None
+    concurrency: int | None = None
+    timeout: float = 30.0
+    ordering: str = "none"
+    max_held_per_user: int = 100
+
+
+@frozen
+class Source:
+    """One configured ``[[sources]]`` entry, validated and bound.
+
+    ``settings`` is an instance of the type's settings class. ``public_url`` is the server's
+    public base URL (for sources that tell clients where to send, like analytics.js settings).
+    """
+
+    id: str
+    type: str
+    path: str | None
+    settings: Any
+    mapping: Mapping[str, str] | None = None
+    public_url: str = "http://127.0.0.1:8088"
+
+
+@frozen
+class Destination:
+    """One configured ``[[destinations]]`` entry, validated and bound.
+
+    ``mapping`` is the type's default mapping with the config's overrides applied; ``where`` the
+    optional condition; ``sources`` the source ids it receives (``None``: all).
+    """
+
+    id: str
+    plugin: str
+    type: DestinationType
+    settings: Any
+    mapping: Mapping[str, str]
+    tables: Mapping[str, Mapping[str, Any]] = field(factory=dict)
+    where: str | None = None
+    sources: tuple[str, ...] | None = None
+    delivery: DeliverySettings = field(factory=DeliverySettings)
+
+    @property
+    def limits(self) -> Limits:
+        """The vendor limits declared by the destination's type."""
+        return self.type.limits
+
+
+# ---------------------------------------------------------------------------------------------
+# Ingest
+
+
+@frozen
+class IngestRoute:
+    """An HTTP route on which a source accepts events (``method`` and aiohttp ``path``)."""
+
+    method: str
+    path: str
+
+
+@frozen
+class Ingested:
+    """What an ingestor made of one request.
+
+    ``events`` are Spec messages (``type`` set). ``labels`` name each event in error messages
+    (``batch[3]``); default ``[i]``, or nothing for a single event. ``sent_at`` is the envelope's
+    ``sentAt`` (a message's own ``sentAt`` wins). Once the events are durably stored, the core
+    answers 200 with ``body`` as JSON and ``headers``.
+    """
+
+    events: Sequence[Event]
+    labels: Sequence[str] | None = None
+    sent_at: str | None = None
+    body: Any = field(factory=lambda: {"success": True})
+    headers: Mapping[str, str] = field(factory=dict)
+
+
+@runtime_checkable
+class Ingestor(Protocol):
+    """Turns requests into events; returned by ``crossdock_make_ingestor``."""
+
+    def routes(self) -> Sequence[IngestRoute]:
+        """The routes whose requests :meth:`ingest` handles."""
+        ...
+
+    async def ingest(self, request: web.Request) -> Ingested:
+        """Parse and check one request; raise :class:`~crossdock.IngestError` to refuse it."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Transform and deliver
+
+
+@runtime_checkable
+class Transformer(Protocol):
+    """A pure function from one event to the vendor payload, or ``None`` to drop the event.
+
+    Runs on the event loop for every event: no I/O, no blocking.
+    """
+
+    def __call__(self, event: Event) -> Any: ...
+
+
+@attrs.define(slots=True)
+class BatchItem:
+    """One event ready to send: the event, its payload and the payload serialized once as JSON."""
+
+    event: Event
+    payload: Any
+    data: bytes
+
+
+@frozen
+class Delivered:
+    """The vendor accepted the event."""
+
+
+DELIVERED = Delivered()
+
+
+@frozen
+class RetryLater:
+    """Try again later: a 5xx, 429, timeout or connection error. ``after`` is seconds, if the
+    vendor said (``Retry-After``)."""
+
+    reason: str
+    after: float | None = None
+    status: int | None = None
+
+
+@frozen
+class Rejected:
+    """The vendor says this event itself is invalid: it goes to the dead-letter queue with the
+    vendor's ``reason`` (and the HTTP ``status`` and response ``body`` when there was one)."""
+
+    reason: str
+    status: int | None = None
+    body: str | None = None
+
+
+@frozen
+class CredentialsRejected:
+    """The vendor refused the destination's credentials (401/403): the core pauses the
+    destination, keeps its events queued and probes again with backoff."""
+
+    reason: str
+    status: int | None = None
+
+
+Outcome = Delivered | RetryLater | Rejected | CredentialsRejected
+
+
+@runtime_checkable
+class Deliverer(Protocol):
+    """Sends batches to a vendor; returned by ``crossdock_make_deliverer``."""
+
+    async def deliver(self, batch: Sequence[BatchItem]) -> Sequence[Outcome]:
+        """Send ``batch`` and return one outcome per item, in order."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the deliverer holds (called once, at shutdown)."""
+        ...
