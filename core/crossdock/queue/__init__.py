@@ -158,3 +158,19 @@ class Queue(Protocol):
     def info(self) -> dict[str, Any]:
         """Backend facts for logs and metrics (name, path or URL; never credentials)."""
         ...
+
+
+def make_queue(config: Any) -> Queue:
+    """The queue backend named by a ``[queue]`` config (:class:`crossdock.config.QueueConfig`)."""
+    if config.backend == "sqlite":
+        from crossdock.queue.sqlite import SqliteQueue
+
+        return SqliteQueue(
+            config.path,
+            dedupe_window=config.dedupe_window,
+            dedupe_max=config.dedupe_max,
+            synchronous=config.synchronous,
+        )
+    from crossdock.errors import ConfigError
+
+    raise ConfigError([f"queue.backend: {config.backend!r} is not available"])

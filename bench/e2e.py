@@ -1,0 +1,120 @@
+"""End to end: events/s from ingest to a local HTTP sink through one ``webhook`` destination.
+
+Runs in one go: (1) Crossdock with no destination, to measure its solo ingest rate; (2) the
+same load with a batching ``webhook`` destination pointed at a bare counting sink, measuring
+the ingest rate under delivery and the time until the sink has every event. Reports both
+rates and the ingest ratio (target: ingest stays ≥ 80 % of solo; end to end ≥ 20,000 events/s).
+
+    .venv/bin/python bench/e2e.py [--batches 1000] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import AUTH, WRITE_KEY, batch_bodies, emit, reference_server  # noqa: E402
+from loadgen import build_request, run_load  # noqa: E402
+
+from crossdock.testing.daemon import Daemon  # noqa: E402
+
+SOURCE = f"""
+[[sources]]
+id = "bench"
+type = "segment"
+write_keys = ["{WRITE_KEY}"]
+"""
+
+DESTINATION = """
+[[destinations]]
+id = "sink"
+plugin = "webhook"
+[destinations.settings]
+url = "http://127.0.0.1:{port}/events"
+batch = true
+[destinations.delivery]
+batch_size = {batch_size}
+max_wait_ms = 20
+concurrency = {concurrency}
+"""
+
+
+def sink_count(port: int) -> int:
+    """Events the sink has counted."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=5) as answer:
+        return int(orjson.loads(answer.read())["count"])
+
+
+async def ingest(port: int, bodies: list[bytes], connections: int) -> float:
+    """Send the batches; returns events/s accepted."""
+    requests = [build_request("/v1/batch", body, auth=AUTH) for body in bodies]
+    result = await run_load(port, requests.__getitem__, total=len(requests), connections=connections)
+    if result.errors:
+        msg = f"{result.errors} requests failed"
+        raise RuntimeError(msg)
+    return len(bodies) * 100 / result.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    run = uuid.uuid4().hex[:8]
+    total = args.batches * 100
+    with tempfile.TemporaryDirectory() as tmp:
+        solo = Daemon(SOURCE, Path(tmp) / "solo").start()
+        try:
+            asyncio.run(ingest(solo.port, batch_bodies(50, 100, run + "w"), args.connections))
+            solo_rate = asyncio.run(
+                ingest(solo.port, batch_bodies(args.batches, 100, run + "s"), args.connections)
+            )
+        finally:
+            solo.stop()
+        with reference_server("sink") as sink_port:
+            config = SOURCE + DESTINATION.format(
+                port=sink_port, batch_size=args.batch_size, concurrency=args.concurrency
+            )
+            daemon = Daemon(config, Path(tmp) / "e2e").start()
+            try:
+                asyncio.run(ingest(daemon.port, batch_bodies(50, 100, run + "x"), args.connections))
+                while sink_count(sink_port) < 5000:
+                    time.sleep(0.05)
+                base = sink_count(sink_port)
+                started = time.perf_counter()
+                loaded_rate = asyncio.run(
+                    ingest(daemon.port, batch_bodies(args.batches, 100, run + "e"), args.connections)
+                )
+                deadline = time.monotonic() + 300
+                while sink_count(sink_port) < base + total and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                delivered = sink_count(sink_port) - base
+                seconds = time.perf_counter() - started
+            finally:
+                daemon.stop()
+    emit({
+        "benchmark": "end_to_end",
+        "events": total,
+        "delivered": delivered,
+        "solo_ingest_events_per_s": round(solo_rate, 1),
+        "ingest_with_delivery_events_per_s": round(loaded_rate, 1),
+        "ingest_ratio_vs_solo": round(loaded_rate / solo_rate, 3),
+        "end_to_end_events_per_s": round(delivered / seconds, 1),
+        "targets": {"end_to_end_events_per_s": 20000, "ingest_ratio_vs_solo": 0.8},
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m crossdock`` is the ``crossdock`` command."""
+
+from crossdock.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""``GET /health`` (the process answers) and ``GET /ready`` (the queue is writable)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from crossdock import keys
+from crossdock.errors import QueueError
+from crossdock.ingest import json_response
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: 200 while the process serves requests."""
+    return json_response(200, {"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: 200 when the queue accepts writes and the server is not shutting down."""
+    app = request.app
+    if app.get(keys.SHUTTING_DOWN, [False])[0]:
+        return json_response(503, {"status": "shutting_down"})
+    try:
+        await app[keys.QUEUE].ping()
+    except QueueError as exc:
+        return json_response(503, {"status": "queue_unavailable", "message": str(exc)})
+    return json_response(200, {"status": "ready"})
+
+
+def routes() -> list[web.RouteDef]:
+    """The health routes."""
+    return [web.get("/health", health), web.get("/ready", ready)]

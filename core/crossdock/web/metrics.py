@@ -1,0 +1,34 @@
+"""``GET /metrics``: Prometheus text format, by stage with reasons."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from crossdock import keys
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Render every metric family; queue gauges are refreshed from the backend first."""
+    app = request.app
+    registry = app[keys.METRICS]
+    queue = app[keys.QUEUE]
+    now = time.time()
+    for worker_id in app.get(keys.WORKERS, {}):
+        stats = await queue.stats(worker_id)
+        labels = (worker_id,)
+        registry.set("crossdock_queue_pending", labels, stats.pending)
+        registry.set("crossdock_queue_retrying", labels, stats.retrying)
+        registry.set("crossdock_queue_dead_letters", labels, stats.dead)
+        lag = max(0.0, now - stats.oldest_at) if stats.oldest_at is not None else 0.0
+        registry.set("crossdock_queue_lag_seconds", labels, lag)
+    return web.Response(
+        text=registry.render(), content_type="text/plain", charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )  # fmt: skip
+
+
+def routes() -> list[web.RouteDef]:
+    """The metrics route."""
+    return [web.get("/metrics", metrics)]
