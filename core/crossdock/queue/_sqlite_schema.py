@@ -1,0 +1,132 @@
+"""The SQLite queue's schema, connection settings and version check.
+
+Tables (one file, WAL):
+
+- ``meta(key, value)``: ``schema_version`` and small facts.
+- ``events(seq, enqueued_at, data)``: every stored event once, as orjson bytes. ``seq`` is
+  ``AUTOINCREMENT`` so it is never reused, even after garbage collection emptied the table.
+- ``dedupe(id, message_id, seen_at)``: messageIds seen recently; ``id`` grows with insertion,
+  so the oldest rows are a cheap rowid range to prune.
+- ``destinations(id, position, created_at)``: each destination's durable position: every seq
+  ``<= position`` is settled for it.
+- ``settled(destination, seq)``: seqs above ``position`` already settled out of order (so a
+  restart does not deliver them again); rows go away once ``position`` passes them.
+- ``retries``: a destination's events waiting for another attempt, with their own copy of the
+  event (garbage collection of ``events`` never touches them).
+- ``dead``: the dead-letter table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from crossdock.errors import QueueError
+
+SCHEMA_VERSION = 1
+
+BUSY_TIMEOUT = 30.0
+"""Seconds a connection waits for another one's write lock (CLI and daemon share the file)."""
+
+SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    enqueued_at REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dedupe (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    seen_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS destinations (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settled (
+    destination TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (destination, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS retries (
+    id INTEGER PRIMARY KEY,
+    destination TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    enqueued_at REAL,
+    attempts INTEGER NOT NULL,
+    first_attempt_at REAL,
+    next_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    hold_key TEXT,
+    UNIQUE (destination, seq)
+);
+CREATE INDEX IF NOT EXISTS retries_due ON retries (destination, next_at);
+CREATE TABLE IF NOT EXISTS dead (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    enqueued_at REAL,
+    reason TEXT NOT NULL,
+    status INTEGER,
+    body TEXT,
+    attempts INTEGER NOT NULL,
+    failed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_by_destination ON dead (destination, id);
+"""
+
+
+def connect(path: str, *, synchronous: str, writer: bool) -> sqlite3.Connection:
+    """Open a connection in autocommit mode (transactions are explicit ``BEGIN IMMEDIATE``)."""
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        if writer:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise QueueError(f"sqlite queue {path}: cannot switch to WAL mode (got {mode})")
+            # Keeps the WAL file from staying huge after a burst once it was checkpointed.
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create the tables of a new file, or check the version of an existing one."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        else:
+            try:
+                version = int(row[0])
+            except ValueError:
+                version = -1
+            if version > SCHEMA_VERSION:
+                raise QueueError(
+                    f"sqlite queue {path}: schema version {version} is newer than this "
+                    f"Crossdock supports ({SCHEMA_VERSION}); upgrade Crossdock or use another file"
+                )
+            if version < 1:
+                raise QueueError(f"sqlite queue {path}: unknown schema version {row[0]!r}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

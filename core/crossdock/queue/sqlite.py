@@ -1,0 +1,835 @@
+"""The embedded queue backend: one SQLite file in WAL mode, with group commit.
+
+Threads. All SQLite work runs off the event loop. One writer thread owns the only writing
+connection; every write (append groups, settles, DLQ changes, collection) is a transaction on
+it, so writes never contend inside the process. Reads (fetch, stats, DLQ listing) use a small
+pool of reader connections, which WAL lets run next to the writer.
+
+Group commit. ``append`` serializes its events (orjson, once) and parks a request; a single
+flusher task hands everything parked to the writer as ONE transaction (one fsync for many
+requests). While that commit runs, new requests park and go into the next one. If the
+transaction fails, every request in it fails with :class:`QueueError` and nothing of it is
+stored.
+
+Positions. Each destination has a durable ``position`` (every seq up to it is settled) and an
+in-memory read position ahead of it, so an event in flight is not handed out twice. Seqs
+settled out of order above the position are recorded in ``settled`` in the same transaction,
+so a restart re-delivers only what was really in flight (duplicates, never losses).
+
+Garbage collection. After settles (at most every few seconds) the writer deletes events at or
+below the smallest durable position of the destinations registered by this process. Only a
+process that settles collects, so the CLI opening the file never deletes anything. A queue
+with no registered destination keeps its events (nobody reads them: a destination added later
+starts at the end, and the first collection then removes them). A destination removed from the
+configuration keeps its row, retries and dead letters but no longer holds events back; added
+again, it resumes at its old position minus what was collected meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from attrs import define
+
+from crossdock.errors import QueueError
+from crossdock.queue import (
+    AppendResult,
+    DeadLetter,
+    DeadLetterEntry,
+    QueuedEvent,
+    QueueStats,
+    Retry,
+)
+from crossdock.queue._sqlite_cursor import Cursor, SettlePlan
+from crossdock.queue._sqlite_schema import SYNCHRONOUS_MODES, connect, ensure_schema
+from crossdock.types import Event
+
+__all__ = ["SqliteQueue"]
+
+T = TypeVar("T")
+
+MAX_EVENTS_PER_COMMIT = 20_000
+"""A group commit takes parked requests up to about this many events; the rest wait for the next."""
+
+_IN_CHUNK = 500
+"""messageIds per ``IN (...)`` lookup (well under SQLite's bound-parameter limit)."""
+
+_GC_INTERVAL = 2.0
+_GC_CHUNK = 50_000
+_PRUNE_CHUNK = 10_000
+_READERS = 2
+
+
+@define
+class _AppendRequest:
+    rows: list[tuple[str | None, bytes]]
+    future: asyncio.Future[AppendResult]
+    result: AppendResult | None = None
+
+
+def _message_id(event: Event) -> str | None:
+    mid = event.get("messageId")
+    return mid if isinstance(mid, str) else None
+
+
+def _dumps(event: Event) -> bytes:
+    return orjson.dumps(event)
+
+
+class SqliteQueue:
+    """The default :class:`~crossdock.queue.Queue`: durable, deduplicating, one SQLite file.
+
+    ``dedupe_window`` (seconds) and ``dedupe_max`` (rows) bound the messageId memory;
+    ``synchronous`` is SQLite's setting (``full`` = an append returns only once its commit is
+    on disk); ``clock`` gives epoch seconds (tests inject one). ``commits`` counts append
+    transactions and ``appends`` append requests, for tests and metrics.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        dedupe_window: float = 86400.0,
+        dedupe_max: int = 5_000_000,
+        synchronous: str = "full",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if synchronous.lower() not in SYNCHRONOUS_MODES:
+            raise QueueError(
+                f"sqlite queue: synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}"
+            )
+        if dedupe_max < 1:
+            raise QueueError("sqlite queue: dedupe_max must be at least 1")
+        self.path = Path(path)
+        self.dedupe_window = float(dedupe_window)
+        self.dedupe_max = int(dedupe_max)
+        self.synchronous = synchronous.lower()
+        self._clock = clock
+        self.commits = 0
+        self.appends = 0
+        self._state = "new"  # new -> open -> closing -> closed
+        self._open_lock: asyncio.Lock | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_conns_lock = threading.Lock()
+        self._cursors: dict[str, Cursor] = {}
+        self._pending: deque[_AppendRequest] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._notify = asyncio.Event()
+        self._last_seq = 0
+        self._last_prune = float("-inf")
+        self._last_gc = float("-inf")
+
+    # -----------------------------------------------------------------------------------------
+    # Lifecycle
+
+    async def open(self, destinations: Sequence[str]) -> None:
+        """Create or check the file and register ``destinations`` (new ones start at the end)."""
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._state in ("closing", "closed"):
+                raise QueueError(f"sqlite queue {self.path}: closed")
+            if self._state == "new":
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="crossdock-sqlite-writer")
+                self._readers = ThreadPoolExecutor(
+                    _READERS, thread_name_prefix="crossdock-sqlite-reader"
+                )
+                try:
+                    self._last_seq = await self._write(self._open_storage)
+                except BaseException:
+                    await self._shutdown()
+                    raise
+                self._state = "open"
+            wanted = list(dict.fromkeys(destinations))
+            loaded = await self._write(self._register, wanted)
+            for dest, (position, skip) in loaded.items():
+                if dest not in self._cursors:
+                    self._cursors[dest] = Cursor(durable=position, read_pos=position, skip=skip)
+            for dest in list(self._cursors):
+                if dest not in loaded:
+                    del self._cursors[dest]
+
+    async def close(self) -> None:
+        """Finish pending appends, checkpoint the WAL and close every connection."""
+        if self._state in ("closing", "closed"):
+            return
+        if self._state == "new":
+            self._state = "closed"
+            return
+        self._state = "closing"
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        with contextlib.suppress(QueueError):
+            await self._write(self._checkpoint_and_close)
+        await self._shutdown()
+        self._state = "closed"
+        self._wake()
+
+    async def _shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        writer, readers = self._writer, self._readers
+        self._writer = self._readers = None
+        if readers is not None:
+            await loop.run_in_executor(None, readers.shutdown, True)
+        with self._reader_conns_lock:
+            conns, self._reader_conns = self._reader_conns, []
+        for conn in conns:
+            conn.close()
+        if writer is not None:
+            if self._wconn is not None:
+                await loop.run_in_executor(writer, self._close_writer)
+            await loop.run_in_executor(None, writer.shutdown, True)
+
+    def _close_writer(self) -> None:
+        if self._wconn is not None:
+            self._wconn.close()
+            self._wconn = None
+
+    async def __aenter__(self) -> SqliteQueue:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def info(self) -> dict[str, Any]:
+        """Backend facts for logs and metrics."""
+        return {"backend": "sqlite", "path": str(self.path)}
+
+    async def ping(self) -> None:
+        """Raise :class:`QueueError` unless a write transaction can be committed."""
+        self._check_open()
+        await self._write(self._write_ping)
+
+    # -----------------------------------------------------------------------------------------
+    # Append (group commit)
+
+    async def append(self, events: Sequence[Event]) -> AppendResult:
+        """Store ``events`` durably, all or none, skipping messageIds seen in the window."""
+        self._check_open()
+        if not events:
+            return AppendResult(0, 0)
+        try:
+            rows = [(_message_id(ev), _dumps(ev)) for ev in events]
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise QueueError(f"sqlite queue: event cannot be stored as JSON: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        request = _AppendRequest(rows, loop.create_future())
+        self._pending.append(request)
+        self.appends += 1
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await request.future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch: list[_AppendRequest] = []
+                count = 0
+                while self._pending and (not batch or count < MAX_EVENTS_PER_COMMIT):
+                    request = self._pending.popleft()
+                    batch.append(request)
+                    count += len(request.rows)
+                try:
+                    assert self._writer is not None
+                    await loop.run_in_executor(self._writer, self._write_appends, batch)
+                except Exception as exc:
+                    error = _as_queue_error(exc, self.path)
+                    for request in batch:
+                        if not request.future.done():
+                            request.future.set_exception(error)
+                else:
+                    for request in batch:
+                        if not request.future.done():
+                            assert request.result is not None
+                            request.future.set_result(request.result)
+                    self._wake()
+        finally:
+            self._flusher = None
+
+    def _write_appends(self, batch: list[_AppendRequest]) -> None:
+        conn = self._conn_w()
+        now = self._clock()
+        ids = [mid for request in batch for mid, _ in request.rows if mid is not None]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seen = self._recent_ids(conn, ids, now - self.dedupe_window)
+            event_rows: list[tuple[float, bytes]] = []
+            dedupe_rows: list[tuple[str, float]] = []
+            for request in batch:
+                stored = duplicates = 0
+                for mid, data in request.rows:
+                    if mid is not None:
+                        if mid in seen:
+                            duplicates += 1
+                            continue
+                        seen.add(mid)
+                        dedupe_rows.append((mid, now))
+                    event_rows.append((now, data))
+                    stored += 1
+                request.result = AppendResult(stored, duplicates)
+            if event_rows:
+                conn.executemany("INSERT INTO events (enqueued_at, data) VALUES (?, ?)", event_rows)
+            if dedupe_rows:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO dedupe (message_id, seen_at) VALUES (?, ?)", dedupe_rows
+                )
+                self._prune_dedupe(conn, now)
+            last = _last_seq(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            for request in batch:
+                request.result = None
+            raise
+        self._last_seq = last
+        self.commits += 1
+
+    @staticmethod
+    def _recent_ids(conn: sqlite3.Connection, ids: list[str], cutoff: float) -> set[str]:
+        seen: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for mid, seen_at in conn.execute(
+                f"SELECT message_id, seen_at FROM dedupe WHERE message_id IN ({marks})", chunk
+            ):
+                if seen_at >= cutoff:
+                    seen.add(mid)
+        return seen
+
+    def _prune_dedupe(self, conn: sqlite3.Connection, now: float) -> None:
+        # Cap: ids grow with insertion, so the newest ``dedupe_max`` ids are a rowid range.
+        low, high = conn.execute("SELECT min(id), max(id) FROM dedupe").fetchone()
+        if high is not None and high - low + 1 > self.dedupe_max:
+            conn.execute("DELETE FROM dedupe WHERE id <= ?", (high - self.dedupe_max,))
+        # Age: from the oldest rows on, a chunk at a time; correctness never depends on it
+        # (lookups compare seen_at), it only bounds the table.
+        interval = min(60.0, self.dedupe_window / 4)
+        if now - self._last_prune < interval:
+            return
+        self._last_prune = now
+        cutoff = now - self.dedupe_window
+        while True:
+            deleted = conn.execute(
+                "DELETE FROM dedupe WHERE id IN (SELECT id FROM dedupe ORDER BY id LIMIT ?)"
+                " AND seen_at < ?",
+                (_PRUNE_CHUNK, cutoff),
+            ).rowcount
+            if deleted < _PRUNE_CHUNK:
+                break
+
+    # -----------------------------------------------------------------------------------------
+    # Fetch and settle
+
+    async def fetch(self, destination: str, limit: int, now: float) -> list[QueuedEvent]:
+        """Due retries (oldest first), then new events in order; none already in flight."""
+        cursor = self._cursor(destination)
+        if limit <= 0:
+            return []
+        async with cursor.lock:
+            retries, new, read_pos = await self._read(
+                self._read_fetch,
+                destination,
+                limit,
+                now,
+                cursor.read_pos,
+                set(cursor.inflight_retry),
+                cursor.skip,
+            )
+            cursor.hand_out_retries([(q.seq, q.enqueued_at) for q in retries])
+            cursor.hand_out_new([(q.seq, q.enqueued_at or 0.0) for q in new], read_pos)
+        return retries + new
+
+    def _read_fetch(
+        self,
+        destination: str,
+        limit: int,
+        now: float,
+        read_pos: int,
+        inflight_retry: set[int],
+        skip: set[int],
+    ) -> tuple[list[QueuedEvent], list[QueuedEvent], int]:
+        conn = self._conn_r()
+        loads = orjson.loads
+        retries: list[QueuedEvent] = []
+        rows = conn.execute(
+            "SELECT seq, data, attempts, first_attempt_at, enqueued_at FROM retries"
+            " WHERE destination = ? AND next_at <= ? ORDER BY next_at, seq LIMIT ?",
+            (destination, now, limit + len(inflight_retry)),
+        ).fetchall()
+        for seq, data, attempts, first_attempt_at, enqueued_at in rows:
+            if seq in inflight_retry:
+                continue
+            retries.append(QueuedEvent(seq, loads(data), attempts, first_attempt_at, enqueued_at))
+            if len(retries) >= limit:
+                break
+        new: list[QueuedEvent] = []
+        wanted = limit - len(retries)
+        while wanted > 0:
+            rows = conn.execute(
+                "SELECT seq, enqueued_at, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (read_pos, wanted),
+            ).fetchall()
+            if not rows:
+                break
+            for seq, enqueued_at, data in rows:
+                read_pos = seq
+                if seq in skip:
+                    continue
+                new.append(QueuedEvent(seq, loads(data), 0, None, enqueued_at))
+            wanted = limit - len(retries) - len(new)
+        return retries, new, read_pos
+
+    async def settle(
+        self,
+        destination: str,
+        done: Sequence[int],
+        retries: Sequence[Retry] = (),
+        dead: Sequence[DeadLetter] = (),
+    ) -> None:
+        """Record outcomes in one transaction and advance the durable position."""
+        cursor = self._cursor(destination)
+        seqs = {*done, *(r.seq for r in retries), *(d.seq for d in dead)}
+        if not seqs:
+            return
+        try:
+            retry_rows = [
+                (
+                    destination,
+                    r.seq,
+                    _dumps(r.event),
+                    cursor.enqueued_at(r.seq),
+                    r.attempts,
+                    r.first_attempt_at,
+                    r.next_at,
+                    r.reason,
+                    r.hold_key,
+                )
+                for r in retries
+            ]
+            failed_at = self._clock()
+            dead_rows = [
+                (
+                    destination,
+                    d.seq,
+                    _dumps(d.event),
+                    cursor.enqueued_at(d.seq),
+                    d.reason,
+                    d.status,
+                    d.body,
+                    d.attempts,
+                    failed_at,
+                )
+                for d in dead
+            ]
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise QueueError(f"sqlite queue: event cannot be stored as JSON: {exc}") from exc
+        async with cursor.lock:
+            plan = cursor.plan(seqs)
+            await self._write(
+                self._write_settle,
+                destination,
+                cursor.durable,
+                plan,
+                list(done),
+                retry_rows,
+                dead_rows,
+            )
+            cursor.apply(plan)
+
+    def _write_settle(
+        self,
+        destination: str,
+        durable: int,
+        plan: SettlePlan,
+        done: list[int],
+        retry_rows: list[tuple[Any, ...]],
+        dead_rows: list[tuple[Any, ...]],
+    ) -> None:
+        conn = self._conn_w()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if retry_rows:
+                conn.executemany(
+                    "INSERT INTO retries (destination, seq, data, enqueued_at, attempts,"
+                    " first_attempt_at, next_at, reason, hold_key)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (destination, seq) DO UPDATE SET data = excluded.data,"
+                    " attempts = excluded.attempts, first_attempt_at = excluded.first_attempt_at,"
+                    " next_at = excluded.next_at, reason = excluded.reason,"
+                    " hold_key = excluded.hold_key,"
+                    " enqueued_at = coalesce(retries.enqueued_at, excluded.enqueued_at)",
+                    retry_rows,
+                )
+            if dead_rows:
+                conn.executemany(
+                    "INSERT INTO dead (destination, seq, data, enqueued_at, reason, status, body,"
+                    " attempts, failed_at) VALUES (?1, ?2, ?3, coalesce(?4, (SELECT enqueued_at"
+                    " FROM retries WHERE destination = ?1 AND seq = ?2)), ?5, ?6, ?7, ?8, ?9)",
+                    dead_rows,
+                )
+            # A retry settled as done or dead leaves the retry table.
+            gone = [(destination, s) for s in done if s in plan.retried]
+            gone += [(destination, row[1]) for row in dead_rows]
+            if gone:
+                conn.executemany("DELETE FROM retries WHERE destination = ? AND seq = ?", gone)
+            if plan.beyond:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO settled (destination, seq) VALUES (?, ?)",
+                    [(destination, s) for s in plan.beyond],
+                )
+            if plan.durable > durable:
+                conn.execute(
+                    "UPDATE destinations SET position = ? WHERE id = ? AND position < ?",
+                    (plan.durable, destination, plan.durable),
+                )
+                conn.execute(
+                    "DELETE FROM settled WHERE destination = ? AND seq <= ?",
+                    (destination, plan.durable),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        if time.monotonic() - self._last_gc >= _GC_INTERVAL:
+            # Collection is housekeeping: its failure must not fail the settle.
+            with contextlib.suppress(sqlite3.Error):
+                self._collect(conn)
+
+    async def collect(self) -> int:
+        """Delete events every registered destination has passed; returns how many.
+
+        Runs by itself after settles; exposed for tests and maintenance.
+        """
+        self._check_open()
+        return await self._write(self._collect, self._conn_w())
+
+    def _collect(self, conn: sqlite3.Connection) -> int:
+        self._last_gc = time.monotonic()
+        dests = list(self._cursors)
+        if not dests:
+            return 0
+        marks = ",".join("?" * len(dests))
+        (floor,) = conn.execute(
+            f"SELECT min(position) FROM destinations WHERE id IN ({marks})", dests
+        ).fetchone()
+        if floor is None:
+            return 0
+        total = 0
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = conn.execute(
+                    "DELETE FROM events WHERE seq IN"
+                    " (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
+                    (floor, _GC_CHUNK),
+                ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            total += deleted
+            if deleted < _GC_CHUNK:
+                return total
+
+    # -----------------------------------------------------------------------------------------
+    # Waiting, holds, stats
+
+    async def wait(self, destination: str, timeout: float) -> None:  # noqa: ASYNC109
+        """Return when an append may have brought events for ``destination``, or on timeout."""
+        cursor = self._cursors.get(destination)
+        if self._state != "open" or (cursor is not None and self._last_seq > cursor.read_pos):
+            return
+        event = self._notify
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+    def _wake(self) -> None:
+        self._notify.set()
+        self._notify = asyncio.Event()
+
+    async def held_keys(self, destination: str) -> dict[str, int]:
+        """hold key → number of the destination's retry rows with that key."""
+        self._check_open()
+        return await self._read(self._read_held_keys, destination)
+
+    def _read_held_keys(self, destination: str) -> dict[str, int]:
+        rows = self._conn_r().execute(
+            "SELECT hold_key, count(*) FROM retries WHERE destination = ? AND hold_key IS NOT NULL"
+            " GROUP BY hold_key",
+            (destination,),
+        )
+        return dict(rows.fetchall())
+
+    async def stats(self, destination: str) -> QueueStats:
+        """The destination's backlog, from indexed lookups and seq arithmetic."""
+        self._check_open()
+        return await self._read(self._read_stats, destination)
+
+    def _read_stats(self, destination: str) -> QueueStats:
+        conn = self._conn_r()
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute(
+                "SELECT position FROM destinations WHERE id = ?", (destination,)
+            ).fetchone()
+            last = _last_seq(conn)
+            position = last if row is None else row[0]
+            (beyond,) = conn.execute(
+                "SELECT count(*) FROM settled WHERE destination = ?", (destination,)
+            ).fetchone()
+            pending = max(0, last - position - beyond)
+            retrying, oldest_retry = conn.execute(
+                "SELECT count(*), min(enqueued_at) FROM retries WHERE destination = ?",
+                (destination,),
+            ).fetchone()
+            (dead,) = conn.execute(
+                "SELECT count(*) FROM dead WHERE destination = ?", (destination,)
+            ).fetchone()
+            oldest_new = None
+            if pending:
+                found = conn.execute(
+                    "SELECT enqueued_at FROM events WHERE seq > ? AND seq NOT IN"
+                    " (SELECT seq FROM settled WHERE destination = ?) ORDER BY seq LIMIT 1",
+                    (position, destination),
+                ).fetchone()
+                oldest_new = None if found is None else found[0]
+        finally:
+            conn.execute("COMMIT")
+        times = [t for t in (oldest_new, oldest_retry) if t is not None]
+        return QueueStats(
+            pending=pending, retrying=retrying, dead=dead, oldest_at=min(times) if times else None
+        )
+
+    # -----------------------------------------------------------------------------------------
+    # Dead letters
+
+    async def dlq_list(
+        self, destination: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterEntry]:
+        """Dead-letter entries, oldest first, of one destination or all."""
+        self._check_open()
+        return await self._read(self._read_dlq, destination, limit, offset)
+
+    def _read_dlq(self, destination: str | None, limit: int, offset: int) -> list[DeadLetterEntry]:
+        where, params = _dead_filter(destination, None)
+        rows = self._conn_r().execute(
+            "SELECT id, destination, data, reason, status, body, attempts, failed_at FROM dead"
+            f" WHERE {where} ORDER BY id LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [
+            DeadLetterEntry(
+                id=i,
+                destination=dest,
+                event=orjson.loads(data),
+                reason=reason,
+                status=status,
+                body=body,
+                attempts=attempts,
+                failed_at=failed_at,
+            )
+            for i, dest, data, reason, status, body, attempts, failed_at in rows
+        ]
+
+    async def dlq_replay(
+        self, destination: str | None = None, ids: Sequence[int] | None = None
+    ) -> int:
+        """Move dead letters back to the retry table, due now with attempts reset."""
+        self._check_open()
+        return await self._write(self._write_dlq_replay, destination, ids)
+
+    def _write_dlq_replay(self, destination: str | None, ids: Sequence[int] | None) -> int:
+        where, params = _dead_filter(destination, ids)
+        conn = self._conn_w()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO retries (destination, seq, data, enqueued_at, attempts,"
+                " first_attempt_at, next_at, reason, hold_key)"
+                " SELECT destination, seq, data, enqueued_at, 0, NULL, ?, 'replay', NULL"
+                f" FROM dead WHERE {where} ORDER BY id"
+                " ON CONFLICT (destination, seq) DO UPDATE SET data = excluded.data,"
+                " attempts = 0, first_attempt_at = NULL, next_at = excluded.next_at,"
+                " reason = excluded.reason, hold_key = NULL",
+                (self._clock(), *params),
+            )
+            count = conn.execute(f"DELETE FROM dead WHERE {where}", params).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return count
+
+    async def dlq_purge(
+        self, destination: str | None = None, ids: Sequence[int] | None = None
+    ) -> int:
+        """Delete dead letters for good."""
+        self._check_open()
+        return await self._write(self._write_dlq_purge, destination, ids)
+
+    def _write_dlq_purge(self, destination: str | None, ids: Sequence[int] | None) -> int:
+        where, params = _dead_filter(destination, ids)
+        conn = self._conn_w()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            count = conn.execute(f"DELETE FROM dead WHERE {where}", params).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return count
+
+    # -----------------------------------------------------------------------------------------
+    # Writer-thread helpers
+
+    def _open_storage(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(str(self.path), synchronous=self.synchronous, writer=True)
+        try:
+            ensure_schema(conn, str(self.path))
+            last = _last_seq(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._wconn = conn
+        return last
+
+    def _register(self, destinations: list[str]) -> dict[str, tuple[int, set[int]]]:
+        conn = self._conn_w()
+        now = self._clock()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            end = _last_seq(conn)
+            conn.executemany(
+                "INSERT OR IGNORE INTO destinations (id, position, created_at) VALUES (?, ?, ?)",
+                [(d, end, now) for d in destinations],
+            )
+            loaded: dict[str, tuple[int, set[int]]] = {}
+            for dest in destinations:
+                (position,) = conn.execute(
+                    "SELECT position FROM destinations WHERE id = ?", (dest,)
+                ).fetchone()
+                skip = {
+                    s
+                    for (s,) in conn.execute(
+                        "SELECT seq FROM settled WHERE destination = ? AND seq > ?",
+                        (dest, position),
+                    )
+                }
+                loaded[dest] = (position, skip)
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return loaded
+
+    def _write_ping(self) -> None:
+        conn = self._conn_w()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_ping', ?)",
+                (repr(self._clock()),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def _checkpoint_and_close(self) -> None:
+        conn = self._wconn
+        if conn is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _conn_w(self) -> sqlite3.Connection:
+        if self._wconn is None:
+            raise QueueError(f"sqlite queue {self.path}: not open")
+        return self._wconn
+
+    def _conn_r(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(str(self.path), synchronous=self.synchronous, writer=False)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._reader_conns_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    # -----------------------------------------------------------------------------------------
+    # Loop-side helpers
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise QueueError(f"sqlite queue {self.path}: not open")
+
+    def _cursor(self, destination: str) -> Cursor:
+        self._check_open()
+        cursor = self._cursors.get(destination)
+        if cursor is None:
+            raise QueueError(f"sqlite queue: destination {destination!r} is not registered")
+        return cursor
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._writer is None:
+            raise QueueError(f"sqlite queue {self.path}: not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        except Exception as exc:
+            raise _as_queue_error(exc, self.path) from exc
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._readers is None:
+            raise QueueError(f"sqlite queue {self.path}: not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
+        except Exception as exc:
+            raise _as_queue_error(exc, self.path) from exc
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def _dead_filter(destination: str | None, ids: Iterable[int] | None) -> tuple[str, tuple[Any, ...]]:
+    clauses = ["1"]
+    params: list[Any] = []
+    if destination is not None:
+        clauses.append("destination = ?")
+        params.append(destination)
+    if ids is not None:
+        clauses.append("id IN (SELECT value FROM json_each(?))")
+        params.append(orjson.dumps([int(i) for i in ids]).decode())
+    return " AND ".join(clauses), tuple(params)
+
+
+def _as_queue_error(exc: BaseException, path: Path) -> QueueError:
+    if isinstance(exc, QueueError):
+        return exc
+    return QueueError(f"sqlite queue {path}: {type(exc).__name__}: {exc}")
