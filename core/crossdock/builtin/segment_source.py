@@ -1,0 +1,388 @@
+"""Built-in source ``segment``: the Segment-compatible tracking API (``POST /v1/*``).
+
+Serves what Segment's clients post (``contracts/segment.md`` §1-§8):
+
+- ``POST /v1/{identify,track,page,screen,group,alias}``: one message; the path gives ``type``.
+- ``POST /v1/{batch,import}``: ``{"batch": [...], "context"?, "integrations"?, "writeKey"?,
+  "sentAt"?}``; every item needs ``type``. The envelope ``context`` and ``integrations`` fill the
+  keys an item's own objects lack (a one-level merge: the item's keys win).
+- ``POST /v1/{i,t,p,s,g,a}`` and ``/v1/b``: analytics.js (analytics-next) short paths, bodies
+  sent as ``text/plain`` JSON with ``writeKey`` inside, cross-origin.
+
+Auth: HTTP Basic with a write key as user name (password empty, colon optional), or
+``writeKey`` in the body (the envelope for batches); both compared in constant time. The
+``writeKey`` field is removed from stored events so a server key never travels downstream.
+
+Limits (all 400, since analytics-node retries everything but 400): one call over 32 KiB, a
+batch body over 500 KiB, more than 2,500 events, or one batch event over 32 KiB (measured as
+the length of its compact re-serialization, only when the body itself is over 32 KiB: a body
+that small cannot hold a larger event). gzip bodies are accepted; the size limits apply to the
+decompressed bytes, which are read in bounded pieces (no zip bombs).
+
+Extra routes: CORS preflight for ``/v1/*`` and ``GET /v1/projects/{writeKey}/settings``, the
+settings document analytics.js fetches from its CDN (``cdnURL``), pointing its ``Segment.io``
+integration back at this server's ``public_url``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from attrs import field, frozen, validators
+
+import crossdock
+from crossdock.errors import IngestError
+from crossdock.secrets import Secret
+from crossdock.types import Ingested, IngestRoute, Source, SourceType
+
+MAX_EVENT_BYTES: Final = 32 * 1024
+"""Largest single call, and largest event inside a batch."""
+
+MAX_BATCH_BYTES: Final = 500 * 1024
+"""Largest batch request body (decompressed)."""
+
+MAX_BATCH_EVENTS: Final = 2500
+"""Most events in one batch."""
+
+SINGLE_PATHS: Final[Mapping[str, str]] = {
+    "identify": "identify",
+    "track": "track",
+    "page": "page",
+    "screen": "screen",
+    "group": "group",
+    "alias": "alias",
+    "i": "identify",
+    "t": "track",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+}
+"""Last path segment of a single-message route → the message type it implies."""
+
+BATCH_PATHS: Final = frozenset({"batch", "import", "b"})
+"""Last path segments of the batch routes."""
+
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+@frozen
+class SegmentSourceSettings:
+    """Settings of a ``segment`` source (keys of its ``[[sources]]`` table).
+
+    ``write_keys``: the accepted write keys (at least one). ``allowed_origins``: browser origins
+    allowed by CORS (``"*"``: any; browser write keys are public anyway).
+    """
+
+    write_keys: list[Secret] = field(validator=validators.min_len(1))
+    allowed_origins: list[str] = field(factory=lambda: ["*"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Request bodies (shared with the other built-in sources)
+
+
+def too_large(what: str, limit: int) -> IngestError:
+    """The 400 answer for a body or event over ``limit`` bytes (Segment answers 400, not 413)."""
+    return IngestError(400, f"{what}: larger than {limit // 1024} KB", code="too_large")
+
+
+async def read_body(request: web.Request, limit: int, what: str = "body") -> bytes:
+    """Read the request body, decompressed, refusing more than ``limit`` bytes with a 400.
+
+    aiohttp decodes ``Content-Encoding`` itself, in bounded pieces; a gzip body that reaches us
+    still compressed (a server built without auto-decompression) is inflated here with the
+    same cap. Nothing beyond ``limit + 1`` bytes is ever held in memory.
+    """
+    encoded = request.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    length = request.content_length
+    if not encoded and length is not None and length > limit:
+        raise too_large(what, limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(what, limit)
+            chunks.append(chunk)
+    except (web.RequestPayloadError, HttpProcessingError):
+        msg = f"{what}: cannot decode Content-Encoding"
+        raise IngestError(400, msg, code="invalid_encoding") from None
+    data = b"".join(chunks)
+    if encoded and data[:2] == _GZIP_MAGIC:
+        data = gunzip(data, limit, what)
+    return data
+
+
+def gunzip(data: bytes, limit: int, what: str = "body") -> bytes:
+    """Inflate a gzip body, refusing (400) output over ``limit`` bytes or a broken stream."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error:
+        msg = f"{what}: invalid gzip data"
+        raise IngestError(400, msg, code="invalid_encoding") from None
+    if len(out) > limit:
+        raise too_large(what, limit)
+    if not inflater.eof:
+        msg = f"{what}: truncated gzip data"
+        raise IngestError(400, msg, code="invalid_encoding")
+    return out
+
+
+def parse_json(data: bytes, what: str = "body") -> Any:
+    """Parse JSON with orjson; 400 ``invalid_json`` naming ``what`` otherwise."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        msg = f"{what}: invalid JSON ({exc.msg} at byte {exc.pos})"
+        raise IngestError(400, msg, code="invalid_json") from None
+
+
+def secret_in(candidate: str, secrets: Sequence[bytes]) -> bool:
+    """Whether ``candidate`` equals one of ``secrets``, comparing every one in constant time."""
+    probe = candidate.encode()
+    found = False
+    for secret in secrets:
+        found |= hmac.compare_digest(probe, secret)
+    return found
+
+
+def basic_user(request: web.Request) -> str | None:
+    """The user name of an ``Authorization: Basic`` header (colon optional), or ``None``."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The ingestor
+
+
+class _BatchLabels(Sequence[str]):
+    """``batch[i]`` labels, made only when an error needs one."""
+
+    __slots__ = ("_count",)
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [f"batch[{i}]" for i in range(self._count)[index]]
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return f"batch[{index}]"
+
+
+def _merge_envelope(item: Any, key: str, shared: dict[str, Any]) -> None:
+    if type(item) is not dict:
+        return  # normalize reports it with its label
+    own = item.get(key)
+    if own is None:
+        item[key] = dict(shared)
+    elif type(own) is dict:
+        item[key] = {**shared, **own}
+
+
+def _envelope_object(body: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = body.get(key)
+    if value is None or type(value) is dict:
+        return value
+    raise IngestError(400, f"{key}: must be an object", code=f"{key}_not_object")
+
+
+class SegmentIngestor:
+    """Turns Segment tracking API requests into Spec messages (see the module docstring)."""
+
+    def __init__(self, source: Source) -> None:
+        settings: SegmentSourceSettings = source.settings
+        self._keys = tuple(key.reveal().encode() for key in settings.write_keys)
+        origins = tuple(settings.allowed_origins)
+        self._any_origin = "*" in origins
+        self._origins = frozenset(origins)
+        self._settings_base = self._segment_io_base(source.public_url)
+
+    @staticmethod
+    def _segment_io_base(public_url: str) -> tuple[str, str]:
+        parts = urlsplit(public_url)
+        protocol = "https" if parts.scheme == "https" else "http"
+        host = parts.netloc + parts.path.rstrip("/")
+        return protocol, f"{host}/v1"
+
+    # -- Ingestor protocol ------------------------------------------------------------------
+
+    def routes(self) -> Sequence[IngestRoute]:
+        """``POST /v1/<type>``, ``/v1/batch``, ``/v1/import`` and the analytics.js short paths."""
+        names = [*SINGLE_PATHS, *sorted(BATCH_PATHS)]
+        return [IngestRoute("POST", f"/v1/{name}") for name in names]
+
+    async def ingest(self, request: web.Request) -> Ingested:
+        """Read, authenticate and unpack one request (events are validated by the core)."""
+        name = request.path.rstrip("/").rpartition("/")[2]
+        batch = name in BATCH_PATHS
+        if batch:
+            data = await read_body(request, MAX_BATCH_BYTES, "batch")
+        else:
+            data = await read_body(request, MAX_EVENT_BYTES, "event")
+        authorized = self._authorized_header(request)
+        body = parse_json(data)
+        if type(body) is not dict:
+            raise IngestError(400, "body: must be a JSON object", code="invalid_body")
+        if not authorized:
+            key = body.get("writeKey")
+            if type(key) is not str or not secret_in(key, self._keys):
+                raise IngestError(401, "a valid write key is required", code="unauthorized")
+        if not batch:
+            body.pop("writeKey", None)
+            body["type"] = SINGLE_PATHS[name]
+            return Ingested([body])
+        return self._unpack_batch(body, len(data))
+
+    def _authorized_header(self, request: web.Request) -> bool:
+        user = basic_user(request)
+        return user is not None and secret_in(user, self._keys)
+
+    def _unpack_batch(self, body: dict[str, Any], size: int) -> Ingested:
+        items = body.get("batch")
+        if type(items) is not list:
+            code = "empty_batch" if items is None else "invalid_body"
+            raise IngestError(400, "batch: must be a list of messages", code=code)
+        if not items:
+            raise IngestError(400, "batch: is empty", code="empty_batch")
+        if len(items) > MAX_BATCH_EVENTS:
+            msg = f"batch: more than {MAX_BATCH_EVENTS} events"
+            raise IngestError(400, msg, code="too_many_events")
+        context = _envelope_object(body, "context")
+        integrations = _envelope_object(body, "integrations")
+        check_size = size > MAX_EVENT_BYTES
+        for index, item in enumerate(items):
+            if type(item) is dict:
+                item.pop("writeKey", None)
+                if check_size and len(orjson.dumps(item)) > MAX_EVENT_BYTES:
+                    raise too_large(f"batch[{index}]", MAX_EVENT_BYTES)
+            if context:
+                _merge_envelope(item, "context", context)
+            if integrations:
+                _merge_envelope(item, "integrations", integrations)
+        sent_at = body.get("sentAt")
+        return Ingested(items, labels=_BatchLabels(len(items)), sent_at=sent_at)
+
+    # -- optional ingestor extras -------------------------------------------------------------
+
+    def response_headers(self, request: web.Request) -> Mapping[str, str]:
+        """CORS headers for browser callers whose ``Origin`` is allowed."""
+        origin = request.headers.get("Origin")
+        if origin is None or not (self._any_origin or origin in self._origins):
+            return {}
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+    def web_routes(self) -> list[web.RouteDef]:
+        """CORS preflight for ``/v1/*`` and the analytics.js settings document."""
+        return [
+            web.options("/v1/{tail:.*}", self._preflight),
+            web.get("/v1/projects/{write_key}/settings", self._settings),
+        ]
+
+    async def _preflight(self, request: web.Request) -> web.Response:
+        headers = dict(self.response_headers(request))
+        if headers:
+            requested = request.headers.get("Access-Control-Request-Headers")
+            headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            headers["Access-Control-Allow-Headers"] = (
+                requested or "Content-Type, Authorization, Content-Encoding"
+            )
+            headers["Access-Control-Max-Age"] = "86400"
+        return web.Response(status=204, headers=headers)
+
+    async def _settings(self, request: web.Request) -> web.Response:
+        headers = dict(self.response_headers(request))
+        write_key = request.match_info["write_key"]
+        if not secret_in(write_key, self._keys):
+            return web.json_response(
+                {"success": False, "code": "unknown_source", "message": "unknown write key"},
+                status=404,
+                headers=headers,
+            )
+        headers["Cache-Control"] = "public, max-age=60"
+        document = cdn_settings(write_key, *self._settings_base)
+        return web.Response(
+            body=orjson.dumps(document), content_type="application/json", headers=headers
+        )
+
+
+def cdn_settings(write_key: str, protocol: str, api_host: str) -> dict[str, Any]:
+    """The settings document analytics.js (analytics-next) loads from ``{cdnURL}/v1/projects/
+    {writeKey}/settings``, shaped like Segment's CDN answer (``CDNSettings`` in
+    ``packages/browser/src/browser/settings.ts``): only the ``Segment.io`` integration, pointed
+    at ``{protocol}://{api_host}``, no remote plugins or middleware, remote metrics off."""
+    return {
+        "integrations": {
+            "Segment.io": {
+                "apiKey": write_key,
+                "apiHost": api_host,
+                "protocol": protocol,
+                "unbundledIntegrations": [],
+                "addBundledMetadata": True,
+                "maybeBundledConfigIds": {},
+                "versionSettings": {"version": "4.4.7", "componentTypes": ["browser"]},
+            }
+        },
+        "plan": {
+            "track": {"__default": {"enabled": True, "integrations": {}}},
+            "identify": {"__default": {"enabled": True}},
+            "group": {"__default": {"enabled": True}},
+        },
+        "edgeFunction": {},
+        "analyticsNextEnabled": True,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": {"sampleRate": 0, "host": api_host},
+        "legacyVideoPluginsEnabled": False,
+        "remotePlugins": [],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Hooks
+
+SOURCE_TYPE: Final = SourceType(
+    name="segment",
+    settings=SegmentSourceSettings,
+    description="Segment-compatible tracking API (/v1/*, analytics.js, server SDKs)",
+)
+
+
+@crossdock.hookimpl
+def crossdock_source_types() -> Iterable[SourceType]:
+    """Declare the ``segment`` source type."""
+    return [SOURCE_TYPE]
+
+
+@crossdock.hookimpl
+def crossdock_make_ingestor(source: Source) -> SegmentIngestor | None:
+    """Build the ingestor of a ``segment`` source."""
+    if source.type != "segment":
+        return None
+    return SegmentIngestor(source)
