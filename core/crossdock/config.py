@@ -27,7 +27,7 @@ from crossdock.converter import (
     join_path,
     structure_collect,
 )
-from crossdock.errors import ConfigError, MappingError
+from crossdock.errors import ConfigError
 from crossdock.secrets import Secret
 from crossdock.types import DeliverySettings, Destination, DestinationType, Source, SourceType
 
@@ -300,7 +300,8 @@ class _Builder:
         sources = [
             self.source(i, s, public_url) for i, s in enumerate(self.tables(data, "sources"))
         ]
-        known_ids = [s.id for s in sources if s is not None]
+        raw_ids = [_get_id(s) for s in self.tables(data, "sources", report=False)]
+        known_ids = list(dict.fromkeys(i for i in raw_ids if i is not None))
         destinations = [
             self.destination(i, d, known_ids)
             for i, d in enumerate(self.tables(data, "destinations"))
@@ -384,38 +385,24 @@ class _Builder:
                 changes[a.alias] = self.resolve(Path(value))
         return attrs.evolve(settings, **changes) if changes else settings
 
-    def mapping(self, value: Any, prefix: str) -> dict[str, str] | None:
+    def mapping(self, value: Any, prefix: str) -> dict[str, Any] | None:
+        """A raw mapping table (nested tables allowed; expressions are checked later)."""
         if not isinstance(value, dict):
             self.problems.append(f"{prefix}: expected a table of field = expression")
             return None
-        bad = False
-        for key, expr in value.items():
-            if not isinstance(expr, str):
-                self.problems.append(
-                    f"{join_path(prefix, key)}: expected a JMESPath expression string"
-                )
-                bad = True
-        return None if bad else dict(value)
+        return dict(value)
 
-    def validate_mapping(self, fields: Mapping[str, str], prefix: str) -> None:
-        fields = {k: v for k, v in fields.items() if v != ""}
-        try:
-            from crossdock.mapping import validate_mapping
-        except ImportError:  # the mapping module ships with the core; tolerate a partial tree
-            return
-        self.problems += list(validate_mapping(fields, prefix))
+    def validate_mapping(
+        self, fields: Mapping[str, Any], prefix: str, tables: Mapping[str, Any] | None = None
+    ) -> None:
+        from crossdock.mapping import validate_mapping
 
-    def validate_where(self, where: str, prefix: str) -> None:
-        try:
-            from crossdock.mapping import compile_expression
-        except ImportError:
-            return
-        try:
-            compile_expression(where)
-        except MappingError as exc:
-            self.problems.append(f"{prefix}: {exc.message}")
-        except Exception as exc:
-            self.problems.append(f"{prefix}: invalid expression ({type(exc).__name__})")
+        self.problems += list(validate_mapping(fields, prefix, tables=tables))
+
+    def validate_where(self, where: str, prefix: str, tables: Mapping[str, Any] | None) -> None:
+        from crossdock.mapping import validate_expression
+
+        self.problems += list(validate_expression(where, prefix, tables=tables))
 
     def type_of(self, kind: str, key: str, name: str, prefix: str) -> Any:
         known = self.registry.source_types if kind == "source" else self.registry.destination_types
@@ -485,34 +472,37 @@ class _Builder:
         id_ = self.id(table, prefix)
         plugin = self.string(table, "plugin", prefix, required=True)
         where = self.string(table, "where", prefix, required=False)
-        if where is not None:
-            self.validate_where(where, f"{prefix}.where")
         sources = self.destination_sources(table, prefix, source_ids)
-        overrides: dict[str, str] = {}
+        overrides: dict[str, Any] = {}
         if "mapping" in table:
             overrides = self.mapping(table["mapping"], f"{prefix}.mapping") or {}
-            self.validate_mapping(overrides, f"{prefix}.mapping")
         tables = self.extra_tables(table.get("tables", {}), f"{prefix}.tables")
         delivery = self.delivery(table.get("delivery", {}), f"{prefix}.delivery")
         dt: DestinationType | None = None
         if plugin is not None:
             dt = self.type_of("destination", "plugin", plugin, prefix)
+        merged_tables = {name: dict(rows) for name, rows in (dt.tables if dt else {}).items()}
+        for name, rows in tables.items():
+            merged_tables.setdefault(name, {}).update(rows)
+        if where is not None:
+            self.validate_where(where, f"{prefix}.where", merged_tables)
         if dt is None:
+            self.validate_mapping(overrides, f"{prefix}.mapping", None)
             return None
+        mapping = _merge(dict(dt.mapping), overrides)
+        # the merged mapping: an override may conflict with a default target (a.b vs a)
+        self.validate_mapping(mapping, f"{prefix}.mapping", merged_tables)
         raw_settings = table.get("settings", {})
         settings, problems = structure_collect(raw_settings, dt.settings, f"{prefix}.settings")
         self.problems += problems
         if len(self.problems) > n or id_ is None or delivery is None:
             return None
-        merged_tables = {name: dict(rows) for name, rows in dt.tables.items()}
-        for name, rows in tables.items():
-            merged_tables.setdefault(name, {}).update(rows)
         return Destination(
             id=id_,
             plugin=dt.name,
             type=dt,
             settings=self.resolve_paths(settings),
-            mapping=_merge(dict(dt.mapping), overrides),
+            mapping=mapping,
             tables=merged_tables,
             where=where,
             sources=sources,
@@ -581,10 +571,7 @@ def _get_id(table: Any) -> str | None:
     return None
 
 
-def _merge(default: dict[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
-    try:
-        from crossdock.mapping import merge_mapping
-    except ImportError:
-        merged = {**default, **overrides}
-        return {k: v for k, v in merged.items() if v != ""}
+def _merge(default: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, str]:
+    from crossdock.mapping import merge_mapping
+
     return dict(merge_mapping(default, overrides))
