@@ -25,13 +25,16 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+
+from crossdock.testing.daemon import Daemon
 
 pytestmark = pytest.mark.browser
 
@@ -400,16 +403,19 @@ def check_page(outcome: dict[str, Any], cdn: str) -> dict[str, dict[str, Any]]:
     return calls
 
 
-def poll(condition: Any, what: str, timeout: float = 20.0) -> Any:
-    """Return ``condition()`` once truthy; fail after ``timeout`` seconds (a hang guard only)."""
-    deadline = time.monotonic() + timeout
+async def poll(condition: Callable[[], Any], what: Callable[[], str], limit: float = 20.0) -> Any:
+    """Return ``condition()`` once truthy; fail with ``what()`` after ``limit`` seconds.
+
+    The limit only guards against a hang; nothing here depends on how fast things are.
+    """
+    deadline = time.monotonic() + limit
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+            raise AssertionError(f"timed out waiting for {what()}")
+        await asyncio.sleep(0.1)
 
 
 # --- the tests -----------------------------------------------------------------------------------
@@ -449,3 +455,126 @@ async def test_harness_against_reference_server(
         assert event["type"] == call["type"]
         assert event["context"]["library"]["name"] == "analytics.js"
         assert event["writeKey"] == WRITE_KEY
+
+
+# --- the real thing: `crossdock run` -------------------------------------------------------------
+
+DAEMON_CONFIG = f"""
+[[sources]]
+id = "web"
+type = "segment"
+write_keys = ["{WRITE_KEY}"]
+
+[[destinations]]
+id = "out"
+plugin = "file"
+[destinations.settings]
+path = "{{workdir}}/events.ndjson"
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """``crossdock run`` with a ``segment`` source and a file destination."""
+    process = Daemon(DAEMON_CONFIG, tmp_path / "crossdock")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def stored_events(daemon: Daemon) -> list[dict[str, Any]]:
+    """What the file destination wrote so far."""
+    path = daemon.workdir / "events.ndjson"
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+async def check_cors_contract(base: str, origin: str) -> None:
+    """What analytics-next needs from Crossdock over CORS, checked first for a precise failure.
+
+    The browser only says "blocked by CORS policy"; this names the missing header instead.
+    """
+    async with aiohttp.ClientSession() as http:
+        url = f"{base}/v1/projects/{WRITE_KEY}/settings"
+        async with http.get(url, headers={"Origin": origin}) as response:
+            assert response.status == 200, f"GET {url}: {response.status} {await response.text()}"
+            allow = response.headers.get("Access-Control-Allow-Origin")
+            assert allow in ("*", origin), (
+                f"GET {url}: Access-Control-Allow-Origin is {allow!r}; analytics.js fetches its "
+                f"settings cross-origin, so it must be '*' or {origin!r}"
+            )
+        for letter in ("i", "t", "p", "b"):
+            preflight = {
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            }
+            async with http.options(f"{base}/v1/{letter}", headers=preflight) as response:
+                where = f"OPTIONS /v1/{letter} (preflight)"
+                assert 200 <= response.status < 300, f"{where}: {response.status}"
+                allow = response.headers.get("Access-Control-Allow-Origin")
+                assert allow in ("*", origin), f"{where}: Access-Control-Allow-Origin {allow!r}"
+                methods = response.headers.get("Access-Control-Allow-Methods", "")
+                assert "POST" in methods.upper(), (
+                    f"{where}: Access-Control-Allow-Methods {methods!r}"
+                )
+                allowed = {
+                    h.strip().lower()
+                    for h in response.headers.get("Access-Control-Allow-Headers", "").split(",")
+                }
+                # analytics-next sends Authorization: Basic <writeKey:>; the "*" wildcard does
+                # not cover Authorization, so it must be named.
+                assert "authorization" in allowed, (
+                    f"{where}: Access-Control-Allow-Headers {sorted(allowed)} "
+                    "must name Authorization"
+                )
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+async def test_analytics_js_through_crossdock(
+    mode: str, chromium: str, page_server: PageServer, daemon: Daemon, tmp_path: Path
+) -> None:
+    """analytics-next, pointed at Crossdock's CDN URL only, lands identify/track/page in a file."""
+    await check_cors_contract(daemon.url, page_server.url)
+
+    url = page_server.add_page(mode, _page_config(mode, daemon.url))
+    outcome = page_outcome(await dump_dom(chromium, url, tmp_path / "profile"))
+    # The settings came from Crossdock (the page gave analytics.js nothing but cdnURL, and the
+    # browser cannot resolve any other host) and point analytics.js back at Crossdock.
+    calls = check_page(outcome, daemon.url)
+
+    by_id = {call["messageId"]: call for call in calls.values()}
+
+    def arrived() -> dict[str, dict[str, Any]]:
+        events = {e.get("messageId"): e for e in stored_events(daemon)}
+        return events if by_id.keys() <= events.keys() else {}
+
+    def waiting() -> str:
+        got = [(e.get("type"), e.get("messageId")) for e in stored_events(daemon)]
+        return f"{sorted(by_id)} in the file destination; it holds {got}\n{daemon.log()[-3000:]}"
+
+    events = await poll(arrived, waiting)
+    for message_id, call in by_id.items():
+        event = events[message_id]
+        assert event["type"] == call["type"]
+        assert event["context"]["library"]["name"] == "analytics.js"
+        assert event["context"]["library"]["version"] == f"next-{AJS_VERSION}"
+        assert event["context"]["crossdock"]["source"] == "web"
+        assert event["userId"] == "user-1"
+        assert event["anonymousId"]
+        for field in ("receivedAt", "timestamp", "originalTimestamp", "sentAt"):
+            assert TIMESTAMP.match(event.get(field) or ""), f"{field}: {event.get(field)!r}"
+        # The client clock's skew is taken out: timestamp = receivedAt - (sentAt - original),
+        # and the client sends after it stamps, so the corrected time never passes receivedAt.
+        assert event["originalTimestamp"] <= event["sentAt"]
+        assert event["timestamp"] <= event["receivedAt"]
+    identify, track, page = (events[calls[t]["messageId"]] for t in ("identify", "track", "page"))
+    assert identify["traits"] == {"email": "user-1@example.com", "plan": "pro"}
+    assert track["event"] == "Order Completed"
+    assert track["properties"] == {"order_id": "o-42", "revenue": 19.99, "currency": "EUR"}
+    assert page["name"] == "Checkout"
+    assert page["category"] == "Docs"
+    assert page["properties"]["path"] == "/checkout"
