@@ -104,9 +104,11 @@ def _fetch_analytics_js() -> Path:
                 ):
                     member.name = name.removeprefix("package/dist/umd/")
                     archive.extract(member, staging, filter="data")
-        if umd.exists():  # another run won the race
-            return umd
-        staging.rename(umd)
+        try:
+            staging.rename(umd)
+        except OSError:
+            if not (umd / "standalone.js").is_file():  # not just another run winning the race
+                raise
     return umd
 
 
