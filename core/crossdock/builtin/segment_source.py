@@ -177,23 +177,24 @@ def basic_user(request: web.Request) -> str | None:
 # The ingestor
 
 
-class _BatchLabels(Sequence[str]):
-    """``batch[i]`` labels, made only when an error needs one."""
+class IndexLabels(Sequence[str]):
+    """Labels ``<prefix>[i]`` for the messages of a list, made only when an error needs one."""
 
-    __slots__ = ("_count",)
+    __slots__ = ("_count", "_prefix")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, prefix: str = "") -> None:
         self._count = count
+        self._prefix = prefix
 
     def __len__(self) -> int:
         return self._count
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
-            return [f"batch[{i}]" for i in range(self._count)[index]]
+            return [f"{self._prefix}[{i}]" for i in range(self._count)[index]]
         if not 0 <= index < self._count:
             raise IndexError(index)
-        return f"batch[{index}]"
+        return f"{self._prefix}[{index}]"
 
 
 def _merge_envelope(item: Any, key: str, shared: dict[str, Any]) -> None:
@@ -287,7 +288,7 @@ class SegmentIngestor:
             if integrations:
                 _merge_envelope(item, "integrations", integrations)
         sent_at = body.get("sentAt")
-        return Ingested(items, labels=_BatchLabels(len(items)), sent_at=sent_at)
+        return Ingested(items, labels=IndexLabels(len(items), "batch"), sent_at=sent_at)
 
     # -- optional ingestor extras -------------------------------------------------------------
 
