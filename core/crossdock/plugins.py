@@ -158,10 +158,15 @@ def make_plugin_manager(
 def _load_entry_points(result: PluginManagerResult) -> None:
     pm = result.pm
     seen: dict[str, PluginInfo] = {}
+    found = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
         dist_version = dist.version if dist is not None else None
+        found.append((ep.name, dist_name or "", dist_version or "", ep))
+    # sorted, so that loading order (and which of two clashing names wins) is reproducible
+    for _, dist_name, dist_version, ep in sorted(found, key=lambda f: f[:3]):
+        dist_name, dist_version = dist_name or None, dist_version or None
         info = PluginInfo(ep.name, dist_name, dist_version, entry_point=f"{ep.name} = {ep.value}")
         previous = seen.get(ep.name) or result.plugins.get(ep.name)
         if previous is not None:

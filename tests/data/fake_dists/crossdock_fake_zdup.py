@@ -1,0 +1,1 @@
+"""A test plugin whose entry-point name clashes with crossdock-fake-good."""

@@ -1,0 +1,239 @@
+"""crossdock.registry: declarations with owners, record validation, restricted stage factories."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+from attrs import frozen
+
+import crossdock
+from crossdock.errors import PluginError
+from crossdock.registry import TRANSFORM_FALLBACK, load_registry
+
+
+@frozen
+class S:
+    """Settings."""
+
+    key: crossdock.Secret | None = None
+
+
+def plugin(name: str, **hooks) -> tuple[str, types.ModuleType]:
+    module = types.ModuleType(f"test_plugin_{name}")
+    module.__dict__.update(hooks)
+    return name, module
+
+
+def dest_types(*names: str, **kw):
+    @crossdock.hookimpl
+    def crossdock_destination_types():
+        return [crossdock.DestinationType(n, S, f"{n} destination", **kw) for n in names]
+
+    return crossdock_destination_types
+
+
+def source_types(*names: str):
+    @crossdock.hookimpl
+    def crossdock_source_types():
+        return [crossdock.SourceType(n, S, f"{n} source") for n in names]
+
+    return crossdock_source_types
+
+
+def _destination(registry, name: str, settings=None) -> crossdock.Destination:
+    dt = registry.destination_types[name]
+    return crossdock.Destination(
+        id="d1", plugin=name, type=dt, settings=settings or S(), mapping=dict(dt.mapping)
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_env_block(monkeypatch):
+    monkeypatch.delenv("CROSSDOCK_DISABLE_PLUGINS", raising=False)
+
+
+def test_types_sorted_with_owners():
+    registry = load_registry(
+        entrypoints=False,
+        extra_plugins=[
+            plugin("zeta", crossdock_destination_types=dest_types("zz", "aa")),
+            plugin("alpha", crossdock_source_types=source_types("src-b", "src-a")),
+        ],
+    )
+    assert list(registry.destination_types) == sorted(registry.destination_types)
+    assert list(registry.source_types) == sorted(registry.source_types)
+    assert registry.owner_of("destination", "zz") == "zeta"
+    assert registry.owner_of("source", "src-a") == "alpha"
+    assert registry.types_of("zeta") == ([], ["aa", "zz"])
+    with pytest.raises(KeyError):
+        registry.owner_of("destination", "nope")
+
+
+def test_invalid_records_are_problems():
+    @crossdock.hookimpl
+    def crossdock_destination_types():
+        return [
+            crossdock.DestinationType("Bad_Name", S, "x"),
+            crossdock.DestinationType("nosettings", dict, "x"),
+            crossdock.DestinationType("badmap", S, "x", mapping={"a": 1}),
+            "not a record",
+        ]
+
+    @crossdock.hookimpl
+    def crossdock_source_types():
+        raise RuntimeError("boom")
+
+    registry = load_registry(
+        entrypoints=False,
+        extra_plugins=[
+            plugin(
+                "messy",
+                crossdock_destination_types=crossdock_destination_types,
+                crossdock_source_types=crossdock_source_types,
+            )
+        ],
+    )
+    ours = sorted(p for p in registry.problems if p.startswith("plugin messy"))
+    assert ours == [
+        "plugin messy: crossdock_destination_types returned a str, not a DestinationType",
+        "plugin messy: crossdock_source_types raised RuntimeError: boom",
+        "plugin messy: destination type 'Bad_Name': name 'Bad_Name' is not a lower-case slug "
+        "([a-z][a-z0-9-]*)",
+        "plugin messy: destination type 'badmap': mapping is not a table of str to str",
+        "plugin messy: destination type 'nosettings': settings is not an attrs class",
+    ]
+    assert not {"Bad_Name", "nosettings", "badmap"} & set(registry.destination_types)
+
+
+def test_duplicate_types_list_every_provider():
+    registry = load_registry(
+        entrypoints=False,
+        extra_plugins=[
+            plugin("one", crossdock_destination_types=dest_types("same")),
+            plugin("two", crossdock_destination_types=dest_types("same")),
+        ],
+    )
+    assert "same" not in registry.destination_types
+    assert registry.conflicts[("destination", "same")] in (["one", "two"], ["two", "one"])
+    assert any(
+        p.startswith('destination type "same" is declared by several') for p in registry.problems
+    )
+
+
+def test_plugin_cannot_shadow_a_builtin_type():
+    registry = load_registry(entrypoints=False)
+    if "file" not in registry.destination_types:
+        pytest.skip("built-in file destination not written yet")
+    registry = load_registry(
+        entrypoints=False,
+        extra_plugins=[plugin("evil", crossdock_destination_types=dest_types("file"))],
+    )
+    assert "file" not in registry.destination_types
+    (problem,) = [p for p in registry.problems if p.startswith('destination type "file"')]
+    assert "crossdock.builtin.file_destination (crossdock " in problem
+    assert "evil" in problem
+
+
+def test_stage_hooks_called_only_on_the_declaring_plugin():
+    calls: list[str] = []
+
+    def deliverer_hook(tag):
+        @crossdock.hookimpl
+        def crossdock_make_deliverer(destination, http):
+            calls.append(tag)
+            return f"deliverer-{tag}"
+
+        return crossdock_make_deliverer
+
+    registry = load_registry(
+        entrypoints=False,
+        extra_plugins=[
+            plugin(
+                "first",
+                crossdock_destination_types=dest_types("first-dest"),
+                crossdock_make_deliverer=deliverer_hook("first"),
+            ),
+            plugin(
+                "second",
+                crossdock_destination_types=dest_types("second-dest"),
+                crossdock_make_deliverer=deliverer_hook("second"),
+            ),
+        ],
+    )
+    assert (
+        registry.make_deliverer(_destination(registry, "first-dest"), http=None)
+        == "deliverer-first"
+    )
+    assert calls == ["first"]
+    calls.clear()
+    assert (
+        registry.make_deliverer(_destination(registry, "second-dest"), http=None)
+        == "deliverer-second"
+    )
+    assert calls == ["second"]
+
+
+def test_transformer_plugin_first_then_fallback():
+    @crossdock.hookimpl
+    def crossdock_make_transformer(destination):
+        if destination.id == "mine":
+            return "custom-transformer"
+        return None
+
+    registry = load_registry(
+        entrypoints=False,
+        extra_plugins=[
+            plugin(
+                "custom",
+                crossdock_destination_types=dest_types("custom-dest", mapping={"name": "event"}),
+                crossdock_make_transformer=crossdock_make_transformer,
+            ),
+            plugin(
+                "plain",
+                crossdock_destination_types=dest_types("plain-dest", mapping={"n": "event"}),
+            ),
+        ],
+    )
+    mine = _destination(registry, "custom-dest")
+    mine = crossdock.Destination(
+        id="mine", plugin=mine.plugin, type=mine.type, settings=mine.settings, mapping=mine.mapping
+    )
+    assert registry.make_transformer(mine) == "custom-transformer"
+    if registry.result.pm.get_plugin(TRANSFORM_FALLBACK) is None:
+        pytest.skip("built-in JMESPath transformer not written yet")
+    transform = registry.make_transformer(_destination(registry, "plain-dest"))
+    assert transform({"type": "track", "event": "Clicked"}) == {"n": "Clicked"}
+
+
+def test_factory_none_or_raising_is_a_plugin_error():
+    @crossdock.hookimpl
+    def crossdock_make_deliverer(destination, http):
+        if destination.id == "d1":
+            return None
+        raise ValueError(f"cannot use key {destination.settings.key.reveal()}")
+
+    registry = load_registry(
+        entrypoints=False,
+        extra_plugins=[
+            plugin(
+                "flaky",
+                crossdock_destination_types=dest_types("flaky-dest"),
+                crossdock_make_deliverer=crossdock_make_deliverer,
+            )
+        ],
+    )
+    with pytest.raises(PluginError) as info:
+        registry.make_deliverer(_destination(registry, "flaky-dest"), http=None)
+    assert info.value.plugin == "flaky"
+    assert "crossdock_make_deliverer returned None for 'd1'" in str(info.value)
+
+    secret = "super-secret-key-123"
+    dest = _destination(registry, "flaky-dest", S(crossdock.Secret(secret)))
+    dest = crossdock.Destination(
+        id="d2", plugin=dest.plugin, type=dest.type, settings=dest.settings, mapping=dest.mapping
+    )
+    with pytest.raises(PluginError) as info:
+        registry.make_deliverer(dest, http=None)
+    assert "crossdock_make_deliverer failed for 'd2': ValueError" in str(info.value)
+    assert secret not in str(info.value)
