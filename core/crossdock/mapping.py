@@ -379,7 +379,7 @@ def compile_mapping(
     ind = "    "
     gen.begin_function()
     if where_node is not None:
-        cond = gen.atom(gen.emit(where_node, "d", out, ind), out, ind)
+        cond = gen.var(gen.emit(where_node, "d", out, ind), out, ind)
         out.append(f"{ind}if not {_truthy(cond)}:")
         out.append(f"{ind}    return None")
     if base is not None and not root.children:
@@ -387,7 +387,7 @@ def compile_mapping(
         out.append(f"{ind}return {result}")
     else:
         if base is not None:
-            b = gen.atom(gen.emit(base, "d", out, ind), out, ind)
+            b = gen.var(gen.emit(base, "d", out, ind), out, ind)
             out.append(f"{ind}o = dict({b}) if type({b}) is dict else {{}}")
         else:
             out.append(f"{ind}o = {{}}")
@@ -426,7 +426,7 @@ def _emit_tree(
             if node["type"] == "literal" and node["value"] is not None:
                 out.append(f"{ind}{target}[{key}] = {value}")
                 continue
-            value = gen.atom(value, out, ind)
+            value = gen.var(value, out, ind)
             out.append(f"{ind}if {value} is not None:")
             out.append(f"{ind}    {target}[{key}] = {value}")
 

@@ -222,6 +222,12 @@ class CodeGen:
         out.append(f"{ind}{name} = {expr}")
         return name
 
+    def var(self, expr: str, out: list[str], ind: str) -> str:
+        """``expr`` as a variable name (never a literal)."""
+        if expr.isidentifier() and expr not in self._literals:
+            return expr
+        return self.materialize(expr, out, ind)
+
     def materialize(self, expr: str, out: list[str], ind: str) -> str:
         """Assign ``expr`` to a fresh temporary now (used for anything that may raise)."""
         name = self.tmp()
@@ -248,7 +254,7 @@ class CodeGen:
         if cached is not None:
             return cached
         stable = ind == self.top and inp in self._stable
-        x = self.atom(inp, out, ind)
+        x = self.var(inp, out, ind)
         if x in self._dicts:
             expr = f"{x}.get({key})"
         else:
@@ -285,7 +291,7 @@ class CodeGen:
         i = node["value"]
         if not isinstance(i, int):
             raise Unsupported
-        x = self.atom(inp, out, ind)
+        x = self.var(inp, out, ind)
         bound = f"len({x}) > {i}" if i >= 0 else f"len({x}) >= {-i}"
         return f"({x}[{i}] if type({x}) is list and {bound} else _index({x}, {i}))"
 
@@ -333,7 +339,7 @@ class CodeGen:
             value = other["value"]
             lit = self.const(value)
             if value is True or value is False:
-                return f"({expr} is {value})"
+                return f"({self.var(expr, out, ind)} is {value})"
             if value is None or isinstance(value, str):
                 return f"({expr} == {lit})"
             if isinstance(value, int | float) and value not in (0, 1):
@@ -359,7 +365,7 @@ class CodeGen:
         return result
 
     def n_not_expression(self, node: dict[str, Any], inp: str, out: list[str], ind: str) -> str:
-        value = self.atom(self.emit(node["children"][0], inp, out, ind), out, ind)
+        value = self.var(self.emit(node["children"][0], inp, out, ind), out, ind)
         return f"(not {_truthy(value)})"
 
     def _children(
@@ -375,7 +381,7 @@ class CodeGen:
         return exprs
 
     def n_multi_select_list(self, node: dict[str, Any], inp: str, out: list[str], ind: str) -> str:
-        x = self.atom(inp, out, ind)
+        x = self.var(inp, out, ind)
         if x in self._dicts:
             return f"[{', '.join(self._children(node['children'], x, out, ind))}]"
         result = self.tmp()
@@ -388,7 +394,7 @@ class CodeGen:
         return result
 
     def n_multi_select_dict(self, node: dict[str, Any], inp: str, out: list[str], ind: str) -> str:
-        x = self.atom(inp, out, ind)
+        x = self.var(inp, out, ind)
         result = self.tmp()
         out.append(f"{ind}if {x} is None:")
         out.append(f"{ind}    {result} = None")
@@ -429,7 +435,7 @@ class CodeGen:
         body: list[str] = []
         inner = ind + "    "
         if condition is not None:
-            cond = self.atom(self.emit(condition, el, body, inner), body, inner)
+            cond = self.var(self.emit(condition, el, body, inner), body, inner)
             body.append(f"{inner}if {_truthy(cond)}:")
             inner += "    "
         value_out: list[str] = []
@@ -444,7 +450,7 @@ class CodeGen:
                 )
             return
         body.extend(value_out)
-        v = self.atom(value, body, inner)
+        v = self.var(value, body, inner)
         body.append(f"{inner}if {v} is not None:")
         body.append(f"{inner}    {result}.append({v})")
         out.append(f"{ind}{result} = []")
@@ -509,9 +515,12 @@ class CodeGen:
             call = f"_call({name!r}, [{', '.join(args)}])"
             return self.materialize(f"({body} if {guard} else {call})", out, ind)
         if name == "not_null" and count >= 1:
-            expr = args[-1]
-            for a in reversed(args[:-1]):
-                expr = f"({a} if {a} is not None else {expr})"
+            expr = "None"
+            for a in reversed(args):
+                if a in self._literals:
+                    expr = expr if a == "None" else a
+                else:
+                    expr = f"({a} if {a} is not None else {expr})"
             return expr
         if name not in BUILTIN_NAMES:
             func = self.functions.lookup_function(name)
