@@ -1,0 +1,176 @@
+"""DestinationHarness: one destination built from a plugin, with its transform and deliverer.
+
+Like Segment's ``testAction``: give the plugin (module or object with hookimpls) and a settings
+dict as an operator would write it, then ``transform(event)`` with the default mapping (or the
+plugin's own transformer) and ``await deliver(events)`` through the plugin's deliverer with a
+real aiohttp session::
+
+    async with FakeVendor() as fake, DestinationHarness(acme, {"api_key": "k",
+                                                               "base_url": fake.url}) as h:
+        assert await h.deliver([make_event()]) == [crossdock.DELIVERED]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import orjson
+import pluggy
+
+from crossdock import hookspecs
+from crossdock.errors import ConfigError, PluginError
+from crossdock.types import (
+    BatchItem,
+    Deliverer,
+    DeliverySettings,
+    Destination,
+    DestinationType,
+    Event,
+    Outcome,
+    Transformer,
+)
+
+__all__ = ["DestinationHarness", "structure_settings"]
+
+
+def structure_settings(dtype: DestinationType, settings: Any, path: str = "settings") -> Any:
+    """Structure a settings dict into ``dtype.settings`` with the project's converter; raise
+    :class:`~crossdock.ConfigError` listing every problem as ``settings.<field>: <message>``.
+    An already-structured settings object is returned as is."""
+    if isinstance(settings, dtype.settings):
+        return settings
+    from crossdock.converter import structure_collect
+
+    value, problems = structure_collect(dict(settings), dtype.settings, path)
+    if problems:
+        raise ConfigError(problems)
+    return value
+
+
+def _plugin_manager(plugin: Any) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin)
+    return pm
+
+
+def destination_types(plugin: Any) -> list[DestinationType]:
+    """The destination types a plugin module declares."""
+    pm = _plugin_manager(plugin)
+    return [t for result in pm.hook.crossdock_destination_types() for t in result]
+
+
+class DestinationHarness:
+    """A destination of ``plugin`` (a module or object with hookimpls) configured by ``settings``.
+
+    ``name`` picks the destination type when the plugin declares several. ``mapping`` overrides
+    fields of the type's default mapping; ``where``, ``tables``, ``delivery`` and ``id`` are as in
+    ``[[destinations]]``. ``http`` is an aiohttp session to use (one is made and closed otherwise).
+    """
+
+    def __init__(
+        self,
+        plugin: Any,
+        settings: Any,
+        *,
+        name: str | None = None,
+        id: str = "test",
+        mapping: Mapping[str, str] | None = None,
+        where: str | None = None,
+        tables: Mapping[str, Mapping[str, Any]] | None = None,
+        delivery: DeliverySettings | None = None,
+        http: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.plugin = plugin
+        self._pm = _plugin_manager(plugin)
+        types = [t for result in self._pm.hook.crossdock_destination_types() for t in result]
+        if name is not None:
+            types = [t for t in types if t.name == name]
+        if len(types) != 1:
+            raise PluginError(str(plugin), f"expected one destination type named {name!r}")
+        self.type: DestinationType = types[0]
+        merged = dict(self.type.mapping)
+        if mapping:
+            merged.update(mapping)
+        self.destination = Destination(
+            id=id,
+            plugin=self.type.name,
+            type=self.type,
+            settings=structure_settings(self.type, settings),
+            mapping=merged,
+            tables={**self.type.tables, **(tables or {})},
+            where=where,
+            delivery=delivery or DeliverySettings(),
+        )
+        self._http = http
+        self._own_http = http is None
+        self._transformer: Transformer | None = None
+        self._deliverer: Deliverer | None = None
+
+    @property
+    def transformer(self) -> Transformer:
+        """The plugin's transformer, or the default compiled JMESPath mapping."""
+        if self._transformer is None:
+            made = self._pm.hook.crossdock_make_transformer(destination=self.destination)
+            if made is None:
+                from crossdock.mapping import compile_mapping
+
+                made = compile_mapping(
+                    self.destination.mapping,
+                    where=self.destination.where,
+                    tables=self.destination.tables,
+                )
+            self._transformer = made
+        return self._transformer
+
+    def transform(self, event: Event) -> Any:
+        """The payload the destination would send for ``event`` (``None``: dropped)."""
+        return self.transformer(event)
+
+    def items(self, events: Sequence[Event]) -> list[BatchItem]:
+        """Transform and serialize ``events`` as the worker does (dropped ones are left out)."""
+        out = []
+        for event in events:
+            payload = self.transform(event)
+            if payload is not None:
+                out.append(BatchItem(event, payload, orjson.dumps(payload)))
+        return out
+
+    async def deliverer(self) -> Deliverer:
+        """The plugin's deliverer (built once, with the harness's HTTP session)."""
+        if self._deliverer is None:
+            if self._http is None:
+                self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            made = self._pm.hook.crossdock_make_deliverer(
+                destination=self.destination, http=self._http
+            )
+            if made is None:
+                raise PluginError(str(self.plugin), "crossdock_make_deliverer returned None")
+            self._deliverer = made
+        return self._deliverer
+
+    async def deliver(self, events: Sequence[Event]) -> list[Outcome]:
+        """Transform ``events`` and send them as ONE batch; one outcome per non-dropped event."""
+        return await self.deliver_items(self.items(events))
+
+    async def deliver_items(self, items: Sequence[BatchItem]) -> list[Outcome]:
+        """Send prepared items as one batch through the plugin's deliverer."""
+        deliverer = await self.deliverer()
+        return list(await deliverer.deliver(list(items)))
+
+    async def close(self) -> None:
+        """Close the deliverer and the session the harness made."""
+        if self._deliverer is not None:
+            await self._deliverer.close()
+            self._deliverer = None
+        if self._own_http and self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def __aenter__(self) -> DestinationHarness:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
