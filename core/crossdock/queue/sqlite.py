@@ -61,8 +61,8 @@ T = TypeVar("T")
 MAX_EVENTS_PER_COMMIT = 20_000
 """A group commit takes parked requests up to about this many events; the rest wait for the next."""
 
-_IN_CHUNK = 500
-"""messageIds per ``IN (...)`` lookup (well under SQLite's bound-parameter limit)."""
+_INSERT_CHUNK = 1000
+"""Rows per multi-row ``INSERT`` (well under SQLite's bound-parameter limit)."""
 
 _GC_INTERVAL = 2.0
 _GC_CHUNK = 50_000
@@ -268,8 +268,8 @@ class SqliteQueue:
         conn.execute("BEGIN IMMEDIATE")
         try:
             seen = self._recent_ids(conn, ids, now - self.dedupe_window)
-            event_rows: list[tuple[float, bytes]] = []
-            dedupe_rows: list[tuple[str, float]] = []
+            event_rows: list[bytes] = []
+            dedupe_rows: list[str] = []
             for request in batch:
                 stored = duplicates = 0
                 for mid, data in request.rows:
@@ -278,15 +278,16 @@ class SqliteQueue:
                             duplicates += 1
                             continue
                         seen.add(mid)
-                        dedupe_rows.append((mid, now))
-                    event_rows.append((now, data))
+                        dedupe_rows.append(mid)
+                    event_rows.append(data)
                     stored += 1
                 request.result = AppendResult(stored, duplicates)
-            if event_rows:
-                conn.executemany("INSERT INTO events (enqueued_at, data) VALUES (?, ?)", event_rows)
+            _insert_events(conn, now, event_rows)
             if dedupe_rows:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO dedupe (message_id, seen_at) VALUES (?, ?)", dedupe_rows
+                conn.execute(
+                    "INSERT OR REPLACE INTO dedupe (message_id, seen_at)"
+                    " SELECT value, ? FROM json_each(?)",
+                    (now, orjson.dumps(dedupe_rows).decode()),
                 )
                 self._prune_dedupe(conn, now)
             last = _last_seq(conn)
@@ -301,21 +302,24 @@ class SqliteQueue:
 
     @staticmethod
     def _recent_ids(conn: sqlite3.Connection, ids: list[str], cutoff: float) -> set[str]:
-        seen: set[str] = set()
-        unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), _IN_CHUNK):
-            chunk = unique[start : start + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for mid, seen_at in conn.execute(
-                f"SELECT message_id, seen_at FROM dedupe WHERE message_id IN ({marks})", chunk
-            ):
-                if seen_at >= cutoff:
-                    seen.add(mid)
-        return seen
+        if not ids:
+            return set()
+        # One statement returning one row: each row stepped would hand the GIL back and forth
+        # with the event loop's thread, which costs far more than the lookups themselves.
+        (found,) = conn.execute(
+            "SELECT json_group_array(message_id) FROM dedupe"
+            " WHERE message_id IN (SELECT value FROM json_each(?)) AND seen_at >= ?",
+            (orjson.dumps(ids).decode(), cutoff),
+        ).fetchone()
+        return set(orjson.loads(found))
 
     def _prune_dedupe(self, conn: sqlite3.Connection, now: float) -> None:
         # Cap: ids grow with insertion, so the newest ``dedupe_max`` ids are a rowid range.
-        low, high = conn.execute("SELECT min(id), max(id) FROM dedupe").fetchone()
+        # Two subqueries: SQLite answers a lone min() or max() from the b-tree's edge, but
+        # scans the whole table for "SELECT min(id), max(id)".
+        low, high = conn.execute(
+            "SELECT (SELECT min(id) FROM dedupe), (SELECT max(id) FROM dedupe)"
+        ).fetchone()
         if high is not None and high - low + 1 > self.dedupe_max:
             conn.execute("DELETE FROM dedupe WHERE id <= ?", (high - self.dedupe_max,))
         # Age: from the oldest rows on, a chunk at a time; correctness never depends on it
@@ -804,6 +808,14 @@ class SqliteQueue:
             return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
         except Exception as exc:
             raise _as_queue_error(exc, self.path) from exc
+
+
+def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> None:
+    # Multi-row VALUES: one statement step per chunk instead of one per row (see _recent_ids).
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        chunk = rows[start : start + _INSERT_CHUNK]
+        values = ",".join(f"(?1, ?{i})" for i in range(2, len(chunk) + 2))
+        conn.execute(f"INSERT INTO events (enqueued_at, data) VALUES {values}", (now, *chunk))
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:
