@@ -337,3 +337,76 @@ def test_shared_context_is_not_mutated() -> None:
 def test_garbage_chain_is_ignored() -> None:
     out = one({**TRACK, "context": {"crossdock": {"sources": "web"}}}, source_id="web")
     assert out["context"]["crossdock"]["sources"] == ["web"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The test kit: factories and golden events
+
+ECOMMERCE_V2 = [
+    "Products Searched", "Product List Viewed", "Product List Filtered", "Promotion Viewed",
+    "Promotion Clicked", "Product Clicked", "Product Viewed", "Product Added", "Product Removed",
+    "Cart Viewed", "Checkout Started", "Checkout Step Viewed", "Checkout Step Completed",
+    "Payment Info Entered", "Order Completed", "Order Updated", "Order Refunded",
+    "Order Cancelled", "Coupon Entered", "Coupon Applied", "Coupon Denied", "Coupon Removed",
+    "Product Added to Wishlist", "Product Removed from Wishlist",
+    "Wishlist Product Added to Cart", "Product Shared", "Cart Shared", "Product Reviewed",
+]  # fmt: skip
+B2B = [
+    "Signed Up", "Signed In", "Signed Out", "Account Created", "Account Deleted",
+    "Trial Started", "Trial Ended",
+]  # fmt: skip
+
+
+def test_golden_events_cover_spec_and_normalize() -> None:
+    from crossdock.testing.events import golden_event, golden_events
+
+    events = golden_events()
+    for kind in ["identify", "track", "page", "screen", "group", "alias"]:
+        assert events[kind]["type"] == kind
+    for name in ECOMMERCE_V2 + B2B:
+        event = golden_event(name)
+        assert event["type"] == "track"
+        assert event["event"] == name
+        assert event["properties"]
+    assert len(events) == 6 + len(ECOMMERCE_V2) + len(B2B)
+    result = run(list(events.values()))
+    assert len(result.events) == len(events)
+    assert result.looped == 0
+    order = golden_event("order_completed")
+    assert order["properties"]["products"][0]["variant"] == "350 ml"
+    assert isinstance(golden_event("Product Reviewed")["properties"]["rating"], str)
+
+
+def test_golden_events_are_fresh_copies() -> None:
+    from crossdock.testing.events import golden_event
+
+    first = golden_event("Order Completed")
+    first["properties"]["order_id"] = "changed"
+    assert golden_event("Order Completed")["properties"]["order_id"] == "A-5521"
+    with pytest.raises(KeyError, match="order_completed"):
+        golden_event("Order Teleported")
+
+
+def test_factories_make_valid_events() -> None:
+    from crossdock.testing import events as kit
+
+    built = [
+        kit.make_event(),
+        kit.track("Order Completed", {"revenue": 9.5}, userId="u-7"),
+        kit.identify({"plan": "free"}, drop=("userId",)),
+        kit.page(None),
+        kit.screen("Main"),
+        kit.group("g-1"),
+        kit.alias("anon-1", "u-1"),
+    ]
+    result = run(built)
+    assert [e["type"] for e in result.events] == [
+        "track", "track", "identify", "page", "screen", "group", "alias",
+    ]  # fmt: skip
+    assert built[1]["properties"] == {"revenue": 9.5}
+    assert built[1]["userId"] == "u-7"
+    assert "userId" not in built[2]
+    assert "name" not in built[3]
+    assert built[0]["messageId"] != kit.make_event()["messageId"]
+    err = rejected([kit.track(drop=("event",))])
+    assert err.message == "event: required for track"
