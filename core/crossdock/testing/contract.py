@@ -149,7 +149,7 @@ def destination_contract_tests(
         def test_unknown_setting_is_refused(self) -> None:
             with pytest.raises(ConfigError) as info:
                 DestinationHarness(plugin, {**settings, "no_such_setting": 1}, name=name)
-            assert any("no_such_setting" in p for p in info.value.problems)
+            assert any(p.startswith("settings") for p in info.value.problems)
 
         def test_default_mapping_compiles(self) -> None:
             from crossdock.mapping import compile_mapping
