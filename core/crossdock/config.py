@@ -374,7 +374,7 @@ class _Builder:
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.base_dir / path
 
-    def resolve_paths(self, settings: Any) -> Any:
+    def resolve_paths(self, settings: Any, *, str_path: bool = False) -> Any:
         """Resolve each relative :class:`~pathlib.Path` field of ``settings`` against base_dir."""
         if not attrs.has(type(settings)):
             return settings
@@ -383,6 +383,9 @@ class _Builder:
             value = getattr(settings, a.name, None)
             if a.init and isinstance(value, PurePath) and not value.is_absolute():
                 changes[a.alias] = self.resolve(Path(value))
+            elif str_path and a.init and a.name == "path" and isinstance(value, str) and value:
+                # a destination's ``path`` setting is a file (the built-in ``file`` destination)
+                changes[a.alias] = str(self.resolve(Path(value)))
         return attrs.evolve(settings, **changes) if changes else settings
 
     def mapping(self, value: Any, prefix: str) -> dict[str, Any] | None:
@@ -453,7 +456,7 @@ class _Builder:
             id=id_,
             type=st.name,
             path=path if path is not None else st.default_path,
-            settings=self.resolve_paths(settings),
+            settings=self.resolve_paths(settings, str_path=True),
             mapping=mapping,
             public_url=public_url,
         )
@@ -501,7 +504,7 @@ class _Builder:
             id=id_,
             plugin=dt.name,
             type=dt,
-            settings=self.resolve_paths(settings),
+            settings=self.resolve_paths(settings, str_path=True),
             mapping=mapping,
             tables=merged_tables,
             where=where,

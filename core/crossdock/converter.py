@@ -304,6 +304,10 @@ def _walk(exc: BaseException, path: str) -> list[str]:
                 out.extend(_walk(sub, join_path(path, note.name)))
             elif isinstance(note, IterableValidationNote):
                 out.extend(_walk(sub, join_path(path, note.index)))
+            elif isinstance(exc, ClassValidationError) and not isinstance(
+                sub, ClassValidationError | IterableValidationError
+            ):
+                out.extend(_constructor_error(sub, exc.cl, path))
             else:
                 out.extend(_walk(sub, path))
         return out
@@ -317,6 +321,26 @@ def _walk(exc: BaseException, path: str) -> list[str]:
         if isinstance(attribute, attrs.Attribute):
             return [f"{join_path(path, attribute.name)}: {_validator_message(exc)}"]
     return [f"{path}: {_message(exc)}"]
+
+
+_QUOTED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)'")
+_LENGTH = re.compile(r"^Length of '\w+' must be (>=|<=) (\d+)")
+
+
+def _constructor_error(exc: BaseException, cl: type, path: str) -> list[str]:
+    """An error raised by the class itself (an attrs validator): name the field if we can."""
+    if isinstance(exc, ValueError | TypeError) and len(exc.args) == 4:
+        return _walk(exc, path)
+    text = str(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else ""
+    names = {a.name for a in attrs.fields(cl)} if attrs.has(cl) else set()
+    field_name = next((m for m in _QUOTED.findall(text) if m in names), None)
+    if field_name is None or isinstance(exc, Invalid):
+        return [f"{path}: {_message(exc)}"]
+    message = "invalid value"
+    if length := _LENGTH.match(text):
+        bound = "at least" if length.group(1) == ">=" else "at most"
+        message = f"must have {bound} {length.group(2)} item(s)"
+    return [f"{join_path(path, field_name)}: {message}"]
 
 
 def _note(exc: BaseException) -> object:
