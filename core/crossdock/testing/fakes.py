@@ -48,8 +48,10 @@ class RecordedRequest:
 
     @property
     def content(self) -> bytes:
-        """The body, decompressed when ``Content-Encoding: gzip``."""
-        if self.headers.get("Content-Encoding", "").lower() == "gzip":
+        """The body, decompressed when ``Content-Encoding: gzip`` (aiohttp usually has already
+        decompressed it; ``body`` is what the handler read)."""
+        gzipped = self.body[:2] == b"\x1f\x8b"
+        if gzipped and self.headers.get("Content-Encoding", "").lower() == "gzip":
             return gzip.decompress(self.body)
         return self.body
 
