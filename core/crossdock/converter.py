@@ -329,12 +329,14 @@ _LENGTH = re.compile(r"^Length of '\w+' must be (>=|<=) (\d+)")
 
 def _constructor_error(exc: BaseException, cl: type, path: str) -> list[str]:
     """An error raised by the class itself (an attrs validator): name the field if we can."""
-    if isinstance(exc, ValueError | TypeError) and len(exc.args) == 4:
+    if isinstance(exc, ForbiddenExtraKeysError | KeyError | Invalid) or (
+        isinstance(exc, ValueError | TypeError) and len(exc.args) == 4
+    ):
         return _walk(exc, path)
     text = str(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else ""
     names = {a.name for a in attrs.fields(cl)} if attrs.has(cl) else set()
     field_name = next((m for m in _QUOTED.findall(text) if m in names), None)
-    if field_name is None or isinstance(exc, Invalid):
+    if field_name is None:
         return [f"{path}: {_message(exc)}"]
     message = "invalid value"
     if length := _LENGTH.match(text):

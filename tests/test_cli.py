@@ -1,0 +1,290 @@
+"""The ``crossdock`` command via ``main(argv)`` with captured output (and once as a process)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+import crossdock
+from crossdock.cli import main
+from crossdock.plugins import BUILTIN_PLUGINS
+
+SECRET_KEY = "hk_live_TOPSECRET_998877"
+SIGNING = "whsec_SIGNING_556677"
+
+HOOK_CONFIG = """
+[queue]
+path = "q.db"
+
+[[sources]]
+id = "web"
+type = "segment"
+write_keys = ["wk-test"]
+
+[[destinations]]
+id = "hook"
+plugin = "webhook"
+[destinations.settings]
+url = "https://hooks.example.com/events"
+secret = "${HOOK_SIGNING}"
+[destinations.settings.headers]
+X-Api-Key = "${HOOK_KEY}"
+Authorization = "Bearer ${HOOK_KEY}"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    monkeypatch.delenv("CROSSDOCK_CONFIG", raising=False)
+    monkeypatch.delenv("CROSSDOCK_DISABLE_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def hook_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOOK_KEY", SECRET_KEY)
+    monkeypatch.setenv("HOOK_SIGNING", SIGNING)
+    path = tmp_path / "crossdock.toml"
+    path.write_text(HOOK_CONFIG)
+    return path
+
+
+def test_init_then_check(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["init"]) == 0
+    assert (tmp_path / "crossdock.toml").exists()
+    assert main(["init"]) == 1  # never overwrites without --force
+    assert "exists" in capsys.readouterr().err
+    assert main(["init", "--force"]) == 0
+    capsys.readouterr()
+    assert main(["check"]) == 0
+    assert capsys.readouterr().out.strip() == "ok: 1 sources, 1 destinations"
+
+
+def test_check_config_env_var(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "elsewhere.toml"
+    assert main(["init", str(path)]) == 0
+    monkeypatch.setenv("CROSSDOCK_CONFIG", str(path))
+    capsys.readouterr()
+    assert main(["check"]) == 0
+    assert "ok: 1 sources" in capsys.readouterr().out
+
+
+def test_check_lists_every_problem_without_values(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        f"""
+[server]
+listen = "{SECRET_KEY}"
+[[sources]]
+id = "web"
+type = "segment"
+write_keys = []
+[[destinations]]
+id = "x"
+plugin = "no-such-vendor"
+[[destinations]]
+id = "hook"
+plugin = "webhook"
+[destinations.settings]
+url = "{SECRET_KEY}"
+"""
+    )
+    assert main(["check", "-c", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "server.listen: expected host:port" in out
+    assert "sources[0].write_keys: must have at least 1 item(s)" in out
+    assert 'destinations[0].plugin: unknown destination type "no-such-vendor"' in out
+    assert "destinations[1].settings.url: expected an http:// or https:// URL" in out
+    assert SECRET_KEY not in out
+
+
+def test_check_missing_file(tmp_path, capsys):
+    assert main(["check", "-c", str(tmp_path / "nope.toml")]) == 1
+    assert "file not found" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["check", "--no-such-flag"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["test", "hook"])  # --event is required
+    assert info.value.code == 2
+    assert main([]) == 2
+
+
+def test_run_refuses_more_than_one_worker(hook_config, capsys):
+    assert main(["run", "-c", str(hook_config), "--workers", "2"]) == 2
+    assert "only 1 worker" in capsys.readouterr().err
+
+
+def test_run_refuses_invalid_config(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text('[queue]\nbackend = "kafka"\n')
+    assert main(["run", "-c", str(path)]) == 1
+    assert "queue.backend: must be one of sqlite, nats" in capsys.readouterr().err
+
+
+def test_plugins_json_lists_builtins_with_version(capsys):
+    code = main(["plugins", "--json"])
+    rows = {r["name"]: r for r in orjson.loads(capsys.readouterr().out)}
+    for name in BUILTIN_PLUGINS:
+        assert rows[name]["distribution"] == "crossdock"
+        assert rows[name]["version"] == crossdock.__version__
+        assert rows[name]["status"] == "ok", rows[name]
+    assert rows["crossdock.builtin.file_destination"]["destination_types"] == ["file"]
+    assert rows["crossdock.builtin.segment_source"]["source_types"] == ["segment"]
+    assert "crossdock_make_transformer" in rows["crossdock.builtin.jmespath_transform"]["hooks"]
+    assert code == (1 if any(r["status"].startswith("failed") for r in rows.values()) else 0)
+
+
+def test_plugins_table(capsys):
+    main(["plugins"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "PLUGIN",
+        "DISTRIBUTION",
+        "VERSION",
+        "SOURCES",
+        "DESTINATIONS",
+        "HOOKS",
+        "STATUS",
+    ]
+    file_row = next(line for line in lines if line.startswith("crossdock.builtin.file_destination"))
+    assert file_row.split()[1:5] == ["crossdock", crossdock.__version__, "-", "file"]
+    # aligned: the status column starts at the same offset on every row
+    offsets = {line.rindex(" ok") for line in lines[1:] if line.endswith(" ok")}
+    assert len(offsets) == 1
+
+
+def test_test_prints_request_with_secrets_masked(hook_config, tmp_path, capsys):
+    event = tmp_path / "event.json"
+    event.write_bytes(
+        orjson.dumps(
+            {"type": "track", "event": "Clicked", "userId": "u1", "properties": {"k": SECRET_KEY}}
+        )
+    )
+    assert main(["test", "hook", "--event", str(event), "-c", str(hook_config)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("POST https://hooks.example.com/events\n")
+    assert "X-Api-Key: ***" in out
+    assert "Authorization: Bearer ***" in out
+    assert "X-Signature: " in out
+    assert '"event": "Clicked"' in out  # pretty-printed JSON body
+    assert SECRET_KEY not in out
+    assert SIGNING not in out
+    assert "dry run" in out
+
+
+def test_test_unknown_destination(hook_config, tmp_path, capsys):
+    event = tmp_path / "e.json"
+    event.write_text('{"type": "track", "event": "x", "userId": "u"}')
+    assert main(["test", "nope", "--event", str(event), "-c", str(hook_config)]) == 1
+    assert 'unknown destination "nope" (known: hook)' in capsys.readouterr().err
+
+
+def test_test_invalid_event(hook_config, tmp_path, capsys):
+    event = tmp_path / "e.json"
+    event.write_text('{"type": "track", "userId": "u"}')
+    assert main(["test", "hook", "--event", str(event), "-c", str(hook_config)]) == 1
+    assert "invalid event" in capsys.readouterr().err
+
+
+async def _dead_letter_two(path: Path) -> None:
+    from crossdock.queue import DeadLetter
+    from crossdock.queue.sqlite import SqliteQueue
+
+    queue = SqliteQueue(path)
+    await queue.open(["hook"])
+    events = [
+        {"type": "track", "event": f"e{i}", "userId": "u", "messageId": f"m{i}"} for i in range(2)
+    ]
+    await queue.append(events)
+    fetched = await queue.fetch("hook", 10, time.time())
+    assert len(fetched) == 2
+    dead = [
+        DeadLetter(seq=q.seq, event=q.event, reason=f"bad key {SECRET_KEY}", attempts=1, status=400)
+        for q in fetched
+    ]
+    await queue.settle("hook", [], dead=dead)
+    await queue.close()
+
+
+def test_dlq_list_replay_purge(hook_config, capsys):
+    pytest.importorskip("crossdock.queue.sqlite")
+    asyncio.run(_dead_letter_two(hook_config.parent / "q.db"))
+    config = ["-c", str(hook_config)]
+
+    assert main(["dlq", "list", "--json", *config]) == 0
+    rows = orjson.loads(capsys.readouterr().out)
+    assert [r["event"]["event"] for r in rows] == ["e0", "e1"]
+    assert all(r["destination"] == "hook" and r["status"] == 400 for r in rows)
+    assert all(SECRET_KEY not in r["reason"] for r in rows)
+
+    assert main(["dlq", "list", "hook", *config]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:2] == ["ID", "DESTINATION"]
+    assert SECRET_KEY not in table
+
+    assert main(["dlq", "replay", "hook", "--id", str(rows[0]["id"]), *config]) == 0
+    assert capsys.readouterr().out.strip() == "replayed 1 event(s)"
+    assert main(["dlq", "purge", *config]) == 2  # needs DEST, --id or --all
+    capsys.readouterr()
+    assert main(["dlq", "purge", "hook", *config]) == 0
+    assert capsys.readouterr().out.strip() == "purged 1 event(s)"
+    assert main(["dlq", "list", *config]) == 0
+    assert "no dead-lettered events" in capsys.readouterr().out
+    assert main(["dlq", "list", "ghost", *config]) == 1
+
+
+def test_console_script_runs(tmp_path):
+    exe = Path(sys.executable).parent / "crossdock"
+    if not exe.exists():
+        pytest.skip("console script not installed in this environment")
+    proc = subprocess.run(
+        [str(exe), "check", "-c", str(tmp_path / "missing.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "file not found" in proc.stdout
+
+
+@pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+async def test_capture_session_records_requests():
+    import aiohttp
+
+    from crossdock.capture import CaptureSession
+    from crossdock.cli_test import mask_headers
+
+    session = CaptureSession()
+    auth = aiohttp.BasicAuth(SECRET_KEY, "")
+    async with session.post("https://api.example.com/v1/batch", json={"a": 1}, auth=auth) as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"success": True}
+        assert await resp.text() == '{"success": true}'
+    resp = await session.put("https://x.example/p", data=b"raw", params={"q": "1"})
+    assert await resp.read() == b'{"success": true}'
+    first, second = session.requests
+    assert (first.method, first.url, first.body) == (
+        "POST",
+        "https://api.example.com/v1/batch",
+        b'{"a":1}',
+    )
+    assert first.headers["Authorization"].startswith("Basic ")
+    assert (second.method, second.url, second.body) == ("PUT", "https://x.example/p?q=1", b"raw")
+    secrets = [crossdock.Secret(SECRET_KEY)]
+    import base64
+
+    encoded = base64.b64encode(SECRET_KEY.encode()).decode()
+    masked = mask_headers({**first.headers, "X-Token": f"t {encoded}"}, secrets)
+    assert masked["Authorization"] == "Basic ***"
+    assert masked["X-Token"] == "***"
