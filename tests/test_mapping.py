@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -299,7 +300,7 @@ def test_compile_expression_matches_search() -> None:
 
 
 @pytest.fixture
-def mapping_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def mapping_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     name = "crossdock_test_mapping_pkg"
     pkg = tmp_path / name
     pkg.mkdir()
