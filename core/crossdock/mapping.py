@@ -21,7 +21,8 @@ Rules:
   A backslash escapes a dot or a backslash inside a name: ``"attributes.a\\.b"`` (in TOML
   ``'attributes.a\\.b'`` as a literal key) sets ``out["attributes"]["a.b"]``. Empty segments
   and other escapes are errors. Nested tables (``{"event": {"name": "..."}}``, or TOML
-  sub-tables) are the same as dotted keys; their keys are taken literally.
+  sub-tables) are the same as dotted keys; keys *inside* a nested table are taken literally
+  (a dot there is part of the name), top-level keys are paths.
 - **``"."`` is the whole output.** ``{".": "@"}`` copies the event. Alone, the output *is*
   the expression's value (``null`` drops the event). With other fields, the value is the base
   object (shallow-copied; nested objects copied on write, the event is never modified) and the
