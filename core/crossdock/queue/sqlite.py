@@ -126,6 +126,7 @@ class SqliteQueue:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_conns_lock = threading.Lock()
         self._cursors: dict[str, Cursor] = {}
+        self._registered: tuple[str, ...] = ()  # replaced whole: the writer thread reads it
         self._pending: deque[_AppendRequest] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._notify = asyncio.Event()
@@ -162,6 +163,7 @@ class SqliteQueue:
             for dest in list(self._cursors):
                 if dest not in loaded:
                     del self._cursors[dest]
+            self._registered = tuple(loaded)
 
     async def close(self) -> None:
         """Finish pending appends, checkpoint the WAL and close every connection."""
@@ -526,7 +528,7 @@ class SqliteQueue:
 
     def _collect(self, conn: sqlite3.Connection) -> int:
         self._last_gc = time.monotonic()
-        dests = list(self._cursors)
+        dests = self._registered
         if not dests:
             return 0
         marks = ",".join("?" * len(dests))
