@@ -312,7 +312,7 @@ class SegmentIngestor:
             requested = request.headers.get("Access-Control-Request-Headers")
             headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             headers["Access-Control-Allow-Headers"] = (
-                requested or "Content-Type, Authorization, Content-Encoding"
+                requested or "Content-Type, Authorization, Content-Encoding, X-Retry-Count"
             )
             headers["Access-Control-Max-Age"] = "86400"
         return web.Response(status=204, headers=headers)
