@@ -289,7 +289,8 @@ class SqliteQueue:
                 conn.execute(
                     "INSERT OR REPLACE INTO dedupe (message_id, seen_at)"
                     " SELECT value, ? FROM json_each(?)",
-                    (now, orjson.dumps(dedupe_rows).decode()),
+                    # Sorted: neighbouring keys land on the same index pages.
+                    (now, orjson.dumps(sorted(dedupe_rows)).decode()),
                 )
                 self._prune_dedupe(conn, now)
             last = _last_seq(conn)
