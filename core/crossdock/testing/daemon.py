@@ -95,7 +95,7 @@ class Daemon:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     sock.sendall(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
-                    if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    if sock.recv(64).split(b" ", 2)[1:2] == [b"200"]:
                         return
             except OSError:
                 pass
