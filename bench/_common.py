@@ -39,7 +39,10 @@ def event(index: int, run: str) -> dict:
         "context": {
             "ip": "203.0.113.7",
             "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/124.0",
-            "page": {"url": "https://shop.example.com/p/1002", "referrer": "https://shop.example.com/"},
+            "page": {
+                "url": "https://shop.example.com/p/1002",
+                "referrer": "https://shop.example.com/",
+            },
             "library": {"name": "analytics-python", "version": "2.3.4"},
         },
     }

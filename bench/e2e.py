@@ -23,10 +23,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import AUTH, WRITE_KEY, batch_bodies, emit, reference_server  # noqa: E402
-from loadgen import build_request, run_load  # noqa: E402
+from _common import AUTH, WRITE_KEY, batch_bodies, emit, reference_server
+from loadgen import build_request, run_load
 
-from crossdock.testing.daemon import Daemon  # noqa: E402
+from crossdock.testing.daemon import Daemon
 
 SOURCE = f"""
 [[sources]]
@@ -58,7 +58,9 @@ def sink_count(port: int) -> int:
 async def ingest(port: int, bodies: list[bytes], connections: int) -> float:
     """Send the batches; returns events/s accepted."""
     requests = [build_request("/v1/batch", body, auth=AUTH) for body in bodies]
-    result = await run_load(port, requests.__getitem__, total=len(requests), connections=connections)
+    result = await run_load(
+        port, requests.__getitem__, total=len(requests), connections=connections
+    )
     if result.errors:
         msg = f"{result.errors} requests failed"
         raise RuntimeError(msg)
@@ -95,7 +97,9 @@ def main() -> None:
                 base = sink_count(sink_port)
                 started = time.perf_counter()
                 loaded_rate = asyncio.run(
-                    ingest(daemon.port, batch_bodies(args.batches, 100, run + "e"), args.connections)
+                    ingest(
+                        daemon.port, batch_bodies(args.batches, 100, run + "e"), args.connections
+                    )
                 )
                 deadline = time.monotonic() + 300
                 while sink_count(sink_port) < base + total and time.monotonic() < deadline:

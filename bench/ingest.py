@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import AUTH, WRITE_KEY, batch_bodies, emit, reference_server, track_bodies  # noqa: E402
-from loadgen import build_request, run_load  # noqa: E402
+from _common import AUTH, WRITE_KEY, batch_bodies, emit, reference_server, track_bodies
+from loadgen import build_request, run_load
 
-from crossdock.testing.daemon import Daemon  # noqa: E402
+from crossdock.testing.daemon import Daemon
 
 CONFIG = f"""
 [[sources]]
@@ -35,7 +35,9 @@ write_keys = ["{WRITE_KEY}"]
 async def measure(port: int, path: str, bodies: list[bytes], connections: int) -> dict:
     """Send every body once; returns requests/s and error count."""
     requests = [build_request(path, body, auth=AUTH) for body in bodies]
-    result = await run_load(port, requests.__getitem__, total=len(requests), connections=connections)
+    result = await run_load(
+        port, requests.__getitem__, total=len(requests), connections=connections
+    )
     return {"requests_per_s": round(result.rate, 1), "errors": result.errors,
             "seconds": round(result.seconds, 3)}  # fmt: skip
 

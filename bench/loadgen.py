@@ -28,7 +28,9 @@ class LoadResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def build_request(path: str, body: bytes, *, host: str = "127.0.0.1", auth: str | None = None) -> bytes:
+def build_request(
+    path: str, body: bytes, *, host: str = "127.0.0.1", auth: str | None = None
+) -> bytes:
     """One POST request with a JSON body, as bytes."""
     head = [
         f"POST {path} HTTP/1.1",
@@ -42,7 +44,11 @@ def build_request(path: str, body: bytes, *, host: str = "127.0.0.1", auth: str 
 
 
 async def _connection(
-    port: int, make_request: Callable[[int], bytes], counter: list[int], total: int, errors: list[int]
+    port: int,
+    make_request: Callable[[int], bytes],
+    counter: list[int],
+    total: int,
+    errors: list[int],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:

@@ -48,7 +48,9 @@ def delivered_ids(fake: FakeVendor) -> list[str]:
 @pytest.mark.slow
 async def test_kill_9_mid_load_loses_no_acknowledged_event(crossdock_daemon) -> None:
     async with FakeVendor() as sink:
-        daemon = crossdock_daemon(SOURCE + webhook_destination("sink", sink.url + "/in", batch_size=200))
+        daemon = crossdock_daemon(
+            SOURCE + webhook_destination("sink", sink.url + "/in", batch_size=200)
+        )
         acked: set[str] = set()
         counter = itertools.count()
         killed = asyncio.Event()
@@ -60,14 +62,18 @@ async def test_kill_9_mid_load_loses_no_acknowledged_event(crossdock_daemon) -> 
                 batch = [{"type": "track", "userId": f"u{i}", "event": "Load", "messageId": m}
                          for i, m in enumerate(ids)]  # fmt: skip
                 try:
-                    status, _ = await post_json(session, daemon.url + "/v1/batch", {"batch": batch}, auth=AUTH)
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    status, _ = await post_json(
+                        session, daemon.url + "/v1/batch", {"batch": batch}, auth=AUTH
+                    )
+                except (TimeoutError, aiohttp.ClientError):
                     continue
                 if status == 200:
                     acked.update(ids)
 
         async def killer() -> None:
-            await wait_until(lambda: len(acked) >= 3000 and len(delivered_ids(sink)) >= 500, timeout=60)
+            await wait_until(
+                lambda: len(acked) >= 3000 and len(delivered_ids(sink)) >= 500, timeout=60
+            )
             daemon.kill()
             killed.set()
 
@@ -100,10 +106,14 @@ async def test_failing_destination_does_not_slow_the_other(crossdock_daemon) -> 
             for n in range(20):
                 batch = [{"type": "track", "userId": "u", "event": "E", "messageId": f"iso-{n}-{i}"}
                          for i in range(50)]  # fmt: skip
-                status, _ = await post_json(session, daemon.url + "/v1/batch", {"batch": batch}, auth=AUTH)
+                status, _ = await post_json(
+                    session, daemon.url + "/v1/batch", {"batch": batch}, auth=AUTH
+                )
                 assert status == 200
             await wait_until(lambda: len(set(delivered_ids(good))) == 1000, timeout=30)
-            async with session.get(daemon.url + "/admin/destinations/bad", headers=daemon.admin_headers()) as r:
+            async with session.get(
+                daemon.url + "/admin/destinations/bad", headers=daemon.admin_headers()
+            ) as r:
                 bad_status = await r.json()
         assert len(bad.requests) >= 1
         assert bad_status["pending"] + bad_status["retrying"] > 0

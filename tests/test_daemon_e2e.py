@@ -77,8 +77,17 @@ BAD_REQUESTS = [
     ("/v1/track", {"event": "X"}, AUTH, 400),  # no ids
     ("/v1/identify", {"userId": "u", "traits": "nope"}, AUTH, 400),
     ("/v1/batch", {"batch": []}, AUTH, 400),
-    ("/v1/batch", {"batch": [{"type": "track", "userId": "u", "event": "ok"},
-                             {"type": "track", "userId": "u"}]}, AUTH, 400),  # fmt: skip
+    (
+        "/v1/batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "u", "event": "ok"},
+                {"type": "track", "userId": "u"},
+            ]
+        },
+        AUTH,
+        400,
+    ),
     ("/v1/batch", {"batch": [{"type": "nonsense", "userId": "u"}]}, AUTH, 400),
     ("/v1/track", {"userId": "u", "event": "X", "properties": {"big": "x" * 40_000}}, AUTH, 400),
     ("/v1/batch", {"batch": [{"type": "track", "userId": "u", "event": "e"}] * 2501}, AUTH, 400),
@@ -99,7 +108,8 @@ async def test_bad_inputs_get_precise_4xx_and_store_nothing(daemon) -> None:
         # The partly valid batch above names the bad event precisely.
         status, answer = await post_json(
             session, daemon.url + "/v1/batch",
-            {"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "track", "userId": "u"}]},
+            {"batch": [{"type": "track", "userId": "u", "event": "ok"},
+                       {"type": "track", "userId": "u"}]},
             auth=AUTH,
         )  # fmt: skip
         assert answer["message"].startswith("batch[1].event")
@@ -123,7 +133,9 @@ async def test_duplicates_by_message_id_are_stored_once(daemon) -> None:
         for _ in range(3):
             status, _ = await post_json(session, daemon.url + "/v1/track", event, auth=AUTH)
             assert status == 200
-        await post_json(session, daemon.url + "/v1/track", {**event, "messageId": "dup-2"}, auth=AUTH)
+        await post_json(
+            session, daemon.url + "/v1/track", {**event, "messageId": "dup-2"}, auth=AUTH
+        )
         events = await wait_until(lambda: len(read_ndjson(out)) >= 2 and read_ndjson(out))
         async with session.get(daemon.url + "/metrics") as response:
             metrics = await response.text()
@@ -133,7 +145,9 @@ async def test_duplicates_by_message_id_are_stored_once(daemon) -> None:
 
 async def test_gzip_body_and_text_plain_short_path(daemon) -> None:
     out = daemon.workdir / "out.ndjson"
-    body = gzip.compress(orjson.dumps({"batch": [{"type": "track", "userId": "u", "event": "Zipped"}]}))
+    body = gzip.compress(
+        orjson.dumps({"batch": [{"type": "track", "userId": "u", "event": "Zipped"}]})
+    )
     async with aiohttp.ClientSession() as session:
         status, _ = await post_json(
             session, daemon.url + "/v1/batch", body, auth=AUTH, headers={"Content-Encoding": "gzip"}
@@ -146,7 +160,10 @@ async def test_gzip_body_and_text_plain_short_path(daemon) -> None:
             headers={"Content-Type": "text/plain", "Origin": "https://shop.example.com"},
         ) as response:
             assert response.status == 200
-            assert response.headers.get("Access-Control-Allow-Origin") in ("*", "https://shop.example.com")
+            assert response.headers.get("Access-Control-Allow-Origin") in (
+                "*",
+                "https://shop.example.com",
+            )
     events = await wait_until(lambda: len(read_ndjson(out)) >= 2 and read_ndjson(out))
     assert sorted(e["event"] for e in events) == ["Browser", "Zipped"]
 
@@ -184,8 +201,13 @@ async def test_health_ready_metrics_and_admin(daemon) -> None:
         assert dry["payload"]["event"] == "X"
         async with session.get(daemon.url + "/metrics") as response:
             text = await response.text()
-        for family in ("crossdock_events_received_total", "crossdock_queue_lag_seconds",
-                       "crossdock_events_delivered_total", "crossdock_end_to_end_latency_seconds"):  # fmt: skip
+        families = (
+            "crossdock_events_received_total",
+            "crossdock_queue_lag_seconds",
+            "crossdock_events_delivered_total",
+            "crossdock_end_to_end_latency_seconds",
+        )
+        for family in families:
             assert f"# TYPE {family}" in text
     assert daemon.admin_token not in daemon.log()
 

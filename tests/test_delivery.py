@@ -106,7 +106,7 @@ class MemoryQueue:
             leased.discard(d.seq)
             self.dead[destination].append(d)
 
-    async def wait(self, destination: str, timeout: float) -> None:  # noqa: ASYNC109
+    async def wait(self, destination: str, timeout: float) -> None:
         signal = self._signal
         if self.position[destination] < len(self.events):
             return
@@ -200,7 +200,7 @@ def destination(
     )
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

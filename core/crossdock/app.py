@@ -81,7 +81,7 @@ async def _http_context(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
-def _workers_context(transformers: dict[str, Transformer]):  # noqa: ANN202
+def _workers_context(transformers: dict[str, Transformer]):
     async def context(app: web.Application) -> AsyncIterator[None]:
         config = app[keys.CONFIG]
         registry = app[keys.REGISTRY]

@@ -214,7 +214,7 @@ class DestinationWorker:
             extra={"destination": self._id, "plugin": self.destination.plugin},
         )
 
-    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 (the shared interface)
+    async def stop(self, timeout: float) -> None:
         """Stop fetching; wait up to ``timeout`` s for in-flight batches, then cancel them.
 
         Events not settled by then stay in the queue (they come again after a restart).

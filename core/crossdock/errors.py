@@ -1,4 +1,4 @@
-"""Exceptions raised by the core. Vendor failures are outcomes (see :mod:`crossdock.types`), not these."""
+"""Exceptions raised by the core. Vendor failures are outcomes (crossdock.types), not these."""
 
 from __future__ import annotations
 

@@ -128,7 +128,9 @@ def crossdock_make_transformer(destination: Destination) -> Transformer | None:
 
 
 @hookspec(firstresult=True)
-def crossdock_make_deliverer(destination: Destination, http: aiohttp.ClientSession) -> Deliverer | None:
+def crossdock_make_deliverer(
+    destination: Destination, http: aiohttp.ClientSession
+) -> Deliverer | None:
     """Build the deliverer of one configured destination.
 
     Called once per ``[[destinations]]`` entry at start-up, only on the plugin that declared

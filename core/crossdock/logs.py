@@ -101,7 +101,9 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def setup_logging(level: str = "info", fmt: str = "json", secrets: Iterable[Secret] = ()) -> RedactSecrets:
+def setup_logging(
+    level: str = "info", fmt: str = "json", secrets: Iterable[Secret] = ()
+) -> RedactSecrets:
     """Configure the root logger for the daemon; returns the redaction filter."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

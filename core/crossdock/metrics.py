@@ -33,7 +33,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("crossdock_events_received_total", "counter",
            "Events accepted and stored by a source.", ("source",)),
     Family("crossdock_requests_rejected_total", "counter",
-           "Ingest requests refused, by reason (nothing of them was stored).", ("source", "reason")),
+           "Ingest requests refused, by reason (nothing was stored).", ("source", "reason")),
     Family("crossdock_events_deduplicated_total", "counter",
            "Events skipped at ingest because their messageId was already seen.", ("source",)),
     Family("crossdock_events_looped_total", "counter",
@@ -43,7 +43,7 @@ FAMILIES: tuple[Family, ...] = (
            "Events a destination skipped: its sources or where condition did not match.",
            ("destination",)),
     Family("crossdock_events_dropped_total", "counter",
-           "Events a destination's mapping dropped (transform returned nothing).", ("destination",)),
+           "Events a destination's mapping dropped (no payload).", ("destination",)),
     Family("crossdock_events_delivered_total", "counter",
            "Events the vendor accepted.", ("destination",)),
     Family("crossdock_events_retried_total", "counter",
@@ -134,7 +134,9 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def _render_histogram(lines: list[str], family: Family, labels: tuple[str, ...], hist: _Histogram) -> None:
+def _render_histogram(
+    lines: list[str], family: Family, labels: tuple[str, ...], hist: _Histogram
+) -> None:
     cumulative = 0
     for bound, count in zip((*hist.buckets, float("inf")), hist.counts, strict=True):
         cumulative += count

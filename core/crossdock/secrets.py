@@ -54,7 +54,7 @@ class Secret:
 
 
 def mask(text: str, secrets: list[Secret] | tuple[Secret, ...]) -> str:
-    """Replace every secret value that appears in ``text`` with ``***`` (for vendor error bodies)."""
+    """Replace every secret value found in ``text`` with ``***`` (for vendor error bodies)."""
     for secret in secrets:
         value = secret.reveal()
         if value and len(value) >= 4:

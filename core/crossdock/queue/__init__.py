@@ -143,11 +143,15 @@ class Queue(Protocol):
         """Dead-letter entries, oldest first, of one destination or all."""
         ...
 
-    async def dlq_replay(self, destination: str | None = None, ids: Sequence[int] | None = None) -> int:
+    async def dlq_replay(
+        self, destination: str | None = None, ids: Sequence[int] | None = None
+    ) -> int:
         """Queue dead-lettered events again (attempts reset, due now); returns how many."""
         ...
 
-    async def dlq_purge(self, destination: str | None = None, ids: Sequence[int] | None = None) -> int:
+    async def dlq_purge(
+        self, destination: str | None = None, ids: Sequence[int] | None = None
+    ) -> int:
         """Delete dead-letter entries for good; returns how many."""
         ...
 

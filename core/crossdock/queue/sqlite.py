@@ -558,7 +558,7 @@ class SqliteQueue:
     # -----------------------------------------------------------------------------------------
     # Waiting, holds, stats
 
-    async def wait(self, destination: str, timeout: float) -> None:  # noqa: ASYNC109
+    async def wait(self, destination: str, timeout: float) -> None:
         """Return when an append may have brought events for ``destination``, or on timeout."""
         cursor = self._cursors.get(destination)
         if self._state != "open" or (cursor is not None and self._last_seq > cursor.read_pos):

@@ -55,7 +55,9 @@ class Daemon:
         self.extra_args = extra_args
         self.config_path = self.workdir / "crossdock.toml"
         self.log_path = self.workdir / "crossdock.log"
-        self.config_path.write_text(self._full_config(config.replace("{workdir}", str(self.workdir))))
+        self.config_path.write_text(
+            self._full_config(config.replace("{workdir}", str(self.workdir)))
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def _full_config(self, body: str) -> str:
@@ -75,7 +77,15 @@ class Daemon:
         """Start the process and wait until ``/health`` answers."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "crossdock", "run", "-c", str(self.config_path), *self.extra_args],
+            [
+                sys.executable,
+                "-m",
+                "crossdock",
+                "run",
+                "-c",
+                str(self.config_path),
+                *self.extra_args,
+            ],
             cwd=self.workdir,
             env=self.env,
             stdout=log,

@@ -183,7 +183,7 @@ class FakeVendor:
     async def wait_for(
         self,
         condition: int | Callable[[FakeVendor], bool],
-        timeout: float = 10.0,  # noqa: ASYNC109 (a deadline for tests, like asyncio.wait_for)
+        timeout: float = 10.0,
     ) -> None:
         """Wait until ``condition`` (a request count, or a predicate on the fake) holds; raise
         :class:`TimeoutError` after ``timeout`` seconds."""
