@@ -465,3 +465,33 @@ def test_strict_scalars():
         "s.ratio: expected a number",
     ]
     assert structure({"name": "n", "count": 5, "ratio": 1, "flag": True}, S).ratio == 1.0
+
+
+def test_sources_cannot_share_routes(registry):
+    text = """
+[[sources]]
+id = "a"
+type = "segment"
+write_keys = ["k1"]
+
+[[sources]]
+id = "b"
+type = "segment"
+write_keys = ["k2"]
+
+[[sources]]
+id = "c"
+type = "webhook"
+path = "/hooks/x"
+
+[[sources]]
+id = "d"
+type = "webhook"
+path = "/hooks/x"
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, registry, {})
+    assert info.value.problems == [
+        "sources[1].path: /v1/* is already served by sources[0]",
+        "sources[3].path: /hooks/x is already served by sources[2]",
+    ]

@@ -307,6 +307,7 @@ class _Builder:
             for i, d in enumerate(self.tables(data, "destinations"))
         ]
         self.unique("sources", [_get_id(s) for s in self.tables(data, "sources", report=False)])
+        self.distinct_routes(sources)
         self.unique(
             "destinations", [_get_id(d) for d in self.tables(data, "destinations", report=False)]
         )
@@ -335,6 +336,22 @@ class _Builder:
                 self.problems.append(f"{name}: expected a list of tables ([[{name}]])")
             return []
         return value
+
+    def distinct_routes(self, sources: list[Source | None]) -> None:
+        """Two sources cannot serve the same routes: one ``segment`` source, distinct paths."""
+        seen: dict[str, int] = {}
+        for i, source in enumerate(sources):
+            if source is None:
+                continue
+            key = "/v1/*" if source.type == "segment" else source.path
+            if key is None:
+                continue
+            if key in seen:
+                self.problems.append(
+                    f"sources[{i}].path: {key} is already served by sources[{seen[key]}]"
+                )
+            else:
+                seen[key] = i
 
     def unique(self, name: str, ids: list[str | None]) -> None:
         first: dict[str, int] = {}
