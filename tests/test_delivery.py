@@ -741,3 +741,22 @@ async def test_status_is_json_able_and_masks_errors() -> None:
     assert status["id"] == "dest"
     assert status["plugin"] == "test"
     assert status["paused"] is False
+
+
+async def test_false_where_counts_as_filtered_and_empty_mapping_as_dropped() -> None:
+    from crossdock.mapping import compile_mapping
+
+    transformer = compile_mapping(
+        {".": "properties.i != `2` && @ || `null`"}, where="properties.i != `1`"
+    )
+    deliverer = ScriptedDeliverer()
+    dest = destination()
+    queue = MemoryQueue()
+    await queue.open([dest.id])
+    await queue.append([make_event(i) for i in range(4)])
+    worker, queue, metrics = await start_worker(dest, deliverer, queue, transformer)
+    await until(lambda: len(queue.done[dest.id]) == 4)
+    await worker.stop(5)
+    assert sorted(p["messageId"] for b in deliverer.batches for p in b) == ["m0", "m3"]
+    assert metrics.get("crossdock_events_filtered_total", ("dest",)) == 1
+    assert metrics.get("crossdock_events_dropped_total", ("dest",)) == 1

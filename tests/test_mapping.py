@@ -375,3 +375,11 @@ def test_default_transformer_hook() -> None:
     assert transform({"type": "identify", "userId": "u"}) is None
     assert isinstance(transform, crossdock.Transformer)
     assert crossdock.compile_mapping is compile_mapping
+
+
+def test_matches_tells_a_false_where_from_an_empty_payload() -> None:
+    mapping = compile_mapping({".": "payload"}, where="type == 'track'")
+    assert mapping({"type": "track"}) is None
+    assert mapping.matches({"type": "track"}) is True
+    assert mapping.matches({"type": "page"}) is False
+    assert compile_mapping({"a": "b"}).matches({}) is True

@@ -394,6 +394,9 @@ class DestinationWorker:
         per_user = self._per_user
         now = self.clock()
         filtered = dropped = 0
+        # A transformer built on CompiledMapping tells a false ``where`` (filtered) from a
+        # mapping that produced nothing (dropped); other transformers only say "dropped".
+        matches = getattr(transformer, "matches", None)
         full = False
         for q in fetched:
             event = q.event
@@ -407,7 +410,10 @@ class DestinationWorker:
                 payload = transformer(event)
                 if payload is None:
                     extra.done.append(q.seq)
-                    dropped += 1
+                    if matches is not None and not matches(event):
+                        filtered += 1
+                    else:
+                        dropped += 1
                     continue
                 data = dumps(payload)
             except Exception as exc:

@@ -301,6 +301,16 @@ class CompiledMapping:
     source: str = field(repr=False)
     fallbacks: int = 0
     functions: CrossdockFunctions = field(repr=False, default=None)
+    where_fn: Callable[[Any], Any] | None = field(repr=False, default=None)
+
+    def matches(self, event: Any) -> bool:
+        """Whether ``where`` holds for ``event`` (always true without one). The worker asks this
+        only for events the mapping dropped, to count a false ``where`` as *filtered*."""
+        if self.where_fn is None:
+            return True
+        value = self.where_fn(event)
+        # JMESPath truth: null, false, "", [] and {} are false; numbers (0 too) are true.
+        return not (value is None or value is False or value in ("", [], {}))
 
     def __call__(self, event: Any) -> Any:
         """Map one event (``None`` when ``where`` is false or the ``"."`` value is null)."""
@@ -403,6 +413,11 @@ def compile_mapping(
         source=gen.source(),
         fallbacks=gen.fallbacks,
         functions=fns,
+        where_fn=(
+            compile_expression(where, tables=tables, functions=functions, path="where")
+            if where
+            else None
+        ),
     )
 
 
