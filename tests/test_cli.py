@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import asyncio
 import subprocess
 import sys
@@ -288,3 +289,32 @@ async def test_capture_session_records_requests():
     masked = mask_headers({**first.headers, "X-Token": f"t {encoded}"}, secrets)
     assert masked["Authorization"] == "Basic ***"
     assert masked["X-Token"] == "***"
+
+
+async def test_test_send_delivers_and_prints_the_answer(tmp_path, monkeypatch):
+    import asyncio
+    import sys
+
+    from crossdock.testing.fakes import Answer, FakeVendor
+
+    async with FakeVendor() as fake:
+        fake.script([Answer(200, body={"ok": True, "echo": SECRET_KEY})])
+        config = tmp_path / "crossdock.toml"
+        config.write_text(HOOK_CONFIG.replace("https://hooks.example.com", fake.url))
+        event = tmp_path / "event.json"
+        event.write_bytes(orjson.dumps({"type": "track", "event": "Sent", "userId": "u1"}))
+        env = {**os.environ, "HOOK_KEY": SECRET_KEY, "HOOK_SIGNING": SIGNING}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "crossdock", "test", "hook", "--event", str(event),
+            "-c", str(config), "--send",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+        assert proc.returncode == 0, out
+        [request] = fake.requests
+    assert request.json()["event"] == "Sent"
+    assert request.headers["X-Api-Key"] == SECRET_KEY  # really sent with the real key
+    assert out.startswith(f"POST {fake.url}/events\n")
+    assert "200" in out
+    assert SECRET_KEY not in out  # masked in the request headers and the vendor's answer
+    assert SIGNING not in out
