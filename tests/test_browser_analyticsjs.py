@@ -21,7 +21,6 @@ import hashlib
 import html
 import re
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -476,36 +475,10 @@ path = "{{workdir}}/events.ndjson"
 """
 
 
-class _Daemon(Daemon):
-    """``Daemon`` whose health wait accepts aiohttp's ``HTTP/1.0 200`` answer to its HTTP/1.0 probe.
-
-    ``Daemon.wait_healthy`` looks for ``HTTP/1.1 200`` but aiohttp answers an HTTP/1.0 request
-    in HTTP/1.0; drop this subclass once ``crossdock.testing.daemon`` accepts both.
-    """
-
-    def wait_healthy(self, timeout: float = 20.0) -> None:
-        """Poll ``/health`` until it answers 200; raise with the log if the process died."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                msg = f"crossdock exited with {self.process.returncode}:\n{self.log()}"
-                raise RuntimeError(msg)
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
-                    if re.match(rb"HTTP/1\.[01] 200", sock.recv(64)):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        msg = f"crossdock did not become healthy in {timeout}s:\n{self.log()}"
-        raise TimeoutError(msg)
-
-
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     """``crossdock run`` with a ``segment`` source and a file destination."""
-    process = _Daemon(DAEMON_CONFIG, tmp_path / "crossdock")
+    process = Daemon(DAEMON_CONFIG, tmp_path / "crossdock")
     process.start()
     try:
         yield process
