@@ -33,7 +33,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -470,8 +470,7 @@ class SqliteQueue:
         dead_rows: list[tuple[Any, ...]],
     ) -> None:
         conn = self._conn_w()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             if retry_rows:
                 conn.executemany(
                     "INSERT INTO retries (destination, seq, data, enqueued_at, attempts,"
@@ -510,10 +509,6 @@ class SqliteQueue:
                     "DELETE FROM settled WHERE destination = ? AND seq <= ?",
                     (destination, plan.durable),
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
         if time.monotonic() - self._last_gc >= _GC_INTERVAL:
             # Collection is housekeeping: its failure must not fail the settle.
             with contextlib.suppress(sqlite3.Error):
@@ -540,17 +535,12 @@ class SqliteQueue:
             return 0
         total = 0
         while True:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(conn):
                 deleted = conn.execute(
                     "DELETE FROM events WHERE seq IN"
                     " (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
                     (floor, _GC_CHUNK),
                 ).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
             total += deleted
             if deleted < _GC_CHUNK:
                 return total
@@ -665,8 +655,7 @@ class SqliteQueue:
     def _write_dlq_replay(self, destination: str | None, ids: Sequence[int] | None) -> int:
         where, params = _dead_filter(destination, ids)
         conn = self._conn_w()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             conn.execute(
                 "INSERT INTO retries (destination, seq, data, enqueued_at, attempts,"
                 " first_attempt_at, next_at, reason, hold_key)"
@@ -678,10 +667,6 @@ class SqliteQueue:
                 (self._clock(), *params),
             )
             count = conn.execute(f"DELETE FROM dead WHERE {where}", params).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
         return count
 
     async def dlq_purge(
@@ -694,13 +679,8 @@ class SqliteQueue:
     def _write_dlq_purge(self, destination: str | None, ids: Sequence[int] | None) -> int:
         where, params = _dead_filter(destination, ids)
         conn = self._conn_w()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             count = conn.execute(f"DELETE FROM dead WHERE {where}", params).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
         return count
 
     # -----------------------------------------------------------------------------------------
@@ -721,8 +701,7 @@ class SqliteQueue:
     def _register(self, destinations: list[str]) -> dict[str, tuple[int, set[int]]]:
         conn = self._conn_w()
         now = self._clock()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             end = _last_seq(conn)
             conn.executemany(
                 "INSERT OR IGNORE INTO destinations (id, position, created_at) VALUES (?, ?, ?)",
@@ -741,24 +720,15 @@ class SqliteQueue:
                     )
                 }
                 loaded[dest] = (position, skip)
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
         return loaded
 
     def _write_ping(self) -> None:
         conn = self._conn_w()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_ping', ?)",
                 (repr(self._clock()),),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
 
     def _checkpoint_and_close(self) -> None:
         conn = self._wconn
@@ -824,6 +794,18 @@ def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> N
 def _last_seq(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
     return 0 if row is None else int(row[0])
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception (then re-raised)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
