@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from crossdock.delivery_http import (
+    outcome_for_error,
+    outcome_for_status,
+    parse_retry_after,
+    send_http,
+)
 from crossdock.errors import ConfigError, CrossdockError, IngestError, MappingError, PluginError
 from crossdock.hookspecs import hookimpl
 from crossdock.secrets import Secret
@@ -35,7 +41,16 @@ from crossdock.types import (
 )
 
 if TYPE_CHECKING:
-    from crossdock.mapping import CompiledMapping, compile_expression, compile_mapping, load_mapping
+    from crossdock.jmes.functions import register_function
+    from crossdock.mapping import (
+        CompiledMapping,
+        MappingFile,
+        compile_expression,
+        compile_mapping,
+        load_mapping,
+        load_mapping_file,
+        merge_mapping,
+    )
 
 __all__ = [
     "DELIVERED",
@@ -56,6 +71,7 @@ __all__ = [
     "Ingestor",
     "Limits",
     "MappingError",
+    "MappingFile",
     "Outcome",
     "PluginError",
     "Rejected",
@@ -69,6 +85,13 @@ __all__ = [
     "compile_mapping",
     "hookimpl",
     "load_mapping",
+    "load_mapping_file",
+    "merge_mapping",
+    "outcome_for_error",
+    "outcome_for_status",
+    "parse_retry_after",
+    "register_function",
+    "send_http",
 ]
 
 _LAZY = {
@@ -76,6 +99,10 @@ _LAZY = {
     "compile_expression": "crossdock.mapping",
     "compile_mapping": "crossdock.mapping",
     "load_mapping": "crossdock.mapping",
+    "load_mapping_file": "crossdock.mapping",
+    "merge_mapping": "crossdock.mapping",
+    "MappingFile": "crossdock.mapping",
+    "register_function": "crossdock.jmes.functions",
 }
 
 

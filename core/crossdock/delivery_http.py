@@ -1,4 +1,4 @@
-"""HTTP answer → outcome, shared by the built-in HTTP destinations.
+"""HTTP answer → outcome, shared by the built-in HTTP destinations and public for plugins.
 
 The usual vendor semantics: 2xx delivered; 408, 429 and 5xx except 501 retried (``Retry-After``
 in seconds or as an HTTP date); 401/403 credentials rejected; other 4xx (and 501) rejected with
@@ -68,7 +68,7 @@ def outcome_for_error(exc: BaseException) -> RetryLater:
     return RetryLater(f"connection: {type(exc).__name__}: {exc}"[:500])
 
 
-async def post(
+async def send_http(
     http: aiohttp.ClientSession,
     method: str,
     url: str,

@@ -26,7 +26,7 @@ import orjson
 from attrs import frozen
 
 import crossdock
-from crossdock.delivery_http import post
+from crossdock.delivery_http import send_http
 from crossdock.types import (
     BatchItem,
     Destination,
@@ -78,7 +78,7 @@ class SegmentDeliverer:
             + _now_iso().encode()
             + b'"}'
         )
-        outcome, status, text = await post(
+        outcome, status, text = await send_http(
             self.http, "POST", self.url, body, self._headers, retry_headers=RETRY_HEADERS
         )
         if status != 400:

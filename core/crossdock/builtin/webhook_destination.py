@@ -18,7 +18,7 @@ import aiohttp
 from attrs import field, frozen
 
 import crossdock
-from crossdock.delivery_http import post
+from crossdock.delivery_http import send_http
 from crossdock.types import BatchItem, Destination, DestinationType, Limits, Outcome
 
 NAME = "webhook"
@@ -76,7 +76,7 @@ class WebhookDeliverer:
         headers = self.headers
         if self.settings.secret is not None:
             headers = {**headers, "X-Signature": sign(self.settings.secret, signed)}
-        outcome, _status, _text = await post(
+        outcome, _status, _text = await send_http(
             self.http, self.method, self.settings.url, body, headers
         )
         return outcome
