@@ -68,7 +68,9 @@ class DestinationType:
     (target path → JMESPath expression, see :mod:`crossdock.mapping`), usually loaded from the
     plugin's package data with :func:`crossdock.load_mapping`. ``tables`` are named lookup tables
     (e.g. an event-name map) that expressions read with ``lookup('name', key)``; operators can
-    extend them from the config.
+    extend them from the config. ``backfill_settings`` are setting values that
+    ``crossdock backfill`` applies on top of the configured ones when it replays historical
+    events (e.g. ``{"skip_hook": True}`` so a vendor does not trigger journeys for old data).
     """
 
     name: str
@@ -77,6 +79,7 @@ class DestinationType:
     mapping: Mapping[str, str] = field(factory=lambda: {".": "@"})
     tables: Mapping[str, Mapping[str, Any]] = field(factory=dict)
     limits: Limits = field(factory=Limits)
+    backfill_settings: Mapping[str, Any] = field(factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
