@@ -1,4 +1,4 @@
-"""The ``crossdock`` command: run, check, plugins, test, dlq, init.
+"""The ``crossdock`` command: run, check, plugins, test, dlq, backfill, init.
 
 Exit codes: 0 ok, 1 problems (invalid config, failed delivery, ...), 2 usage errors. Nothing
 printed ever contains a configured secret.
@@ -91,6 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "purge":
             q.add_argument("--all", action="store_true", help="purge every destination's entries")
 
+    p = sub.add_parser("backfill", help="import historical events (NDJSON, or gzip of it)")
+    config_arg(p)
+    p.add_argument("file", metavar="FILE", help="NDJSON of Spec events, optionally gzipped")
+    p.add_argument("--to", required=True, metavar="DEST", dest="destination", help="destination")
+    p.add_argument(
+        "--state", metavar="PATH", help="resume state (default: FILE.DEST.backfill.json)"
+    )
+    p.add_argument("--restart", action="store_true", help="ignore saved state; start at line 1")
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines when stderr is not a terminal (0: none)",
+    )
+
     p = sub.add_parser("init", help="write a starter crossdock.toml")
     p.add_argument("path", nargs="?", default="crossdock.toml", metavar="PATH")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -116,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plugins": cmd_plugins,
         "test": _cmd_test,
         "dlq": _cmd_dlq,
+        "backfill": _cmd_backfill,
         "init": cmd_init,
     }[args.command]
     try:
@@ -245,6 +262,12 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     from crossdock.cli_dlq import cmd_dlq
 
     return cmd_dlq(args)
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from crossdock.cli_backfill import cmd_backfill
+
+    return cmd_backfill(args)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
