@@ -562,18 +562,18 @@ class DestinationWorker:
         credentials = next((o for o in outcomes if isinstance(o, CredentialsRejected)), None)
         if credentials is not None:
             self._pause(credentials)  # first, so the events go back due at the probe time
-        latency = self.metrics.observe
+        # End-to-end latency from the time the queue stored the event; events of one group
+        # commit share that time, so a batch has few distinct values to observe.
+        stored_at: dict[float, int] = {}
         for q, item, outcome in zip(batch.queued, batch.items, outcomes, strict=True):
             if isinstance(outcome, Delivered):
                 settlement.done.append(q.seq)
                 delivered += 1
-                received = received_epoch(item.event)
+                received = q.enqueued_at
+                if received is None:
+                    received = received_epoch(item.event)
                 if received is not None:
-                    latency(
-                        "crossdock_end_to_end_latency_seconds",
-                        self._labels,
-                        max(0.0, now - received),
-                    )
+                    stored_at[received] = stored_at.get(received, 0) + 1
             elif isinstance(outcome, RetryLater):
                 self._retry(settlement, q, outcome, now)
             elif isinstance(outcome, Rejected):
@@ -594,6 +594,13 @@ class DestinationWorker:
                 self._retry(
                     settlement, q, RetryLater(f"plugin returned {type(outcome).__name__}"), now
                 )
+        for received, count in stored_at.items():
+            self.metrics.observe(
+                "crossdock_end_to_end_latency_seconds",
+                self._labels,
+                max(0.0, now - received),
+                count,
+            )
         if delivered:
             self.metrics.inc("crossdock_events_delivered_total", self._labels, delivered)
             self._counts["delivered"] += delivered
