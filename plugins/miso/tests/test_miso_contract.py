@@ -1,0 +1,33 @@
+"""The generated conformance suite every destination passes, against the strict FakeMiso."""
+
+from __future__ import annotations
+
+import crossdock_miso
+from crossdock.testing.contract import destination_contract_tests
+from crossdock.testing.events import golden_events
+from crossdock_miso.testing import FakeMiso, invalid_answer
+
+# Golden events with no Miso interaction in the default mapping: dropped on purpose.
+DROPPED = (
+    "account_created", "account_deleted", "alias", "cart_shared", "cart_viewed",
+    "checkout_started", "checkout_step_completed", "checkout_step_viewed", "coupon_applied",
+    "coupon_denied", "coupon_entered", "coupon_removed", "group", "identify",
+    "order_cancelled", "order_updated", "page", "payment_info_entered",
+    "product_list_filtered", "promotion_clicked", "promotion_viewed", "screen", "signed_in",
+    "signed_out", "signed_up", "track", "trial_ended", "trial_started",
+)  # fmt: skip
+
+_GOLDEN = golden_events()
+
+TestMisoContract = destination_contract_tests(
+    crossdock_miso,
+    settings={"api_key": "sk_test_123456", "base_url": "{fake_url}"},
+    fake_factory=FakeMiso,
+    name="miso",
+    invalid_answer=invalid_answer(["data.0.product_ids is invalid. 'x' is not of type 'array'"]),
+    expect_dropped=[_GOLDEN[name]["messageId"] for name in DROPPED],
+)
+
+
+def test_dropped_list_matches_the_golden_set() -> None:
+    assert set(DROPPED) <= set(_GOLDEN)
