@@ -1,0 +1,319 @@
+"""Golden mapping cases: a Spec event in → the exact Firehose entry the strict fake accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import crossdock_hull
+import pytest
+from crossdock import Delivered
+from crossdock.testing.events import golden_event, identify, track
+from crossdock.testing.harness import DestinationHarness
+from crossdock_hull.testing import (
+    CONNECTOR_ID,
+    CONNECTOR_SECRET,
+    ORGANIZATION,
+    FakeHullFirehose,
+    HullEntry,
+)
+
+U = "u-1042"
+A = "0b9a6c1e-8f55-4f0e-9d2b-6a3c1f7e2d40"
+USER = {"external_id": U, "anonymous_id": A}
+
+
+def settings(url: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "organization": ORGANIZATION,
+        "connector_id": CONNECTOR_ID,
+        "connector_secret": CONNECTOR_SECRET,
+        "firehose_url": url,
+        **extra,
+    }
+
+
+async def deliver(events: list[dict[str, Any]], **kwargs: Any) -> list[HullEntry]:
+    """Deliver through the plugin to the strict fake; return the entries it accepted."""
+    mapping = kwargs.pop("mapping", None)
+    async with (
+        FakeHullFirehose() as fake,
+        DestinationHarness(crossdock_hull, settings(fake.url, **kwargs), mapping=mapping) as h,
+    ):
+        outcomes = await h.deliver(events)
+        assert all(isinstance(o, Delivered) for o in outcomes), outcomes
+        return fake.entries
+
+
+def without_iat(entry: HullEntry) -> dict[str, Any]:
+    claims = dict(entry.claims)
+    assert isinstance(claims.pop("iat"), int)
+    return {"type": entry.type, "body": entry.body, "timestamp": entry.timestamp,
+            "claims": claims}  # fmt: skip
+
+
+async def test_identify_becomes_user_traits() -> None:
+    [entry] = await deliver([golden_event("identify")])
+    assert without_iat(entry) == {
+        "type": "traits",
+        "timestamp": "2025-03-02T10:15:01.137Z",
+        "claims": {
+            "iss": CONNECTOR_ID,
+            "io.hull.subjectType": "user",
+            "io.hull.asUser": {**USER, "email": "ana.silva@example.com"},
+        },
+        "body": {
+            "email": "ana.silva@example.com",
+            "first_name": "Ana",
+            "last_name": "Silva",
+            "name": "Ana Silva",
+            "phone": "+49 30 1234567",
+            "plan": "pro",
+            "created_at": "2024-11-05T08:30:00.000Z",
+            "address/city": "Berlin",
+            "address/country": "DE",
+            "address/postalCode": "10115",
+            "address/state": "BE",
+            "address/street": "Invalidenstr. 1",
+            "company/name": "Acme GmbH",
+            "company/id": "c-77",
+            "company/industry": "Retail",
+            "company/employee_count": 40,
+            "company/plan": "enterprise",
+            "birthday": "1990-04-12",
+            "gender": "female",
+            "username": "anasilva",
+            "website": "https://ana.example.com",
+        },
+    }
+
+
+async def test_identify_trait_rules() -> None:
+    event = identify(
+        userId="u-9",
+        traits={"Email": "x", "email": "  Bob@Example.COM ", "FIRSTNAME": "Bob", "id": "drop",
+                "external_id": "drop", "guest_id": "g", "uniqToken": "t", "visitToken": "v",
+                "nickname": None, "tags": ["a", "b"], "visits": {"operation": "inc", "value": 1},
+                "deep": {"a": {"b": 1, "c": None}}},
+        context={"active": True},
+    )  # fmt: skip
+    event.pop("anonymousId", None)
+    [entry] = await deliver([event])
+    assert entry.body == {
+        "Email": "x",
+        "email": "  Bob@Example.COM ",
+        "first_name": "Bob",
+        "tags": ["a", "b"],
+        "visits": {"operation": "inc", "value": 1},
+        "deep/a/b": 1,
+    }
+    assert entry.claims["io.hull.asUser"] == {"external_id": "u-9", "email": "bob@example.com"}
+    assert entry.claims["io.hull.active"] is True
+
+
+async def test_identify_email_claim_only_when_it_looks_like_one() -> None:
+    event = identify(userId="u-9", traits={"email": "not-an-email"})
+    [entry] = await deliver([event])
+    assert "email" not in entry.claims["io.hull.asUser"]
+    assert "io.hull.active" not in entry.claims
+
+
+async def test_track_becomes_user_event() -> None:
+    event = golden_event("Order Completed")
+    [entry] = await deliver([event])
+    assert without_iat(entry) == {
+        "type": "track",
+        "timestamp": "2025-03-02T10:15:21.877Z",
+        "claims": {"iss": CONNECTOR_ID, "io.hull.subjectType": "user", "io.hull.asUser": USER},
+        "body": {
+            "event": "Order Completed",
+            "properties": event["properties"],
+            "event_id": "3f98e277-4cbd-47ad-9c90-a9587403e430",
+            "created_at": "2025-03-02T10:15:21.877Z",
+            "source": "segment",
+            "type": "track",
+            "ip": "203.0.113.9",
+            "url": "https://shop.example.com/checkout/done",
+            "referer": "https://www.google.com/",
+        },
+    }
+
+
+async def test_server_track_has_null_ip_url_referer() -> None:
+    event = track("Signed Up", userId="u-3", properties={"plan": "pro"}, context={})
+    event.pop("anonymousId", None)
+    [entry] = await deliver([event])
+    assert entry.body["ip"] is None
+    assert entry.body["url"] is None
+    assert entry.body["referer"] is None
+    assert entry.body["properties"] == {"plan": "pro"}
+    assert entry.claims["io.hull.asUser"] == {"external_id": "u-3"}
+
+
+async def test_page_becomes_page_event() -> None:
+    event = golden_event("page")
+    [entry] = await deliver([event])
+    assert without_iat(entry) == {
+        "type": "track",
+        "timestamp": "2025-03-02T10:15:03.411Z",
+        "claims": {"iss": CONNECTOR_ID, "io.hull.subjectType": "user", "io.hull.asUser": USER},
+        "body": {
+            "event": "page",
+            "properties": {**event["properties"], "name": "Category"},
+            "event_id": "9531985d-5d9d-49f8-9818-e811892f902b",
+            "created_at": "2025-03-02T10:15:03.411Z",
+            "source": "segment",
+            "type": "page",
+            "ip": "203.0.113.9",
+            "url": "https://shop.example.com/mugs",
+            "referer": "https://www.google.com/",
+        },
+    }
+
+
+async def test_screen_becomes_screen_event() -> None:
+    [entry] = await deliver([golden_event("screen")])
+    assert without_iat(entry) == {
+        "type": "track",
+        "timestamp": "2025-03-02T10:15:04.548Z",
+        "claims": {"iss": CONNECTOR_ID, "io.hull.subjectType": "user", "io.hull.asUser": USER},
+        "body": {
+            "event": "screen",
+            "properties": {"product_id": "507f1f77bcf86cd799439011", "name": "Product Detail"},
+            "event_id": "36f675cc-81e7-4ef5-a8e2-5d940ed90475",
+            "created_at": "2025-03-02T10:15:04.548Z",
+            "source": "segment",
+            "type": "screen",
+            "ip": "198.51.100.4",
+            "url": None,
+            "referer": None,
+        },
+    }
+
+
+async def test_group_becomes_account_traits_and_link() -> None:
+    event = golden_event("group")
+    event["traits"]["domain"] = "acme.example.com"
+    [entry] = await deliver([event], handle_groups=True)
+    assert without_iat(entry) == {
+        "type": "traits",
+        "timestamp": "2025-03-02T10:15:05.685Z",
+        "claims": {
+            "iss": CONNECTOR_ID,
+            "io.hull.subjectType": "account",
+            "io.hull.asAccount": {"external_id": "c-77", "domain": "acme.example.com"},
+            "io.hull.asUser": USER,
+        },
+        "body": {
+            "name": "Acme GmbH",
+            "industry": "Retail",
+            "employees": 40,
+            "plan": "enterprise",
+            "website": "https://acme.example.com",
+            "email": "hello@acme.example.com",
+            "address/city": "Berlin",
+            "address/country": "DE",
+            "created_at": "2023-01-15T00:00:00.000Z",
+            "domain": "acme.example.com",
+        },
+    }
+
+
+async def test_later_group_call_moves_the_user() -> None:
+    first = golden_event("group")
+    second = {**golden_event("group"), "messageId": "g-2", "groupId": "c-88"}
+    async with (
+        FakeHullFirehose() as fake,
+        DestinationHarness(crossdock_hull, settings(fake.url, handle_groups=True)) as h,
+    ):
+        await h.deliver([first])
+        await h.deliver([second])
+        assert fake.links == {f"external_id:{U}": "external_id:c-88"}
+        assert set(fake.accounts) == {"external_id:c-77", "external_id:c-88"}
+
+
+async def test_alias_becomes_identity_merge() -> None:
+    [entry] = await deliver([golden_event("alias")])
+    assert without_iat(entry) == {
+        "type": "alias",
+        "timestamp": "2025-03-02T10:15:06.822Z",
+        "claims": {
+            "iss": CONNECTOR_ID,
+            "io.hull.subjectType": "user",
+            "io.hull.asUser": {"external_id": U},
+        },
+        "body": {"anonymous_id": A},
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [("page", "store_page_calls"), ("screen", "store_screen_calls"), ("group", "handle_groups")],
+)
+def test_switched_off_calls_are_filtered(name: str, setting: str) -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9", **{setting: False}))
+    assert h.transform(golden_event(name)) is None
+
+
+def test_group_filtered_by_default() -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"))
+    assert h.transform(golden_event("group")) is None
+
+
+@pytest.mark.parametrize(
+    ("integrations", "dropped"),
+    [
+        ({"Hull": False}, True),
+        ({"All": False}, True),
+        ({"All": False, "Hull": True}, False),
+        ({"Hull": True}, False),
+        ({"Segment.io": False}, False),
+    ],
+)
+def test_integrations_opt_out_is_honoured(integrations: dict[str, bool], dropped: bool) -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"))
+    event = {**golden_event("Order Completed"), "integrations": integrations}
+    assert (h.transform(event) is None) is dropped
+
+
+def test_mapping_override_changes_event_source() -> None:
+    h = DestinationHarness(
+        crossdock_hull, settings("http://127.0.0.1:9"), mapping={"source": "'crossdock'"}
+    )
+    assert h.transform(golden_event("Order Completed"))["body"]["source"] == "crossdock"
+
+
+def test_where_filters() -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"), where="type == 'track'")
+    assert h.transform(golden_event("identify")) is None
+    assert h.transform(golden_event("Order Completed")) is not None
+
+
+def test_entry_without_identity_is_an_error() -> None:
+    h = DestinationHarness(
+        crossdock_hull,
+        settings("http://127.0.0.1:9"),
+        mapping={"user.external_id": "", "user.anonymous_id": ""},
+    )
+    with pytest.raises(ValueError, match="no identity claim"):
+        h.transform(golden_event("Order Completed"))
+
+
+async def test_wire_request_shape() -> None:
+    async with (
+        FakeHullFirehose() as fake,
+        DestinationHarness(crossdock_hull, settings(fake.url + "/")) as h,
+    ):
+        await h.deliver([golden_event("identify"), golden_event("Order Completed")])
+        [request] = fake.requests
+        assert request.method == "POST"
+        assert request.path == "/"
+        assert request.headers["Hull-App-Id"] == CONNECTOR_ID
+        assert request.headers["Hull-Access-Token"] == CONNECTOR_SECRET
+        assert request.headers["Hull-Organization"] == ORGANIZATION
+        assert request.headers["Content-Type"] == "application/json"
+        body = request.json()
+        assert set(body) == {"batch", "timestamp", "sentAt"}
+        assert body["timestamp"] == body["sentAt"]
+        assert [set(e) for e in body["batch"]] == [{"type", "body", "headers", "timestamp"}] * 2
+        header, _, _ = body["batch"][0]["headers"]["Hull-Access-Token"].partition(".")
+        assert header == "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9"
