@@ -1,0 +1,132 @@
+"""The recognizer of Product Fruits' own events, against every event the contract names."""
+
+from __future__ import annotations
+
+import pytest
+
+import crossdock
+import crossdock_productfruits
+from crossdock.testing.events import golden_events, identify, page, track
+from crossdock_productfruits.events import (
+    VERIFIED_EVENTS,
+    ProductFruitsEvent,
+    describe,
+    is_product_fruits_event,
+)
+
+# contracts/productfruits.md §4, the VERIFIED table: Event name, Raw name, data {id}.
+CONTRACT_TABLE = [
+    ("Announcements Banner Action Consumed", "announcements_banner_action_consumed"),
+    ("Announcements Banner Dismissed", "announcements_banner_dismissed"),
+    ("Announcements Banner Opened", "announcements_banner_opened"),
+    ("Announcements Newsfeed Item Consumed", "announcements_newsitem_action_consumed"),
+    ("Announcements Popup Action Consumed", "announcements_popup_action_consumed"),
+    ("Announcements Popup Dismissed", "announcements_popup_dismissed"),
+    ("Announcements Popup Opened", "announcements_popup_opened"),
+]
+
+# §4, the categories: the JS API events (tour id argument), checklist events carrying id and
+# internalId, and the inferred "Tour Finished" / "tour_finished" naming pattern.
+INFERRED = [
+    ("tour-finished", "tours", {"id": 17}),
+    ("tour-skipped", "tours", {"id": 17}),
+    ("tour-advanced", "tours", {"id": 17}),
+    ("Tour Finished", "tours", {"id": 17}),
+    ("Tour Skipped", "tours", {"id": 17}),
+    ("Tour Step Advanced", "tours", {"id": 17}),
+    ("tour_finished", "tours", {"id": 17}),
+    ("Checklist Item Launched", "checklists", {"id": 3, "internalId": "welcome-1"}),
+    ("Checklist Item Completed", "checklists", {"id": 3, "internalId": "welcome-1"}),
+    ("Checklist Dismissed", "checklists", {"id": 3}),
+    ("checklist_item_completed", "checklists", {"id": 3, "internalId": "welcome-1"}),
+    ("Hint Dismissed", "hints", {"id": 9}),
+    ("hint_opened", "hints", {"id": 9}),
+    ("Survey Completed", "surveys", {"id": 4}),
+    ("survey_dismissed", "surveys", {"id": 4}),
+    ("Feedback Submitted", "feedback", {"id": 2}),
+    ("Announcements Newsfeed Opened", "announcements", {"id": 5}),
+]
+
+
+def test_the_verified_table_is_the_contracts() -> None:
+    assert dict(CONTRACT_TABLE) == dict(VERIFIED_EVENTS)
+
+
+@pytest.mark.parametrize(("name", "raw"), CONTRACT_TABLE)
+def test_every_verified_event_is_recognised_in_both_forms(name: str, raw: str) -> None:
+    for event_name in (name, raw):
+        event = track(event_name, {"id": "c1a7"})
+        assert is_product_fruits_event(event)
+        assert describe(event) == ProductFruitsEvent(
+            name=event_name, feature="announcements", verified=True, id="c1a7"
+        )
+
+
+@pytest.mark.parametrize(("name", "feature", "properties"), INFERRED)
+def test_documented_families_are_recognised(name: str, feature: str, properties: dict) -> None:
+    event = track(name, properties)
+    found = describe(event)
+    assert found is not None
+    assert found.feature == feature
+    assert found.verified is False
+    assert found.id == properties["id"]
+    assert found.internal_id == properties.get("internalId")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Order Completed",
+        "Product Viewed",
+        "Signed Up",
+        "Tournament Started",  # "Tour" must be a word of its own
+        "Tours",  # a feature word alone is not an event
+        "tour finished",  # neither the human nor the raw form
+        "Tour finished",
+        "TOUR_FINISHED",
+        "My Tour Finished",
+        "checklist",
+        "Hinting Enabled",
+    ],
+)
+def test_other_names_are_not_recognised(name: str) -> None:
+    assert not is_product_fruits_event(track(name, {"id": 1}))
+
+
+def test_no_golden_spec_event_is_taken_for_product_fruits() -> None:
+    assert not [e["messageId"] for e in golden_events().values() if is_product_fruits_event(e)]
+
+
+def test_only_track_calls_count() -> None:
+    assert not is_product_fruits_event(page("Tour Finished"))
+    assert not is_product_fruits_event(identify(event="Tour Finished"))
+    assert not is_product_fruits_event({"type": "track", "event": 7, "userId": "u"})
+
+
+def test_operator_table_forces_either_way() -> None:
+    booked = track("Tour Booked", {"id": "t-9"})
+    assert is_product_fruits_event(booked)
+    assert not is_product_fruits_event(booked, {"Tour Booked": False})
+    custom = track("Onboarding Widget Closed")
+    assert not is_product_fruits_event(custom)
+    found = describe(custom, {"Onboarding Widget Closed": True})
+    assert found is not None
+    assert found.feature is None
+
+
+def test_origin_mark_in_context_integration() -> None:
+    event = track("Widget Closed")
+    event["context"]["integration"] = {"name": "Product Fruits", "version": "1"}
+    assert is_product_fruits_event(event)
+    event["context"]["integration"] = {"name": "Intercom"}
+    assert not is_product_fruits_event(event)
+
+
+def test_jmespath_function_is_registered_for_where_and_mappings() -> None:
+    assert crossdock_productfruits.JMES_FUNCTION == "is_product_fruits_event"
+    flag = crossdock.compile_mapping(
+        {"pf": "is_product_fruits_event(@)"}, where="is_product_fruits_event(@)"
+    )
+    assert flag(track("Tour Finished", {"id": 1})) == {"pf": True}
+    assert flag(track("Order Completed")) is None
+    assert crossdock.compile_mapping({"pf": "is_product_fruits_event(`3`)"})({}) == {"pf": False}
