@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import crossdock_hull
 import pytest
+
+import crossdock_hull
 from crossdock import Delivered
 from crossdock.testing.events import golden_event, identify, track
 from crossdock.testing.harness import DestinationHarness
