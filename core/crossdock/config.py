@@ -10,6 +10,7 @@ type's settings class in the :class:`~crossdock.registry.Registry` and structure
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tomllib
@@ -62,7 +63,13 @@ class ServerConfig:
 class QueueConfig:
     """``[queue]``: the backend and its options.
 
-    ``path`` is resolved against the config file's directory.
+    Both backends: ``backend``, ``dedupe_window``. ``sqlite`` only: ``path`` (resolved against
+    the config file's directory), ``dedupe_max``, ``synchronous``. ``nats`` only: ``url`` (one
+    or more servers, comma-separated), ``stream`` (base name of the three JetStream streams),
+    ``replicas`` (1 for one server, 3 for a cluster), ``storage`` (``file`` or ``memory``),
+    ``ack_wait`` (how long a crashed instance's unsettled events wait before another instance
+    gets them), ``max_ack_pending`` (a destination's events in flight over all instances).
+    A key of the other backend is an error, so a typo'd backend does not silently ignore it.
     """
 
     backend: Literal["sqlite", "nats"] = "sqlite"
@@ -72,6 +79,54 @@ class QueueConfig:
     synchronous: Literal["full", "normal", "extra", "off"] = "full"
     url: NatsUrl = NatsUrl("nats://127.0.0.1:4222")
     stream: str = "crossdock"
+    replicas: int = 1
+    storage: Literal["file", "memory"] = "file"
+    ack_wait: Duration = Duration(30.0)  # noqa: RUF009
+    max_ack_pending: int = 20_000
+
+
+_SQLITE_ONLY = ("path", "dedupe_max", "synchronous")
+_NATS_ONLY = ("url", "stream", "replicas", "storage", "ack_wait", "max_ack_pending")
+_STREAM_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def _queue_problems(raw: Any, queue: QueueConfig) -> list[str]:
+    """Backend-specific checks of ``[queue]`` (messages never show a value: URLs hold passwords)."""
+    problems: list[str] = []
+    given = raw if isinstance(raw, dict) else {}
+    other = _NATS_ONLY if queue.backend == "sqlite" else _SQLITE_ONLY
+    for key in other:
+        if key in given:
+            problems.append(f'queue.{key}: not used by backend = "{queue.backend}"')
+    if queue.dedupe_window <= 0:
+        problems.append("queue.dedupe_window: must be positive")
+    if queue.backend == "sqlite":
+        if queue.dedupe_max <= 0:
+            problems.append("queue.dedupe_max: must be a positive number")
+        return problems
+    servers = [s.strip() for s in str(queue.url).split(",")]
+    for s in servers:
+        scheme, sep, rest = s.partition("://")
+        if not sep or scheme not in _NATS_SCHEMES or not rest.strip("/"):
+            problems.append(
+                "queue.url: must be nats://host:port (or tls://, ws://, wss://), "
+                "several separated by commas"
+            )
+            break
+    if not _STREAM_RE.match(queue.stream):
+        problems.append("queue.stream: 1 to 32 letters, digits, '_' or '-' (no dots)")
+    if not 1 <= queue.replicas <= 5:
+        problems.append("queue.replicas: must be between 1 and 5 (3 for a JetStream cluster)")
+    if queue.ack_wait < 1:
+        problems.append("queue.ack_wait: must be at least 1s")
+    if queue.max_ack_pending < 1:
+        problems.append("queue.max_ack_pending: must be a positive number")
+    if importlib.util.find_spec("nats") is None:
+        problems.append(
+            "queue.backend: \"nats\" needs the NATS client: pip install 'crossdock[nats]'"
+        )
+    return problems
 
 
 @frozen
@@ -291,8 +346,7 @@ class _Builder:
         queue = self.section(data, "queue", QueueConfig)
         log = self.section(data, "log", LogConfig)
         if queue is not None:
-            if queue.dedupe_max <= 0:
-                self.problems.append("queue.dedupe_max: must be a positive number")
+            self.problems += _queue_problems(data.get("queue"), queue)
             queue = attrs.evolve(queue, path=self.resolve(queue.path))
         public_url = "http://127.0.0.1:8088"
         if server is not None:

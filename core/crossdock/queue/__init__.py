@@ -1,4 +1,4 @@
-"""The durable queue: one small interface, several backends (``sqlite``, later ``nats``).
+"""The durable queue: one small interface, several backends (``sqlite``, ``nats``).
 
 Ingest appends; each destination's worker fetches, delivers and settles. The backend owns
 durability, deduplication, per-destination progress, the retry schedule and the dead-letter
@@ -174,6 +174,24 @@ def make_queue(config: Any) -> Queue:
             dedupe_window=config.dedupe_window,
             dedupe_max=config.dedupe_max,
             synchronous=config.synchronous,
+        )
+    if config.backend == "nats":
+        try:
+            from crossdock.queue.nats import NatsQueue
+        except ImportError as exc:  # pragma: no cover - config.py reports this first
+            from crossdock.errors import ConfigError
+
+            raise ConfigError(
+                ["queue.backend: \"nats\" needs the NATS client: pip install 'crossdock[nats]'"]
+            ) from exc
+        return NatsQueue(
+            config.url,
+            stream=config.stream,
+            replicas=config.replicas,
+            storage=config.storage,
+            dedupe_window=config.dedupe_window,
+            ack_wait=config.ack_wait,
+            max_ack_pending=config.max_ack_pending,
         )
     from crossdock.errors import ConfigError
 
