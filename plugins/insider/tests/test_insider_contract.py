@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import crossdock_insider
 from crossdock.testing.contract import destination_contract_tests
 from crossdock.testing.events import golden_events
 from crossdock.testing.fakes import Answer
-
-import crossdock_insider
 from crossdock_insider.testing import FakeInsider
 
 SETTINGS = {

@@ -77,8 +77,9 @@ class InsiderTransformer:
         self.country_codes = {
             str(k).lower(): v for k, v in tables.get("country_codes", {}).items() if v
         }
-        self.rest_attributes = "attributes.custom" in fields
-        self.rest_params = "event.event_params.custom" in fields
+        # An empty expression means "no field" (how removed defaults can look).
+        self.rest_attributes = bool(fields.get("attributes.custom"))
+        self.rest_params = bool(fields.get("event.event_params.custom"))
         self.not_append = bool(getattr(destination.settings, "not_append", False))
 
     def matches(self, event: crossdock.Event) -> bool:
