@@ -33,16 +33,19 @@ def test_missing_fields_are_named() -> None:
     assert problems({}) == ["settings.webhook_secret: missing", "settings.webhook_url: missing"]
 
 
-@pytest.mark.parametrize("url", ["pf.example.test/hook", "ftp://pf.example.test/", "https://", 7])
-def test_webhook_url_must_be_http(url: object) -> None:
-    [problem] = problems({**GOOD, "webhook_url": url})
-    assert problem.startswith("settings.webhook_url: ")
+@pytest.mark.parametrize("url", ["pf.example.test/hook", "ftp://pf.example.test/", "https://"])
+def test_webhook_url_must_be_http(url: str) -> None:
+    assert problems({**GOOD, "webhook_url": url}) == [
+        "settings.webhook_url: expected an http:// or https:// URL"
+    ]
+
+
+def test_webhook_url_must_be_a_string() -> None:
+    assert problems({**GOOD, "webhook_url": 7}) == ["settings.webhook_url: expected a URL string"]
 
 
 def test_empty_secret_is_refused_without_showing_values() -> None:
-    [problem] = problems({**GOOD, "webhook_secret": ""})
-    assert problem.startswith("settings.webhook_secret: ")
-    assert "hook/abc" not in problem
+    assert problems({**GOOD, "webhook_secret": ""}) == ["settings.webhook_secret: invalid value"]
 
 
 def test_unknown_setting_is_refused() -> None:
