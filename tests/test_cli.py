@@ -120,9 +120,9 @@ def test_usage_errors_exit_2(capsys):
     assert main([]) == 2
 
 
-def test_run_refuses_more_than_one_worker(hook_config, capsys):
-    assert main(["run", "-c", str(hook_config), "--workers", "2"]) == 2
-    assert "only 1 worker" in capsys.readouterr().err
+def test_run_refuses_fewer_than_one_worker(hook_config, capsys):
+    assert main(["run", "-c", str(hook_config), "--workers", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
 
 
 def test_run_refuses_invalid_config(tmp_path, capsys):

@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the daemon")
     config_arg(p)
-    p.add_argument("--workers", type=int, default=1, help="worker processes (only 1 for now)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port and the queue"
+    )
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
 
     p = sub.add_parser("check", help="validate the config and plugins; list every problem")
     config_arg(p)
@@ -171,23 +174,22 @@ def load(config_path: str | None, *, out: TextIO | None = None) -> tuple[Config,
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``crossdock run``: validate, then run the daemon until SIGTERM/SIGINT."""
-    if args.workers != 1:
-        print(
-            "crossdock run: --workers: only 1 worker process is supported for now; run several "
-            "instances behind a load balancer (with the nats queue) to scale out",
-            file=sys.stderr,
-        )
+    if args.workers < 1:
+        print("crossdock run: --workers: must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     loaded = load(args.config)
     if loaded is None:
         return EXIT_PROBLEMS
     config, registry = loaded
-    for problem in registry.problems:
-        print(f"warning: {problem}", file=sys.stderr)
-    from crossdock.app import run_app
+    if args.worker_index is None:
+        for problem in registry.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+    from crossdock.app import run_app, run_workers
 
     try:
-        run_app(config, registry)
+        if args.workers > 1 and args.worker_index is None:
+            return run_workers(config, args.config or default_config(), args.workers)
+        run_app(config, registry, worker_index=args.worker_index or 0, workers=args.workers)
     except CrossdockError as exc:
         from crossdock.secrets import mask
 

@@ -1,0 +1,114 @@
+"""``crossdock run --workers 2``: two processes share the port and the queue (sqlite and nats).
+
+Load over many short connections (the kernel spreads them over both processes through
+SO_REUSEPORT); every accepted event is delivered once the load stops; SIGTERM to the
+supervisor stops both processes and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from crossdock.queue.nats_server import local_nats, nats_unavailable
+from crossdock.testing.fakes import FakeVendor
+from crossdock.testing.helpers import basic_auth, post_json, wait_until
+
+WRITE_KEY = "wk-workers-0123456789"
+AUTH = basic_auth(WRITE_KEY)
+
+
+def config(sink_url: str, queue: str = "") -> str:
+    return (
+        queue
+        + f"""
+[[sources]]
+id = "web"
+type = "segment"
+write_keys = ["{WRITE_KEY}"]
+
+[[destinations]]
+id = "sink"
+plugin = "webhook"
+[destinations.settings]
+url = "{sink_url}"
+batch = true
+[destinations.delivery]
+max_wait_ms = 20
+batch_size = 200
+"""
+    )
+
+
+def delivered_ids(fake: FakeVendor) -> list[str]:
+    return [event["messageId"] for r in fake.requests for event in r.json()]
+
+
+async def load(url: str, prefix: str, requests: int) -> set[str]:
+    """``requests`` batches of 20 events, each on a fresh connection; the acknowledged ids."""
+    acked: set[str] = set()
+
+    async def one(n: int) -> None:
+        ids = [f"{prefix}-{n}-{i}" for i in range(20)]
+        batch = [{"type": "track", "userId": f"u{i}", "event": "W", "messageId": m}
+                 for i, m in enumerate(ids)]  # fmt: skip
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            status, _ = await post_json(session, url + "/v1/batch", {"batch": batch}, auth=AUTH)
+        if status == 200:
+            acked.update(ids)
+
+    for start in range(0, requests, 20):
+        await asyncio.gather(*(one(n) for n in range(start, min(start + 20, requests))))
+    return acked
+
+
+@pytest.fixture(scope="module")
+def nats_url() -> Iterator[str]:
+    reason = nats_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with local_nats() as url:
+        yield url
+
+
+async def run_two_workers(crossdock_daemon, queue: str) -> None:
+    async with FakeVendor() as sink:
+        daemon = crossdock_daemon(config(sink.url + "/in", queue), extra_args=("--workers", "2"))
+        acked = await load(daemon.url, "w", 60)
+        assert len(acked) == 60 * 20
+        await wait_until(lambda: acked <= set(delivered_ids(sink)), timeout=30,
+                         what="every acknowledged event delivered")  # fmt: skip
+        starts = [r for r in daemon.log_records() if r.get("message") == "crossdock starting"]
+        assert sorted(r["worker"] for r in starts) == [0, 1]
+        assert daemon.stop() == 0
+        stopped = [r for r in daemon.log_records() if r.get("message") == "crossdock stopped"]
+        assert len(stopped) == 2
+
+
+@pytest.mark.slow
+async def test_two_workers_on_one_sqlite_file(crossdock_daemon) -> None:
+    await run_two_workers(crossdock_daemon, "")
+
+
+@pytest.mark.slow
+async def test_two_workers_on_nats(crossdock_daemon, nats_url: str) -> None:
+    stream = "w" + uuid.uuid4().hex[:10]
+    queue = f'[queue]\nbackend = "nats"\nurl = "{nats_url}"\nstream = "{stream}"\n\n'
+    await run_two_workers(crossdock_daemon, queue)
+
+
+def test_sqlite_delivers_from_worker_0_only_nats_from_all() -> None:
+    from crossdock.app import delivers
+    from crossdock.config import parse_config
+    from crossdock.registry import load_registry
+
+    registry = load_registry()
+    sqlite = parse_config("", registry)
+    assert [delivers(sqlite, i) for i in range(3)] == [True, False, False]
+    nats = parse_config('[queue]\nbackend = "nats"\n', registry)
+    assert [delivers(nats, i) for i in range(3)] == [True, True, True]
