@@ -11,21 +11,25 @@ import crossdock
 DEFAULT_BASE_URL = "https://api.askmiso.com"
 
 
+def _invalid(message: str, attribute: Any) -> ValueError:
+    # attrs' validator shape (message, attribute, expected, value): the config error then names
+    # the field (``settings.api_key: invalid value``) and never shows the value.
+    return ValueError(message, attribute, None, None)
+
+
 def _non_empty_secret(_: Any, attribute: Any, value: crossdock.Secret) -> None:
     if not value.reveal().strip():
-        msg = "must not be empty (use Miso's secret API key)"
-        raise ValueError(msg)
+        raise _invalid("must not be empty (use Miso's secret API key)", attribute)
 
 
 def _expression(_: Any, attribute: Any, value: str) -> None:
     if not value.strip():
-        msg = "must not be empty (a JMESPath expression such as userId)"
-        raise ValueError(msg)
+        raise _invalid("must not be empty (a JMESPath expression such as userId)", attribute)
     try:
         crossdock.compile_expression(value, path=attribute.name)
     except crossdock.MappingError:
-        msg = "must be a valid JMESPath expression, such as userId or traits.customer_id"
-        raise ValueError(msg) from None
+        message = "must be a valid JMESPath expression, such as userId or traits.customer_id"
+        raise _invalid(message, attribute) from None
 
 
 @frozen
