@@ -20,8 +20,14 @@ def _check_api_key(instance: object, attribute: attrs.Attribute, value: crossdoc
 
 
 def _normalise_origin(value: object) -> object:
-    """``https://www.example.com/`` → ``https://www.example.com`` (an Origin has no path)."""
-    return value.rstrip("/") if isinstance(value, str) else value
+    """``https://www.example.com/`` → ``https://www.example.com`` (an Origin has no path); a
+    bare domain (``www.example.com``) gets ``https://``."""
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    if value and "://" not in value:
+        value = "https://" + value
+    return value.rstrip("/")
 
 
 def _check_origin(instance: object, attribute: attrs.Attribute, value: str) -> None:
@@ -51,7 +57,7 @@ class SegmentifySettings:
     ``data_center_url``: the account's data center, shown in Segmentify's Settings →
     Integrations (overridable: a staging host or a local fake). ``origin``: the site domain the
     account is registered for, sent as the mandatory ``Origin`` header
-    (``https://www.example.com``).
+    (``https://www.example.com``; a bare domain gets ``https://``).
     """
 
     api_key: crossdock.Secret = attrs.field(validator=_check_api_key)
