@@ -11,7 +11,7 @@ from aiohttp import web
 
 import crossdock_miso
 from crossdock import CredentialsRejected, Delivered, Rejected, RetryLater
-from crossdock.testing.events import golden_event, track
+from crossdock.testing.events import golden_event, page, track
 from crossdock.testing.fakes import Answer, RecordedRequest
 from crossdock.testing.harness import DestinationHarness
 from crossdock_miso.deliver import record_errors
@@ -279,3 +279,21 @@ def test_record_errors_reads_fastapi_shape_and_ignores_garbage() -> None:
     }
     assert record_errors("not json", 5) == {}
     assert record_errors("[1, 2]", 5) == {}
+
+
+async def test_413_splits_the_batch_in_halves() -> None:
+    events = [track("Product Added", {"product_id": f"p-{i}"}) for i in range(4)]
+    async with FakeMiso() as fake, harness(fake) as h:
+        fake.script([Answer(413, {"message": "Request Entity Too Large"})])
+        outcomes = await h.deliver(events)
+        assert outcomes == [Delivered()] * 4
+        assert [len(r.json()["data"]) for r in fake.requests] == [4, 2, 2]
+        assert len(fake.records) == 4
+
+
+async def test_a_page_mapped_to_custom_is_named_after_the_page() -> None:
+    tables = {"miso_pages": {"Pricing": "custom"}}
+    async with FakeMiso() as fake, harness(fake, tables=tables) as h:
+        event = page("Pricing", {"url": "https://shop.example.com/pricing"})
+        assert await h.deliver([event]) == [Delivered()]
+        assert fake.records[0]["custom_action_name"] == "Pricing"

@@ -22,9 +22,20 @@ class MisoTransformer:
 
     def __init__(self, destination: crossdock.Destination) -> None:
         settings = destination.settings
-        fields: dict[str, Any] = dict(destination.mapping)
-        fields.setdefault("user_id", settings.user_id_field)
-        fields.setdefault("anonymous_id", settings.anonymous_id_field)
+        ids = {
+            key: expression
+            for key, expression in (
+                ("user_id", settings.user_id_field),
+                ("anonymous_id", settings.anonymous_id_field),
+            )
+            if key not in destination.mapping
+        }
+        fields: dict[str, Any] = {}
+        for key, expression in destination.mapping.items():
+            fields[key] = expression
+            if key == "type":  # ids right after the type: easier to read in dry runs
+                fields.update(ids)
+        fields.update(ids)
         self.mapping = crossdock.compile_mapping(
             fields, where=destination.where, tables=destination.tables
         )
