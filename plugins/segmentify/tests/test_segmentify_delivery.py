@@ -298,3 +298,13 @@ async def test_fake_answers_404_elsewhere() -> None:
     async with FakeSegmentify() as fake:
         status, _ = await post(fake, [GOOD], path="/add/events/v2.json")
         assert status == 404
+
+
+async def test_large_answers_are_read_whole() -> None:
+    async with FakeSegmentify() as fake, harness(fake) as h:
+        noise = [[{"type": "recommendProducts", "params": {"x": "y" * 5000}}]]
+        fake.respond(200, {"statusCode": "NO_USERID", "statusText": "no user", "responses": noise})
+        [outcome] = await h.deliver(mappable()[:1])
+        assert isinstance(outcome, crossdock.Rejected)
+        assert outcome.reason == "Segmentify NO_USERID: no user"
+        assert len(outcome.body or "") <= 4096
