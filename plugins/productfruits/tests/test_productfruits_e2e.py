@@ -23,20 +23,27 @@ from crossdock_productfruits.testing import DEFAULT_SECRET, FakeProductFruits
 pytestmark = pytest.mark.asyncio
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+PLACEHOLDER_URL = "https://productfruits.example/paste-your-webhook-url"
 WRITE_KEY = "wk-pf-e2e-0123456789"
 SEGMENT_KEY = "sk-segment-e2e-0123"
 T0 = "2026-11-20T09:00:00.000Z"
 LIBRARY = {"name": "analytics.js", "version": "npm:next-1.70.0"}
 
 
-def example(name: str) -> str:
-    """An example config without its [server]/[queue] head (the test daemon brings its own)."""
+def example(name: str, webhook_url: str = "") -> str:
+    """An example config without its [server]/[queue] head (the test daemon brings its own),
+    with the Webhook URL placeholder replaced by ``webhook_url``."""
     text = (EXAMPLES / name).read_text()
+    if webhook_url:
+        assert PLACEHOLDER_URL in text
+        text = text.replace(PLACEHOLDER_URL, webhook_url)
     return text[text.index("[[sources]]") :]
 
 
-PF_DESTINATION = example("segment-to-productfruits.toml")
-PF_DESTINATION = PF_DESTINATION[PF_DESTINATION.index("[[destinations]]") :]
+def pf_destination(webhook_url: str) -> str:
+    """The productfruits destination block of the Segment → Product Fruits example."""
+    text = example("segment-to-productfruits.toml", webhook_url)
+    return text[text.index("[[destinations]]") :]
 
 
 def msg(kind: str, n: int, **fields: Any) -> dict[str, Any]:
@@ -80,12 +87,9 @@ def stored(sent: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
 
 async def test_segment_to_productfruits(crossdock_daemon) -> None:
     async with FakeProductFruits() as pf:
-        env = {
-            "WEB_WRITE_KEY": WRITE_KEY,
-            "PRODUCTFRUITS_WEBHOOK_URL": pf.webhook_url,
-            "PRODUCTFRUITS_WEBHOOK_SECRET": DEFAULT_SECRET,
-        }
-        daemon = crossdock_daemon(example("segment-to-productfruits.toml"), env=env)
+        env = {"WEB_WRITE_KEY": WRITE_KEY, "PRODUCTFRUITS_WEBHOOK_SECRET": DEFAULT_SECRET}
+        config = example("segment-to-productfruits.toml", pf.webhook_url)
+        daemon = crossdock_daemon(config, env=env)
         ident = msg(
             "identify",
             1,
@@ -133,10 +137,9 @@ async def test_productfruits_to_segment_flags_its_events_and_never_loops(crossdo
         env = {
             "WEB_WRITE_KEY": WRITE_KEY,
             "SEGMENT_WRITE_KEY": SEGMENT_KEY,
-            "PRODUCTFRUITS_WEBHOOK_URL": pf.webhook_url,
             "PRODUCTFRUITS_WEBHOOK_SECRET": DEFAULT_SECRET,
         }
-        daemon = crossdock_daemon(config + "\n" + PF_DESTINATION, env=env)
+        daemon = crossdock_daemon(config + "\n" + pf_destination(pf.webhook_url), env=env)
         # What analytics.js sends from a page where Product Fruits runs: its own events next
         # to the app's, as text/plain JSON with the write key inside, cross-origin.
         batch = [
