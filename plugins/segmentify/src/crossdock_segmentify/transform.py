@@ -24,6 +24,7 @@ import crossdock
 
 TYPES_TABLE = "types"
 EVENTS_TABLE = "events"
+LEADING = ("name", "step")
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -86,9 +87,13 @@ class SegmentifyTransformer:
         for name in sorted(sections):
             if not any(own[name].values()):
                 raise crossdock.MappingError(
-                    f"mapping.{name}", "the lookup tables name this section but it has no fields"
+                    f"tables.{EVENTS_TABLE}/{TYPES_TABLE}",
+                    f"kind {name!r} is named but the mapping has no {name}.* fields",
                 )
-            fields = crossdock.merge_mapping(common, own[name])
+            merged = crossdock.merge_mapping(common, own[name])
+            # name and step first: easier to read in request logs and `crossdock test`
+            fields = {k: merged[k] for k in LEADING if k in merged}
+            fields.update((k, v) for k, v in merged.items() if k not in LEADING)
             try:
                 self.mappings[name] = crossdock.compile_mapping(
                     fields, where=destination.where, tables=tables
