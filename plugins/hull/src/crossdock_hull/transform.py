@@ -101,16 +101,29 @@ class HullTransformer:
         self._settings = settings
         self._mapping = mapping
 
-    def __call__(self, event: dict[str, Any]) -> dict[str, Any] | None:
+    def skipped(self, event: dict[str, Any]) -> bool:
+        """Whether the event is not for Hull: its ``integrations`` opt Hull out, or it is a
+        call the settings switch off."""
         if hull_disabled(event):
-            return None
+            return True
         kind = event.get("type")
         settings = self._settings
-        if (
+        return (
             (kind == "page" and not settings.store_page_calls)
             or (kind == "screen" and not settings.store_screen_calls)
             or (kind == "group" and not settings.handle_groups)
-        ):
+        )
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        """Asked by the core for dropped events: ``False`` counts the event as *filtered*
+        (skipped on purpose, or the destination's ``where`` is false)."""
+        if self.skipped(event):
+            return False
+        matches = getattr(self._mapping, "matches", None)
+        return True if matches is None else bool(matches(event))
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        if self.skipped(event):
             return None
         fields = self._mapping(event)
         if fields is None:  # the destination's `where` is false
