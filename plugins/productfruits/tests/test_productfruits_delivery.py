@@ -17,8 +17,6 @@ from crossdock.testing.fakes import Answer
 from crossdock.testing.harness import DestinationHarness
 from crossdock_productfruits.testing import DEFAULT_SECRET, FakeProductFruits, User
 
-pytestmark = pytest.mark.asyncio
-
 
 def harness(pf: FakeProductFruits, **kwargs: Any) -> DestinationHarness:
     settings = {"webhook_url": pf.webhook_url, "webhook_secret": DEFAULT_SECRET}

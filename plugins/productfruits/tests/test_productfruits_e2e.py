@@ -9,6 +9,9 @@ Fruits fake.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,6 @@ import pytest
 from crossdock.testing.fakes import FakeSegment
 from crossdock.testing.helpers import basic_auth, post_json, wait_until
 from crossdock_productfruits.testing import DEFAULT_SECRET, FakeProductFruits
-
-pytestmark = pytest.mark.asyncio
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 PLACEHOLDER_URL = "https://productfruits.example/paste-your-webhook-url"
@@ -175,3 +176,22 @@ async def test_productfruits_to_segment_flags_its_events_and_never_loops(crossdo
         row = await settled(daemon, "productfruits", len(batch))
         assert (row["delivered"], row["filtered"]) == (2, 3)
         assert sorted(m["messageId"] for m in pf.messages) == ["pf-e2e-11", "pf-e2e-15"]
+
+
+@pytest.mark.parametrize("name", ["segment-to-productfruits.toml", "productfruits-to-segment.toml"])
+def test_examples_pass_crossdock_check(name: str) -> None:
+    env = {
+        **os.environ,
+        "WEB_WRITE_KEY": WRITE_KEY,
+        "SEGMENT_WRITE_KEY": SEGMENT_KEY,
+        "PRODUCTFRUITS_WEBHOOK_SECRET": DEFAULT_SECRET,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossdock", "check", "-c", str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert DEFAULT_SECRET not in proc.stdout + proc.stderr

@@ -12,8 +12,6 @@ import pytest
 
 from crossdock_productfruits.testing import DEFAULT_SECRET, FakeProductFruits
 
-pytestmark = pytest.mark.asyncio
-
 IDENTIFY = {"type": "identify", "userId": "u-1", "traits": {"email": "ana@example.com"}}
 
 
