@@ -255,3 +255,12 @@ async def test_the_base_url_may_end_with_a_slash() -> None:
         async with DestinationHarness(crossdock_insider, conf) as h:
             assert await h.deliver([golden_event("identify")]) == [crossdock.DELIVERED]
         assert fake.requests[0].path == "/api/user/v1/upsert"
+
+
+async def test_other_4xx_are_rejected_with_status_and_body() -> None:
+    async with FakeInsider() as fake:
+        wrong = settings(fake, base_url=fake.url + "/wrong")
+        async with DestinationHarness(crossdock_insider, wrong) as h:
+            [outcome] = await h.deliver([golden_event("identify")])
+    assert isinstance(outcome, crossdock.Rejected)
+    assert (outcome.reason, outcome.status) == ("Insider: HTTP 404: not found", 404)

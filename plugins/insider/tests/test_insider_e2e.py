@@ -4,6 +4,7 @@ fake through the segment source, and ``crossdock backfill`` turning ``skip_hook`
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,38 @@ async def test_backfill_sends_with_skip_hook(tmp_path: Path) -> None:
         assert fake.requests
         assert all(r.json()["skip_hook"] is True for r in fake.requests)
         assert sorted(u["identifiers"]["uuid"] for u in fake.users) == ["u-7", "u-7"]
+
+
+def test_the_readme_example_config_passes_crossdock_check(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("## Example `crossdock.toml`", 1)[1].split("```toml\n", 1)[1]
+    example = block.split("```", 1)[0]
+    source = f'[[sources]]\nid = "web"\ntype = "segment"\nwrite_keys = ["{WRITE_KEY}"]\n\n'
+    (tmp_path / "crossdock.toml").write_text(source + example)
+    result = subprocess.run(
+        [sys.executable, "-m", "crossdock", "check", "-c", "crossdock.toml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "INSIDER_TOKEN": TOKEN},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+
+
+async def test_crossdock_test_send_shows_the_request_and_masks_the_token(tmp_path: Path) -> None:
+    async with FakeInsider() as fake:
+        (tmp_path / "crossdock.toml").write_text(config(fake.url))
+        (tmp_path / "event.json").write_bytes(orjson.dumps(BATCH["batch"][1]))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "crossdock", "test", "insider", "--event", "event.json",
+            "--send", "-c", "crossdock.toml",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, (stdout, stderr)
+        assert [e["event_params"]["product_id"] for e in fake.events] == ["sku-77", "sku-78"]
+    shown = stdout.decode()
+    assert "/api/user/v1/upsert" in shown
+    assert '"purchase"' in shown
+    assert TOKEN not in shown + stderr.decode()
