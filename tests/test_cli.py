@@ -318,3 +318,28 @@ async def test_test_send_delivers_and_prints_the_answer(tmp_path, monkeypatch):
     assert "200" in out
     assert SECRET_KEY not in out  # masked in the request headers and the vendor's answer
     assert SIGNING not in out
+
+
+def test_check_builds_transformers_and_reports_their_failures_masked():
+    from types import SimpleNamespace
+
+    from crossdock.cli import transformer_problems
+
+    secret = crossdock.Secret("tr-secret-123456")
+
+    class Registry:
+        def make_transformer(self, destination):
+            if destination.id == "bad":
+                raise crossdock.PluginError(
+                    "acme", f"table 'kinds' names no fields ({secret.reveal()})"
+                )
+            return lambda event: event
+
+    config = SimpleNamespace(
+        destinations=[SimpleNamespace(id="good"), SimpleNamespace(id="bad")],
+        secrets=lambda: [secret],
+    )
+    [problem] = transformer_problems(config, Registry())
+    assert problem.startswith("destinations[1] (bad): ")
+    assert "names no fields" in problem
+    assert secret.reveal() not in problem

@@ -151,3 +151,39 @@ async def test_fake_segment_extras_and_failure_modes() -> None:
         async with http.post(url, json={"batch": batch[:1]}, headers=basic(KEY)) as r:
             assert r.status == 200
         assert len(fake.events) == 2501
+
+
+async def test_crossdock_fake_vendor_fixture_serves_and_closes(crossdock_fake_vendor) -> None:
+    import aiohttp
+
+    url = crossdock_fake_vendor.url + "/x"
+    async with aiohttp.ClientSession() as session, session.post(url, json={"a": 1}) as response:
+        assert response.status == 200
+    assert crossdock_fake_vendor.requests[0].json() == {"a": 1}
+
+
+def test_harness_tables_add_rows_like_the_config_does() -> None:
+    import attrs
+
+    import crossdock
+    from crossdock.testing.harness import DestinationHarness
+
+    @attrs.frozen
+    class Settings:
+        url: str
+
+    class Plugin:
+        @crossdock.hookimpl
+        def crossdock_destination_types(self):
+            return [
+                crossdock.DestinationType(
+                    "acme",
+                    Settings,
+                    "test",
+                    mapping={"name": "lookup('names', event)"},
+                    tables={"names": {"A": "a"}, "other": {"x": 1}},
+                )
+            ]
+
+    harness = DestinationHarness(Plugin(), {"url": "http://x"}, tables={"names": {"B": "b"}})
+    assert harness.destination.tables == {"names": {"A": "a", "B": "b"}, "other": {"x": 1}}

@@ -212,8 +212,30 @@ def cmd_check(args: argparse.Namespace) -> int:
         for problem in registry.problems:
             print(f"  {problem}")
         return EXIT_PROBLEMS
+    problems = transformer_problems(config, registry)
+    if problems:
+        print(f"{len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  {problem}")
+        return EXIT_PROBLEMS
     print(f"ok: {len(config.sources)} sources, {len(config.destinations)} destinations")
     return EXIT_OK
+
+
+def transformer_problems(config: Config, registry: Registry) -> list[str]:
+    """Build every destination's transformer as ``run`` would (pure: no I/O) and say which
+    fail, so a plugin's own mapping checks show up in ``check`` and not only at start-up."""
+    from crossdock.secrets import mask
+
+    secrets = config.secrets()
+    problems: list[str] = []
+    for i, destination in enumerate(config.destinations):
+        try:
+            registry.make_transformer(destination)
+        except Exception as exc:
+            text = mask(str(exc), secrets) or type(exc).__name__
+            problems.append(f"destinations[{i}] ({destination.id}): {text}")
+    return problems
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -100,7 +100,11 @@ class DestinationHarness:
             type=self.type,
             settings=structure_settings(self.type, settings),
             mapping=merged,
-            tables={**self.type.tables, **(tables or {})},
+            # Rows are added to the type's tables, as ``[destinations.tables.<name>]`` does.
+            tables={
+                name: {**self.type.tables.get(name, {}), **rows}
+                for name, rows in {**self.type.tables, **(tables or {})}.items()
+            },
             where=where,
             delivery=delivery or DeliverySettings(),
         )

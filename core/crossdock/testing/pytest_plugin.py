@@ -56,4 +56,4 @@ if pytest_asyncio is not None:
         try:
             yield fake
         finally:
-            await fake.stop()
+            await fake.close()
