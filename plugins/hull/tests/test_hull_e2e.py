@@ -71,6 +71,7 @@ class ForwardingSegment(FakeSegment):
         self.forward_to: str | None = None
         self.forward_key = forward_key
         self.forwarded: list[int] = []
+        self.forwarded_count = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def answer(self, request: RecordedRequest) -> web.Response:
@@ -92,7 +93,12 @@ class ForwardingSegment(FakeSegment):
                 auth=basic_auth(self.forward_key),
             )  # fmt: skip
         self.forwarded.append(status)
+        self.forwarded_count += len(batch)
         await self.notify()
+
+    def all_forwarded(self) -> bool:
+        """Whether every accepted message was forwarded (the answers are in :attr:`forwarded`)."""
+        return self.forwarded_count == len(self.events)
 
 
 async def metric(url: str, name: str, label: str) -> float:
@@ -100,6 +106,15 @@ async def metric(url: str, name: str, label: str) -> float:
         text = await response.text()
     match = re.search(rf"^{name}\{{[^}}]*\"{re.escape(label)}\"[^}}]*\}} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
+
+
+async def wait_metric(url: str, name: str, label: str, value: float) -> None:
+    """Wait until the metric reaches ``value`` (fails after the helper's timeout)."""
+
+    async def reached() -> bool:
+        return await metric(url, name, label) == value
+
+    await wait_until(reached, what=f"{name}{{{label}}} == {value}")
 
 
 async def notify(url: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -167,10 +182,7 @@ async def test_segment_to_hull_example_delivers_exact_entries(crossdock_daemon) 
              {**user, "io.hull.asUser": {"external_id": "u-7"}}),
         ]  # fmt: skip
         assert hull.links == {"external_id:u-7": "external_id:g-9"}
-        assert (
-            await wait_until(lambda: metric(daemon.url, "crossdock_events_filtered_total", "hull"))
-            == 1.0
-        )
+        await wait_metric(daemon.url, "crossdock_events_filtered_total", "hull", 1.0)
         assert len(hull.entries) == 4
 
 
@@ -219,10 +231,7 @@ async def test_hull_to_segment_example(crossdock_daemon) -> None:
 
         # Hull re-sends the same notification (flow control retry): deduplicated.
         assert (await notify(daemon.url, body))[0] == 200
-        dedupe = await wait_until(
-            lambda: metric(daemon.url, "crossdock_events_deduplicated_total", "hull")
-        )
-        assert dedupe == 3.0
+        await wait_metric(daemon.url, "crossdock_events_deduplicated_total", "hull", 3.0)
 
         # A notification that does not carry the connector secret is refused.
         forged = hull_notification([message], secret="forged-secret")
@@ -253,12 +262,9 @@ async def test_loop_stops_after_one_hop(crossdock_daemon) -> None:
             events=[native_event("Hull Native")],
         )  # fmt: skip
         assert (await notify(a.url, hull_notification([message])))[0] == 200
-        await workspace.wait_for(lambda f: len(f.forwarded) >= 1 and len(f.events) >= 2)
-        assert workspace.forwarded == [200]
-        assert (
-            await wait_until(lambda: metric(b.url, "crossdock_events_filtered_total", "hull"))
-            == 2.0
-        )
+        await workspace.wait_for(lambda f: len(f.events) >= 2 and f.all_forwarded())  # type: ignore[attr-defined]
+        assert set(workspace.forwarded) == {200}
+        await wait_metric(b.url, "crossdock_events_filtered_total", "hull", 2.0)
 
         # 2. The workspace's own traffic still reaches Hull (control), written as source "segment".
         async with aiohttp.ClientSession() as session:
@@ -285,11 +291,8 @@ async def test_loop_stops_after_one_hop(crossdock_daemon) -> None:
             "Hull Native",
             "After",
         ]
-        await workspace.wait_for(lambda f: len(f.forwarded) >= 2)
-        assert (
-            await wait_until(lambda: metric(b.url, "crossdock_events_filtered_total", "hull"))
-            == 3.0
-        )
+        await workspace.wait_for(lambda f: f.all_forwarded())  # type: ignore[attr-defined]
+        await wait_metric(b.url, "crossdock_events_filtered_total", "hull", 3.0)
         assert len(hull.entries) == 1
 
 
@@ -313,29 +316,19 @@ async def test_echo_into_the_same_daemon_stops(crossdock_daemon, new_ids: bool) 
         assert (await notify(daemon.url, hull_notification([message])))[0] == 200
         if new_ids:
             # hull → Segment (1) → echo into "web" → Segment (2) → echo dropped as looped
-            looped = await wait_until(
-                lambda: metric(daemon.url, "crossdock_events_looped_total", "web")
-            )
-            assert looped == 1.0
+            await wait_metric(daemon.url, "crossdock_events_looped_total", "web", 1.0)
             assert [e["event"] for e in workspace.events] == ["Once", "Once"]
             assert workspace.events[1]["context"]["crossdock"]["sources"] == ["hull", "web"]
         else:
             # hull → Segment (1) → echo into "web": the same messageId, deduplicated
-            deduplicated = await wait_until(
-                lambda: metric(daemon.url, "crossdock_events_deduplicated_total", "web")
-            )
-            assert deduplicated == 1.0
+            await wait_metric(daemon.url, "crossdock_events_deduplicated_total", "web", 1.0)
             assert [e["event"] for e in workspace.events] == ["Once"]
-        await workspace.wait_for(lambda f: len(f.forwarded) == len(f.events))
-        assert workspace.forwarded == [200] * len(workspace.events)
+        await workspace.wait_for(lambda f: f.all_forwarded())  # type: ignore[attr-defined]
+        assert set(workspace.forwarded) == {200}
         # the hull destination skipped the original (not from "web") and the echo (Hull: false)
-        filtered = await wait_until(
-            lambda: (
-                metric(daemon.url, "crossdock_events_filtered_total", "hull")
-                == len(workspace.events)
-            )
+        await wait_metric(
+            daemon.url, "crossdock_events_filtered_total", "hull", len(workspace.events)
         )
-        assert filtered
         assert hull.entries == []
 
 
