@@ -12,27 +12,25 @@ DEFAULT_FIREHOSE_URL = "https://firehose.hullapp.io"
 """Hull's Firehose endpoint (``POST /``)."""
 
 
+# The core's converter names the field of a validator error by the quoted field name in the
+# message (``settings.organization: invalid value``), never showing the value.
+
+
 def _non_empty(_: Any, attribute: Any, value: str) -> None:
     if not value.strip():
-        msg = "must not be empty"
+        msg = f"'{attribute.name}' must not be empty"
         raise ValueError(msg)
 
 
 def _secret_non_empty(_: Any, attribute: Any, value: crossdock.Secret) -> None:
     if not value.reveal().strip():
-        msg = "must not be empty"
-        raise ValueError(msg)
-
-
-def _http_url(_: Any, attribute: Any, value: str) -> None:
-    if not value.startswith(("http://", "https://")):
-        msg = "must be an http:// or https:// URL"
+        msg = f"'{attribute.name}' must not be empty"
         raise ValueError(msg)
 
 
 def _names(_: Any, attribute: Any, value: list[str] | None) -> None:
     if value is not None and any(not name.strip() for name in value):
-        msg = "names must not be empty"
+        msg = f"'{attribute.name}' must not contain empty names"
         raise ValueError(msg)
 
 
@@ -51,7 +49,8 @@ class HullDestinationSettings:
     organization: str = field(validator=_non_empty)
     connector_id: str = field(validator=_non_empty)
     connector_secret: crossdock.Secret = field(validator=_secret_non_empty)
-    firehose_url: str = field(default=DEFAULT_FIREHOSE_URL, validator=_http_url)
+    # A ``*_url`` field: the core's converter checks it is an http(s) URL.
+    firehose_url: str = DEFAULT_FIREHOSE_URL
     store_page_calls: bool = True
     store_screen_calls: bool = True
     handle_groups: bool = False
