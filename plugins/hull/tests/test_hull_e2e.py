@@ -332,6 +332,27 @@ async def test_echo_into_the_same_daemon_stops(crossdock_daemon, new_ids: bool) 
         assert hull.entries == []
 
 
+async def test_segment_destination_override_marks_every_event(crossdock_daemon) -> None:
+    """The hull-to-segment example's mapping override opts Hull out on events that did not
+    come from Hull too (here: a Segment call routed to the same workspace)."""
+    async with FakeSegment(write_keys=[WORKSPACE_KEY]) as workspace:
+        config = example("hull-to-segment.toml").replace('sources = ["hull"]\n', "")
+        config = segment_host_config(config, workspace.url)
+        config += '\n[[sources]]\nid = "web"\ntype = "segment"\nwrite_keys = ["wk-web-0123"]\n'
+        daemon = crossdock_daemon(config, env=hull_env("", workspace.url))
+        async with aiohttp.ClientSession() as session:
+            status, _ = await post_json(
+                session, daemon.url + "/v1/track",
+                {"userId": "u-1", "event": "Clicked", "integrations": {"Mixpanel": False}},
+                auth=basic_auth("wk-web-0123"),
+            )  # fmt: skip
+        assert status == 200
+        await workspace.wait_for(lambda f: len(f.events) >= 1)
+        [event] = workspace.events
+        assert event["integrations"] == {"Mixpanel": False, "Hull": False}
+        assert event["context"]["crossdock"]["sources"] == ["web"]
+
+
 def test_plugins_json_lists_hull() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "crossdock", "plugins", "--json"],
