@@ -46,14 +46,21 @@ def example(name: str) -> str:
     return (EXAMPLES / name).read_text().replace(FAST, "[destinations.delivery]\nmax_wait_ms = 20")
 
 
-def hull_env(firehose_url: str, segment_host: str) -> dict[str, str]:
+def hull_env() -> dict[str, str]:
     return {
         "HULL_CONNECTOR_SECRET": CONNECTOR_SECRET,
         "HULL_CONNECTOR_ID": CONNECTOR_ID,
         "HULL_ORGANIZATION": ORGANIZATION,
-        "HULL_FIREHOSE_URL": firehose_url,
         "SEGMENT_WRITE_KEY": WORKSPACE_KEY,
     }
+
+
+def segment_to_hull(firehose_url: str) -> str:
+    """The segment-to-hull example pointed at the fake Firehose."""
+    text = example("segment-to-hull.toml")
+    default = 'firehose_url = "https://firehose.hullapp.io"'
+    assert default in text
+    return text.replace(default, f'firehose_url = "{firehose_url}"')
 
 
 def segment_host_config(text: str, host: str) -> str:
@@ -136,8 +143,8 @@ def native_event(name: str, source: str = "track", **extra: Any) -> dict[str, An
 async def test_segment_to_hull_example_delivers_exact_entries(crossdock_daemon) -> None:
     async with FakeHullFirehose() as hull:
         daemon = crossdock_daemon(
-            example("segment-to-hull.toml"), env={
-                **hull_env(hull.url, ""), "SEGMENT_WRITE_KEY": CROSSDOCK_KEY},
+            segment_to_hull(hull.url), env={
+                **hull_env(), "SEGMENT_WRITE_KEY": CROSSDOCK_KEY},
         )  # fmt: skip
         batch = [
             {"type": "identify", "userId": "u-7", "anonymousId": "a-7", "messageId": "m-1",
@@ -190,7 +197,7 @@ async def test_hull_to_segment_example(crossdock_daemon) -> None:
     async with FakeSegment(write_keys=[WORKSPACE_KEY]) as segment:
         daemon = crossdock_daemon(
             segment_host_config(example("hull-to-segment.toml"), segment.url),
-            env=hull_env("", segment.url),
+            env=hull_env(),
         )
         message = hull_message(
             {**USER, "account_id": "x"}, segments=[VIP], message_id="msg-1",
@@ -248,11 +255,11 @@ async def test_loop_stops_after_one_hop(crossdock_daemon) -> None:
     ):
         a = crossdock_daemon(
             segment_host_config(example("hull-to-segment.toml"), workspace.url),
-            name="a", env=hull_env(hull.url, workspace.url),
+            name="a", env=hull_env(),
         )  # fmt: skip
         b = crossdock_daemon(
-            example("segment-to-hull.toml"),
-            name="b", env={**hull_env(hull.url, ""), "SEGMENT_WRITE_KEY": CROSSDOCK_KEY},
+            segment_to_hull(hull.url),
+            name="b", env={**hull_env(), "SEGMENT_WRITE_KEY": CROSSDOCK_KEY},
         )  # fmt: skip
         workspace.forward_to = b.url
 
@@ -307,10 +314,8 @@ async def test_echo_into_the_same_daemon_stops(crossdock_daemon, new_ids: bool) 
     ):
         config = example("hull-to-segment.toml").replace('sources = ["hull"]\n', "")
         config = segment_host_config(config, workspace.url)
-        config += "\n[[sources]]" + example("segment-to-hull.toml").split("[[sources]]", 1)[1]
-        daemon = crossdock_daemon(
-            config, env={**hull_env(hull.url, workspace.url), "SEGMENT_WRITE_KEY": WORKSPACE_KEY}
-        )
+        config += "\n[[sources]]" + segment_to_hull(hull.url).split("[[sources]]", 1)[1]
+        daemon = crossdock_daemon(config, env={**hull_env(), "SEGMENT_WRITE_KEY": WORKSPACE_KEY})
         workspace.forward_to = daemon.url
         message = hull_message(USER, events=[native_event("Once")])
         assert (await notify(daemon.url, hull_notification([message])))[0] == 200
@@ -339,7 +344,7 @@ async def test_segment_destination_override_marks_every_event(crossdock_daemon) 
         config = example("hull-to-segment.toml").replace('sources = ["hull"]\n', "")
         config = segment_host_config(config, workspace.url)
         config += '\n[[sources]]\nid = "web"\ntype = "segment"\nwrite_keys = ["wk-web-0123"]\n'
-        daemon = crossdock_daemon(config, env=hull_env("", workspace.url))
+        daemon = crossdock_daemon(config, env=hull_env())
         async with aiohttp.ClientSession() as session:
             status, _ = await post_json(
                 session, daemon.url + "/v1/track",
@@ -367,7 +372,7 @@ def test_plugins_json_lists_hull() -> None:
 
 @pytest.mark.parametrize("name", ["hull-to-segment.toml", "segment-to-hull.toml"])
 def test_examples_pass_check(name: str) -> None:
-    env = {"PATH": "", **hull_env("https://firehose.example", ""), "SEGMENT_WRITE_KEY": "k"}
+    env = {"PATH": "", **hull_env(), "SEGMENT_WRITE_KEY": "k"}
     result = subprocess.run(
         [sys.executable, "-m", "crossdock", "check", "-c", str(EXAMPLES / name)],
         capture_output=True, text=True, env=env,
