@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from crossdock_hull.settings import HullSourceSettings
@@ -48,11 +48,9 @@ def hull_time(value: Any) -> str | None:
     if match is not None:
         return f"{match.group(1)}T{match.group(2)}Z"
     try:
-        parsed = datetime.fromisoformat(value)
+        datetime.fromisoformat(value)
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     return value
 
 
