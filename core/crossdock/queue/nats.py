@@ -235,7 +235,8 @@ class NatsQueue:
                 name="crossdock",
                 connect_timeout=self.connect_timeout,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                # Bounded at start-up (an unreachable server must fail ``open``)...
+                max_reconnect_attempts=2,
                 reconnect_time_wait=0.5,
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
@@ -243,6 +244,8 @@ class NatsQueue:
             )
         except Exception as exc:
             raise QueueError(f"{self._where()}: cannot connect: {type(exc).__name__}") from exc
+        # ... and unbounded once running: a restarting server must not stop the daemon.
+        self._nc.options["max_reconnect_attempts"] = -1
         self._js = self._nc.jetstream(timeout=_API_TIMEOUT, publish_async_max_pending=20_000)
         self._jsm = self._nc.jsm(timeout=_API_TIMEOUT)
 
