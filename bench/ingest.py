@@ -2,10 +2,13 @@
 
 Both servers run as separate processes on this machine and get the same pre-built requests
 from the same load generator in the same run; the result is reported as a ratio, because
-absolute numbers on a shared 2-core machine are noisy. Crossdock runs with the default
-``sqlite`` queue (WAL, synchronous=FULL, group commit) and no destination.
+absolute numbers on a shared 2-core machine are noisy. Crossdock runs with no destination, once
+per variant (``--variants``, see ``_nats_variants.py``): the default ``sqlite`` queue (WAL,
+synchronous=FULL, group commit), the ``nats`` queue (a local ``nats-server -js``), each with one
+process and with ``--workers 2``; ratios against the bare handler and against ``sqlite``.
 
     .venv/bin/python bench/ingest.py [--batches 1500] [--tracks 15000] [--connections 64]
+                                     [--variants sqlite,sqlite-w2,nats,nats-w2]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _nats_variants as variants
 from _common import AUTH, WRITE_KEY, batch_bodies, emit, reference_server, track_bodies
 from loadgen import build_request, run_load
 
@@ -57,27 +61,45 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=1500)
     parser.add_argument("--tracks", type=int, default=15000)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--variants", default=variants.DEFAULT_VARIANTS)
     args = parser.parse_args()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
     run = uuid.uuid4().hex[:8]
     with reference_server("baseline") as port:
         baseline = asyncio.run(scenario(port, args, run))
-    with tempfile.TemporaryDirectory() as tmp:
-        daemon = Daemon(CONFIG, Path(tmp), extra_args=())
-        daemon.start()
-        try:
-            crossdock = asyncio.run(scenario(daemon.port, args, run))
-        finally:
-            daemon.stop()
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp, variants.nats_for(names) as nats_url:
+        for name in names:
+            queue, workers = variants.parse(name)
+            config = variants.queue_section(queue, nats_url) + CONFIG
+            daemon = Daemon(config, Path(tmp) / name, extra_args=variants.extra_args(workers))
+            daemon.start()
+            try:
+                results[name] = asyncio.run(scenario(daemon.port, args, run + name))
+            finally:
+                daemon.stop()
+    first = results[names[0]]
     emit({
         "benchmark": "ingest",
-        "queue": "sqlite",
         "connections": args.connections,
         "baseline_bare_aiohttp": baseline,
-        "crossdock": crossdock,
-        "ratio_batch_events": round(crossdock["batch_100"]["events_per_s"]
-                                    / baseline["batch_100"]["events_per_s"], 3),
-        "ratio_track_requests": round(crossdock["track"]["requests_per_s"]
-                                      / baseline["track"]["requests_per_s"], 3),
+        "crossdock": results,
+        "ratio_batch_events_vs_bare": {
+            n: round(r["batch_100"]["events_per_s"] / baseline["batch_100"]["events_per_s"], 3)
+            for n, r in results.items()
+        },
+        "ratio_track_requests_vs_bare": {
+            n: round(r["track"]["requests_per_s"] / baseline["track"]["requests_per_s"], 3)
+            for n, r in results.items()
+        },
+        f"ratio_batch_events_vs_{names[0]}": {
+            n: round(r["batch_100"]["events_per_s"] / first["batch_100"]["events_per_s"], 3)
+            for n, r in results.items()
+        },
+        f"ratio_track_requests_vs_{names[0]}": {
+            n: round(r["track"]["requests_per_s"] / first["track"]["requests_per_s"], 3)
+            for n, r in results.items()
+        },
         "targets": {"batch_events_per_s": 50000, "track_requests_per_s": 5000},
     })  # fmt: skip
 
