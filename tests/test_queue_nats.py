@@ -530,3 +530,12 @@ def test_config_nats_keys_and_precise_errors() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config('[queue]\nurl = "nats://x:4222"\n', registry)
     assert info.value.problems == ['queue.url: not used by backend = "sqlite"']
+
+
+async def test_append_fails_when_the_stream_is_gone(make, stream: str) -> None:
+    q = await make()
+    await q._jsm.delete_stream(stream)
+    with pytest.raises(QueueError, match="no JetStream stream answers"):
+        await q.append([ev("m0"), ev("m1")])
+    with pytest.raises(QueueError):
+        await q.ping()

@@ -64,6 +64,7 @@ from crossdock.queue import (
     QueueStats,
     Retry,
 )
+from crossdock.queue.nats_publish import Publisher
 from crossdock.queue.nats_pull import Puller, decode_key, decode_token, encode_key, encode_token
 from crossdock.types import Event
 
@@ -168,6 +169,7 @@ class NatsQueue:
         self._appending = 0
         self._appends_done: asyncio.Event | None = None
         self._keepalive: asyncio.Task[None] | None = None
+        self._publisher: Publisher | None = None
 
     # -----------------------------------------------------------------------------------------
     # Lifecycle
@@ -246,8 +248,10 @@ class NatsQueue:
             raise QueueError(f"{self._where()}: cannot connect: {type(exc).__name__}") from exc
         # ... and unbounded once running: a restarting server must not stop the daemon.
         self._nc.options["max_reconnect_attempts"] = -1
-        self._js = self._nc.jetstream(timeout=_API_TIMEOUT, publish_async_max_pending=20_000)
+        self._js = self._nc.jetstream(timeout=_API_TIMEOUT)
         self._jsm = self._nc.jsm(timeout=_API_TIMEOUT)
+        self._publisher = Publisher(self._nc)
+        await self._publisher.start()
 
     async def _ensure_streams(self) -> None:
         from nats.js.api import RetentionPolicy, StorageType, StreamConfig
@@ -390,6 +394,8 @@ class NatsQueue:
             dest.inflight.clear()
             dest.events.buffer.clear()
             dest.retries.buffer.clear()
+        if self._publisher is not None:
+            await self._publisher.stop()
         await self._disconnect()
         self._state = "closed"
 
@@ -443,28 +449,22 @@ class NatsQueue:
                 self._appends_done.set()
 
     async def _publish_events(self, events: Sequence[Event], datas: list[bytes]) -> AppendResult:
-        js = self._js
+        assert self._publisher is not None
         subject = self.events_subject
-        futures: list[asyncio.Future[Any]] = []
+        messages = []
+        for event, data in zip(events, datas, strict=True):
+            mid = event.get("messageId")
+            messages.append((subject, data, mid if isinstance(mid, str) and mid else None))
         try:
-            for event, data in zip(events, datas, strict=True):
-                mid = event.get("messageId")
-                headers = {"Nats-Msg-Id": mid} if isinstance(mid, str) and mid else None
-                futures.append(await js.publish_async(subject, data, headers=headers))
-            acks = await asyncio.wait_for(
-                asyncio.gather(*futures, return_exceptions=True), self.publish_timeout
-            )
+            results = await self._publisher.publish_many(messages, self.publish_timeout)
         except Exception as exc:
-            for future in futures:
-                future.cancel()
             raise self._error(exc) from exc
         duplicates = 0
-        for ack in acks:
-            if isinstance(ack, BaseException):
-                raise self._error(ack)
-            if ack.duplicate:
-                duplicates += 1
-        return AppendResult(len(acks) - duplicates, duplicates)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise self._error(result)
+            duplicates += result
+        return AppendResult(len(results) - duplicates, duplicates)
 
     # -----------------------------------------------------------------------------------------
     # Fetch and settle
@@ -560,16 +560,19 @@ class NatsQueue:
         retries: Sequence[Retry] = (),
         dead: Sequence[DeadLetter] = (),
     ) -> None:
-        """Record outcomes: retry and dead-letter records are published (acknowledged by the
-        server) before the messages they settle are acknowledged; every acknowledgement is
-        confirmed before this returns. Seqs this instance does not hold are ignored."""
+        """Record outcomes: retry and dead-letter records are published (and acknowledged by
+        the server) before the messages they settle are acknowledged; the acknowledgements are
+        confirmed by the server before this returns. Seqs this instance does not hold are
+        ignored."""
         dest = self._dest(destination)
+        assert self._publisher is not None
         failed_at = self._clock()
-        jobs = []
+        acks: list[tuple[int, _Held]] = []
+        records: list[tuple[int, _Held, dict[str, Any], str]] = []
         for seq in dict.fromkeys(done):
             held = dest.inflight.get(seq)
             if held is not None:
-                jobs.append(self._settle_one(dest, seq, held, None))
+                acks.append((seq, held))
         for r in retries:
             held = dest.inflight.get(r.seq)
             if held is not None:
@@ -580,7 +583,7 @@ class NatsQueue:
                     "enqueued_at": _enqueued_at(held),
                 }  # fmt: skip
                 subject = f"{self.stream}.retries.{dest.token}.{encode_key(r.hold_key)}"
-                jobs.append(self._settle_one(dest, r.seq, held, (subject, record)))
+                records.append((r.seq, held, record, subject))
         for d in dead:
             held = dest.inflight.get(d.seq)
             if held is not None:
@@ -589,35 +592,52 @@ class NatsQueue:
                     "body": d.body, "attempts": d.attempts, "failed_at": failed_at,
                     "enqueued_at": _enqueued_at(held),
                 }  # fmt: skip
-                subject = f"{self.stream}.dlq.{dest.token}"
-                jobs.append(self._settle_one(dest, d.seq, held, (subject, record)))
-        if not jobs:
-            return
-        if retries:
+                records.append((d.seq, held, record, f"{self.stream}.dlq.{dest.token}"))
+        error: BaseException | None = None
+        if records:
             dest.retries_hint = True
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise self._error(errors[0])
-
-    async def _settle_one(
-        self, dest: _Dest, seq: int, held: _Held, record: tuple[str, dict[str, Any]] | None
-    ) -> None:
-        if record is not None:
-            subject, body = record
             try:
-                data = orjson.dumps(body)
+                # The id names the message being settled: a repeated settle adds no record.
+                messages = [
+                    (subject, orjson.dumps(record), f"{dest.token}:{held.kind}{held.sseq}")
+                    for _seq, held, record, subject in records
+                ]
             except (TypeError, orjson.JSONEncodeError) as exc:
                 raise QueueError(f"nats queue: event cannot be stored as JSON: {exc}") from exc
-            # Names the message being settled: a repeated settle publishes nothing new.
-            msg_id = f"{dest.token}:{held.kind}{held.sseq}"
-            ack = await self._js.publish(
-                subject, data, timeout=self.publish_timeout, headers={"Nats-Msg-Id": msg_id}
+            results = await self._publisher.publish_many(messages, self.publish_timeout)
+            for (seq, held, _record, _subject), result in zip(records, results, strict=True):
+                if isinstance(result, BaseException):
+                    error = error or result
+                else:
+                    acks.append((seq, held))
+        try:
+            await self._ack(acks)
+        except Exception as exc:
+            error = error or exc
+        else:
+            for seq, held in acks:
+                if dest.inflight.get(seq) is held:
+                    del dest.inflight[seq]
+        if error is not None:
+            raise self._error(error)
+
+    async def _ack(self, acks: list[tuple[int, _Held]]) -> None:
+        """Acknowledge every message; confirmed by one request per consumer: the server works
+        through a consumer's acknowledgements in order, so the answer to the last one means
+        every one before it was applied."""
+        by_kind: dict[str, list[_Held]] = {}
+        for _seq, held in acks:
+            by_kind.setdefault(held.kind, []).append(held)
+        publish = self._nc.publish
+        confirms = []
+        for helds in by_kind.values():
+            for held in helds[:-1]:
+                await publish(held.msg.reply, b"+ACK")
+            confirms.append(
+                self._nc.request(helds[-1].msg.reply, b"+ACK", timeout=self.publish_timeout)
             )
-            del ack
-        await self._nc.request(held.msg.reply, b"", timeout=self.publish_timeout)
-        if dest.inflight.get(seq) is held:
-            del dest.inflight[seq]
+        if confirms:
+            await asyncio.gather(*confirms)
 
     # -----------------------------------------------------------------------------------------
     # Waiting, keep-alive, holds, stats
