@@ -31,3 +31,20 @@ TestMisoContract = destination_contract_tests(
 
 def test_dropped_list_matches_the_golden_set() -> None:
     assert set(DROPPED) <= set(_GOLDEN)
+
+
+def test_declared_limits() -> None:
+    limits = crossdock_miso.DESTINATION_TYPE.limits
+    assert limits.max_batch_count == 1000  # Miso advises <= ~10,000; short requests
+    assert limits.max_batch_bytes == 4 * 1024 * 1024
+    assert limits.max_event_bytes == 256 * 1024
+    assert limits.rate_limit is None  # Miso publishes none
+
+
+def test_mapping_is_package_data_with_its_tables() -> None:
+    from crossdock import load_mapping_file
+
+    mapping = load_mapping_file("crossdock_miso")
+    assert mapping.fields == dict(crossdock_miso.DESTINATION_TYPE.mapping)
+    assert set(mapping.tables) == {"miso_events", "miso_pages"}
+    assert mapping.tables["miso_events"]["Order Completed"] == "checkout"
