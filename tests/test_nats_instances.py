@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 import aiohttp
+import orjson
 import pytest
 
 from crossdock.queue.nats_server import local_nats, nats_unavailable
@@ -167,3 +168,46 @@ async def test_duplicates_sent_to_both_instances_are_delivered_once(
             await wait_until(lambda: _settled(session, one), timeout=20)
         delivered = delivered_ids(sink)
         assert sorted(delivered) == sorted(expected)  # each exactly once
+
+
+async def test_dead_letters_through_admin_api_and_cli_on_nats(
+    crossdock_daemon, nats_url: str, capsys
+) -> None:
+    from crossdock.cli import main
+    from crossdock.testing.fakes import Answer
+
+    stream = "q" + uuid.uuid4().hex[:10]
+    async with FakeVendor() as sink:
+        sink.script([Answer(400, body={"error": "bad event"})])
+        daemon = crossdock_daemon(config(nats_url, stream, sink.url + "/in"), name="dlq")
+        cli = ["-c", str(daemon.config_path)]
+        async with aiohttp.ClientSession() as session:
+            status, _ = await post_json(
+                session, daemon.url + "/v1/batch", batch_of(["bad-1"]), auth=AUTH
+            )
+            assert status == 200
+
+            async def dlq() -> list:
+                async with session.get(
+                    daemon.url + "/admin/dlq", headers=daemon.admin_headers()
+                ) as r:
+                    return (await r.json())["entries"]
+
+            (entry,) = await wait_until(dlq, timeout=20, what="the rejected event dead-lettered")
+            assert (entry["destination"], entry["status"]) == ("sink", 400)
+            capsys.readouterr()
+            assert await asyncio.to_thread(main, ["dlq", "list", "--json", *cli]) == 0
+            (row,) = orjson.loads(capsys.readouterr().out)
+            assert (row["id"], row["event"]["messageId"]) == (entry["id"], "bad-1")
+            assert await asyncio.to_thread(main, ["dlq", "replay", "sink", *cli]) == 0
+            assert capsys.readouterr().out.strip() == "replayed 1 event(s)"
+            await wait_until(lambda: "bad-1" in delivered_ids_ok(sink), timeout=20,
+                             what="the replayed event delivered")  # fmt: skip
+            assert await dlq() == []
+            status = await wait_until(lambda: _settled(session, daemon), timeout=20)
+            assert status["dead_letters"] == 0
+
+
+def delivered_ids_ok(fake: FakeVendor) -> list[str]:
+    """messageIds of the requests the sink answered 200 (the scripted 400 excluded)."""
+    return [event["messageId"] for r in fake.requests[1:] for event in r.json()]

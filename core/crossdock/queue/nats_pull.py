@@ -176,15 +176,16 @@ class Puller:
         finally:
             if first_only and not request.done.is_set():
                 # Still open on the server: later messages of it land in the buffer; keep it
-                # as the open request until its own end arrives.
-                self._adopt(request)
+                # as the open request until its own end arrives (bounded: after a reconnect
+                # that end may never come).
+                self._adopt(request, (expires or 0.0) + 5.0)
             elif self._request is request:
                 self._request = None
 
-    def _adopt(self, request: _Request) -> None:
+    def _adopt(self, request: _Request, bound: float) -> None:
         async def finish() -> None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(request.done.wait(), 120)
+                await asyncio.wait_for(request.done.wait(), bound)
             if self._request is request:
                 self._request = None
 
