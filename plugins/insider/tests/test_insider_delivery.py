@@ -149,7 +149,15 @@ async def test_invalid_partner_pauses_like_bad_credentials() -> None:
         async with DestinationHarness(crossdock_insider, settings(fake)) as h:
             outcomes = await h.deliver([golden_event("identify"), golden_event("track")])
         assert len(fake.requests) == 1  # not split: every request would fail the same way
-    assert outcomes == [crossdock.CredentialsRejected("Insider: Partner is invalid.", 400)] * 2
+    assert (
+        outcomes
+        == [
+            crossdock.CredentialsRejected(
+                "Insider: Partner is invalid. (check settings.partner_name)", 400
+            )
+        ]
+        * 2
+    )
 
 
 class PoisonInsider(FakeInsider):

@@ -80,7 +80,8 @@ class InsiderDeliverer:
         if status == 400:
             message = _message(text)
             if message.rstrip(".").lower() == "partner is invalid":
-                return [crossdock.CredentialsRejected(f"Insider: {message}", 400)] * len(batch)
+                reason = f"Insider: {message} (check settings.partner_name)"
+                return [crossdock.CredentialsRejected(reason, 400)] * len(batch)
             if len(batch) > 1:
                 return await self._split(batch)
             return [crossdock.Rejected(f"Insider: {message}", 400, text[:BODY_LIMIT])]
