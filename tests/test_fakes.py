@@ -187,3 +187,25 @@ def test_harness_tables_add_rows_like_the_config_does() -> None:
 
     harness = DestinationHarness(Plugin(), {"url": "http://x"}, tables={"names": {"B": "b"}})
     assert harness.destination.tables == {"names": {"A": "a", "B": "b"}, "other": {"x": 1}}
+
+
+def test_harness_mapping_overrides_merge_like_the_config_does() -> None:
+    import attrs
+
+    import crossdock
+    from crossdock.testing.harness import DestinationHarness
+
+    @attrs.frozen
+    class Settings:
+        url: str
+
+    class Plugin:
+        @crossdock.hookimpl
+        def crossdock_destination_types(self):
+            mapping = {"user.id": "userId", "user.email": "traits.email", "name": "event"}
+            return [crossdock.DestinationType("acme", Settings, "test", mapping=mapping)]
+
+    harness = DestinationHarness(
+        Plugin(), {"url": "http://x"}, mapping={"user": "userId", "name": ""}
+    )
+    assert dict(harness.destination.mapping) == {"user": "userId"}

@@ -21,6 +21,7 @@ import pluggy
 
 from crossdock import hookspecs
 from crossdock.errors import ConfigError, PluginError
+from crossdock.mapping import merge_mapping
 from crossdock.types import (
     BatchItem,
     Deliverer,
@@ -91,9 +92,8 @@ class DestinationHarness:
         if len(types) != 1:
             raise PluginError(str(plugin), f"expected one destination type named {name!r}")
         self.type: DestinationType = types[0]
-        merged = dict(self.type.mapping)
-        if mapping:
-            merged.update(mapping)
+        # Overrides merge exactly as ``[destinations.mapping]`` does (see merge_mapping).
+        merged = merge_mapping(self.type.mapping, mapping) if mapping else dict(self.type.mapping)
         self.destination = Destination(
             id=id,
             plugin=self.type.name,
