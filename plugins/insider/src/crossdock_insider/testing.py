@@ -31,6 +31,7 @@ object, and a default attribute or event param of the wrong type are refused her
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -78,6 +79,9 @@ DEFAULT_PARAMS: dict[str, str] = {
     "promotion_name": _STRING, "promotion_discount": _NUMBER, "campaign_id": "any",
     "campaign_name": "any", "custom": "object",
 }  # fmt: skip
+Add = Callable[[str, str], None]
+"""Records one error: ``add(key relative to the user, message)``."""
+
 REQUIRED_PARAMS = {
     "purchase": ("event_group_id", "unit_sale_price", "currency", "quantity"),
     "cart_page_view": ("event_group_id", "unit_sale_price", "currency"),
@@ -236,7 +240,7 @@ def validate_user(user: Any) -> dict[str, list[str]]:
     return errors
 
 
-def _check_identifiers(identifiers: Any, add: Any) -> None:
+def _check_identifiers(identifiers: Any, add: Add) -> None:
     if not isinstance(identifiers, dict):
         add("identifiers.object", "identifiers must be an object")
         return
@@ -258,7 +262,7 @@ def _check_identifiers(identifiers: Any, add: Any) -> None:
                         add(f"identifiers.custom.{name}.string", f"{name} must be string: {item}")
 
 
-def _check_attributes(attributes: Any, add: Any) -> None:
+def _check_attributes(attributes: Any, add: Add) -> None:
     if not isinstance(attributes, dict) or not attributes:
         add("attributes.min", "attributes must hold at least one attribute")
         return
@@ -276,7 +280,7 @@ def _check_attributes(attributes: Any, add: Any) -> None:
             add("attributes.custom.min", "custom must hold at least one attribute")
 
 
-def _check_events(events: Any, add: Any) -> None:
+def _check_events(events: Any, add: Add) -> None:
     if not isinstance(events, list) or not events:
         add("events.array", "events must be a non-empty array")
         return
