@@ -195,3 +195,33 @@ async def test_crossdock_test_send_shows_the_request_and_masks_the_token(tmp_pat
     assert "/api/user/v1/upsert" in shown
     assert '"purchase"' in shown
     assert TOKEN not in shown + stderr.decode()
+
+
+async def test_daemon_pauses_on_an_invalid_partner_and_dead_letters_nothing(
+    crossdock_daemon,
+) -> None:
+    async with FakeInsider(partner_name="acme-shop") as fake:
+        daemon = crossdock_daemon(config(fake.url))
+        async with aiohttp.ClientSession() as session:
+            batch = {"batch": BATCH["batch"][:2]}
+            status, _ = await post_json(
+                session, daemon.url + "/v1/batch", batch, auth=basic_auth(WRITE_KEY)
+            )
+            assert status == 200
+
+            async def paused():
+                async with session.get(
+                    daemon.url + "/admin/destinations/insider", headers=daemon.admin_headers()
+                ) as response:
+                    body = await response.json()
+                return body if body["paused"] else None
+
+            state = await wait_until(paused, what="the destination paused")
+            async with session.get(
+                daemon.url + "/admin/dlq?destination=insider", headers=daemon.admin_headers()
+            ) as response:
+                assert (await response.json())["entries"] == []
+        assert "Partner is invalid." in state["pause_reason"]
+        assert state["dead_letters"] == 0
+        assert state["pending"] + state["retrying"] + state["in_flight_events"] >= 2
+        assert fake.users == []
