@@ -77,7 +77,8 @@ def test_examples_check_and_dry_run_every_destination(fresh_venv: Path, example:
     text = example.read_text()
     env = {**os.environ, "PATH": f"{fresh_venv / 'bin'}:{os.environ['PATH']}"}
     for name in set(re.findall(r"\$\{([A-Z0-9_]+)\}", text)):
-        env[name] = f"example-{name.lower().replace('_', '-')}"
+        value = f"example-{name.lower().replace('_', '-')}"
+        env[name] = f"https://{value}.invalid/" if name.endswith("URL") else value
     crossdock = fresh_venv / "bin" / "crossdock"
     if not all(
         _plugin_installed(fresh_venv, plugin) for plugin in re.findall(r'plugin = "(\w+)"', text)
