@@ -89,6 +89,10 @@ def test_examples_check_and_dry_run_every_destination(fresh_venv: Path, example:
     for destination in config.get("destinations", []):
         out = _run(crossdock, "test", destination["id"], "-c", example, "--event", ORDER, env=env)
         assert "dry run" in out or "dropped" in out, out
+        if destination.get("plugin") == "insider":  # the exact request, one purchase per product
+            assert out.startswith("POST https://unification.useinsider.com/api/user/v1/upsert\n")
+            assert "X-REQUEST-TOKEN: ***" in out
+            assert out.count('"event_name": "purchase"') == 2
 
 
 _TYPES: dict[Path, set[str]] = {}
