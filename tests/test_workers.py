@@ -67,6 +67,22 @@ async def load(url: str, prefix: str, requests: int) -> set[str]:
     return acked
 
 
+def listening(daemon) -> list[dict]:
+    return [r for r in daemon.log_records() if r.get("message", "").startswith("======== Running")]
+
+
+async def received(url: str) -> int:
+    """``crossdock_events_received_total`` of the process a fresh connection lands on."""
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(url + "/metrics") as r,
+    ):
+        text = await r.text()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("crossdock_events_received_total")))  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def nats_url() -> Iterator[str]:
     reason = nats_unavailable()
@@ -79,12 +95,18 @@ def nats_url() -> Iterator[str]:
 async def run_two_workers(crossdock_daemon, queue: str) -> None:
     async with FakeVendor() as sink:
         daemon = crossdock_daemon(config(sink.url + "/in", queue), extra_args=("--workers", "2"))
+        # /health answers once the first process listens; wait for the second one too.
+        await wait_until(lambda: len(listening(daemon)) == 2, timeout=20)
         acked = await load(daemon.url, "w", 60)
         assert len(acked) == 60 * 20
         await wait_until(lambda: acked <= set(delivered_ids(sink)), timeout=30,
                          what="every acknowledged event delivered")  # fmt: skip
         starts = [r for r in daemon.log_records() if r.get("message") == "crossdock starting"]
         assert sorted(r["worker"] for r in starts) == [0, 1]
+        # Each process counts what it received; fresh connections land on either. Every count
+        # seen is short of everything accepted: the other process received the rest.
+        counts = [await received(daemon.url) for _ in range(10)]
+        assert all(0 < c < len(acked) for c in counts), counts
         assert daemon.stop() == 0
         stopped = [r for r in daemon.log_records() if r.get("message") == "crossdock stopped"]
         assert len(stopped) == 2

@@ -39,7 +39,7 @@ def make_app(
 
     ``deliver=False`` makes an ingest-only process (``crossdock run --workers N`` with the
     ``sqlite`` queue, every process but the first): it stores events and answers the admin API,
-    but registers no destination with the queue and starts no delivery worker. ``idle_poll``
+    but starts no delivery worker. ``idle_poll``
     overrides how often an idle worker looks for new events (other processes' appends do not
     wake it).
     """
@@ -62,7 +62,7 @@ def make_app(
     app.router.add_routes(metrics.routes())
     app.router.add_routes(admin.routes())
 
-    app.cleanup_ctx.append(_queue_context(deliver))
+    app.cleanup_ctx.append(_queue_context)
     app.cleanup_ctx.append(_http_context)
     app.cleanup_ctx.append(_workers_context(transformers, deliver, idle_poll))
     app.on_shutdown.append(_mark_shutting_down)
@@ -73,15 +73,16 @@ async def _mark_shutting_down(app: web.Application) -> None:
     app[keys.SHUTTING_DOWN][0] = True
 
 
-def _queue_context(deliver: bool):
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        queue = app[keys.QUEUE]
-        await queue.open([d.id for d in app[keys.CONFIG].destinations] if deliver else [])
-        log.info("queue open", extra=queue.info())
-        yield
-        await queue.close()
-
-    return context
+async def _queue_context(app: web.Application) -> AsyncIterator[None]:
+    # Every process registers the destinations, the ingest-only ones too: whichever starts
+    # first does it before it accepts anything, so a new destination's start ("the current end
+    # of the queue") never skips events another process accepted meanwhile. Registering
+    # hands nothing out: only fetch does, and only delivering processes fetch.
+    queue = app[keys.QUEUE]
+    await queue.open([d.id for d in app[keys.CONFIG].destinations])
+    log.info("queue open", extra=queue.info())
+    yield
+    await queue.close()
 
 
 async def _http_context(app: web.Application) -> AsyncIterator[None]:
