@@ -8,8 +8,13 @@ supervisor stops both processes and exits 0.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -134,3 +139,56 @@ def test_sqlite_delivers_from_worker_0_only_nats_from_all() -> None:
     assert [delivers(sqlite, i) for i in range(3)] == [True, False, False]
     nats = parse_config('[queue]\nbackend = "nats"\n', registry)
     assert [delivers(nats, i) for i in range(3)] == [True, True, True]
+
+
+def child_pids(pid: int) -> dict[int, int]:
+    """worker index → pid of the supervisor's ``crossdock run`` children (from /proc)."""
+    out = {}
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for child in map(int, children):
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"--worker-index" in argv:
+            out[int(argv[argv.index(b"--worker-index") + 1])] = child
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads children from /proc")
+async def test_a_killed_worker_process_is_restarted_and_nothing_is_lost(crossdock_daemon) -> None:
+    async with FakeVendor() as sink:
+        daemon = crossdock_daemon(config(sink.url + "/in"), extra_args=("--workers", "2"))
+        await wait_until(lambda: len(listening(daemon)) == 2, timeout=20)
+        acked = await load(daemon.url, "a", 20)
+        assert daemon.process is not None
+        before = child_pids(daemon.process.pid)
+        os.kill(before[0], signal.SIGKILL)  # the delivering process
+        await wait_until(
+            lambda: (
+                set(child_pids(daemon.process.pid)) == {0, 1}
+                and child_pids(daemon.process.pid)[0] != before[0]
+            ),
+            timeout=20,
+            what="worker 0 restarted",
+        )
+        acked |= await load(daemon.url, "b", 20)
+        await wait_until(lambda: acked <= set(delivered_ids(sink)), timeout=30,
+                         what="every acknowledged event delivered")  # fmt: skip
+        restarts = [r for r in daemon.log_records()
+                    if r.get("message") == "worker process exited; restarting it"]  # fmt: skip
+        assert [r["worker"] for r in restarts] == [0]
+        assert daemon.stop() == 0
+
+
+def test_workers_that_cannot_start_stop_the_supervisor_with_exit_1(tmp_path: Path) -> None:
+    from crossdock.testing.daemon import Daemon
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = f'[server]\nlisten = "127.0.0.1:{port}"\n\n'
+        daemon = Daemon(server + config("http://127.0.0.1:9/in"), tmp_path,
+                        extra_args=("--workers", "2"))  # fmt: skip
+        with pytest.raises(RuntimeError, match="crossdock exited with 1"):
+            daemon.start(timeout=30)
+    assert "worker process failed at start-up; stopping" in daemon.log()

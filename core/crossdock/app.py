@@ -242,7 +242,9 @@ def run_workers(config: Config, config_path: str, workers: int) -> int:
             status = process.poll()
             if status is None or stopping:
                 continue
-            if time.monotonic() - started < 5.0 and status != 0:
+            # Exiting by itself right after start (status > 0: bad config, port taken, queue
+            # unreachable) would only fail again; a signal (status < 0) is a crash: restart.
+            if time.monotonic() - started < 5.0 and status > 0:
                 log.error(
                     "worker process failed at start-up; stopping",
                     extra={"worker": index, "exit_code": status},

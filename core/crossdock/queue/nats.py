@@ -30,8 +30,9 @@ the stored ones come back as duplicates, so nothing is half-stored *visibly*.
 
 Acknowledgement. An event is acknowledged only when the destination settles it: delivered or
 filtered (``+ACK``), scheduled for retry (the retry record's publish is acknowledged first, then
-the event), or dead-lettered (likewise). Acknowledgements are confirmed by the server before
-``settle`` returns. Messages handed to a worker and not settled are kept alive with ``+WPI``
+the event), or dead-lettered (likewise). The acknowledgements of one settle go out together and
+the last one per consumer is a request: the server applies a consumer's acknowledgements in
+order, so its answer confirms them all before ``settle`` returns. Messages handed to a worker and not settled are kept alive with ``+WPI``
 every ``ack_wait / 3``; if this instance dies they come again, to any instance, once
 ``ack_wait`` has passed (duplicates, never losses). Retry records are published with a
 ``Nats-Msg-Id`` naming the message they settle, so a settle retried after a partial failure (or
