@@ -495,3 +495,27 @@ path = "/hooks/x"
         "sources[1].path: /v1/* is already served by sources[0]",
         "sources[3].path: /hooks/x is already served by sources[2]",
     ]
+
+
+def test_plugin_validator_messages_are_shown_but_never_for_secrets():
+    import attrs
+
+    def no_path(instance, attribute, value):
+        if "/" in value.removeprefix("https://"):
+            raise ValueError(f"'{attribute.name}' must be a domain, not a URL with a path")
+
+    def long_enough(instance, attribute, value):
+        if len(value.reveal()) < 8:
+            raise ValueError(f"'{attribute.name}' is too short: {value.reveal()}")
+
+    @attrs.frozen
+    class S:
+        origin: str = attrs.field(validator=no_path)
+        key: crossdock.Secret = attrs.field(validator=long_enough)
+
+    with pytest.raises(Exception) as info:  # noqa: PT011 (cattrs' exception group)
+        structure({"origin": "https://shop.example.com/x", "key": "abcdefghij"}, S)
+    assert render_errors(info.value, "d") == ["d.origin: must be a domain, not a URL with a path"]
+    with pytest.raises(Exception) as info:  # noqa: PT011 (cattrs' exception group)
+        structure({"origin": "shop.example.com", "key": "abc"}, S)
+    assert render_errors(info.value, "d") == ["d.key: invalid value"]  # never the secret's words

@@ -342,7 +342,17 @@ def _constructor_error(exc: BaseException, cl: type, path: str) -> list[str]:
     if length := _LENGTH.match(text):
         bound = "at least" if length.group(1) == ">=" else "at most"
         message = f"must have {bound} {length.group(2)} item(s)"
+    elif not _is_secret_field(cl, field_name):
+        # A plugin validator's own words ("'origin' must be a domain, not a URL with a path");
+        # the plugin guide asks validators never to put the value in the message.
+        own = text.removeprefix(f"'{field_name}'").strip(" :")
+        message = own[:200] or message
     return [f"{join_path(path, field_name)}: {message}"]
+
+
+def _is_secret_field(cl: type, name: str) -> bool:
+    field = attrs.fields_dict(cl).get(name) if attrs.has(cl) else None
+    return field is None or "Secret" in str(field.type)
 
 
 def _note(exc: BaseException) -> object:

@@ -26,8 +26,8 @@ def test_destination_defaults() -> None:
 @pytest.mark.parametrize(
     ("override", "problem"),
     [
-        ({"organization": " "}, "settings.organization: invalid value"),
-        ({"connector_id": ""}, "settings.connector_id: invalid value"),
+        ({"organization": " "}, "settings.organization: must not be empty"),
+        ({"connector_id": ""}, "settings.connector_id: must not be empty"),
         ({"connector_secret": ""}, "settings.connector_secret: invalid value"),
         ({"firehose_url": "ftp://x"}, "settings.firehose_url: expected an http:// or https:// URL"),
         ({"handle_groups": "yes"}, "settings.handle_groups: expected true or false"),
@@ -43,7 +43,10 @@ def test_destination_errors_name_the_field(override: dict[str, Any], problem: st
     ("settings", "problem"),
     [
         ({}, "settings.connector_secret: missing"),
-        ({"connector_secret": "s", "attributes": [""]}, "settings.attributes: invalid value"),
+        (
+            {"connector_secret": "s", "attributes": [""]},
+            "settings.attributes: must not contain empty names",
+        ),
         (
             {"connector_secret": "s", "synchronized_segments": "VIP"},
             "settings.synchronized_segments: expected a list",

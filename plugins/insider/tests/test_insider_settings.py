@@ -37,7 +37,14 @@ def test_missing_fields_are_named() -> None:
 def test_partner_name_must_be_lower_case_without_spaces(partner) -> None:
     with pytest.raises(ConfigError) as info:
         build(partner_name=partner, request_token=TOKEN)
-    assert info.value.problems == ["settings.partner_name: invalid value"]
+    [problem] = info.value.problems
+    if partner:
+        assert problem == (
+            "settings.partner_name: must be Insider's partner name in lower case with no spaces "
+            "(InOne → Inone Settings → Account Preferences)"
+        )
+    else:
+        assert problem == "settings.partner_name: must be a non-empty string"
 
 
 def test_partner_name_error_explains_the_rule_when_built_directly() -> None:

@@ -40,8 +40,11 @@ def test_base_url_loses_its_trailing_slash() -> None:
         ({"api_key": "  "}, "settings.api_key: invalid value"),
         ({"api_key": 42}, "settings.api_key: expected a string"),
         ({"api_key": "k", "base_url": "api.askmiso.com"}, "settings.base_url: expected an"),
-        ({"api_key": "k", "user_id_field": "traits..id"}, "settings.user_id_field: invalid"),
-        ({"api_key": "k", "user_id_field": ""}, "settings.user_id_field: invalid value"),
+        (
+            {"api_key": "k", "user_id_field": "traits..id"},
+            "settings.user_id_field: must be a valid JMESPath",
+        ),
+        ({"api_key": "k", "user_id_field": ""}, "settings.user_id_field: must not be empty"),
         ({"api_key": "k", "anonymous_id_field": 3}, "settings.anonymous_id_field: expected a"),
         ({"api_key": "k", "apikey": "k"}, "settings.apikey: unknown key"),
     ],

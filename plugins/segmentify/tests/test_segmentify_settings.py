@@ -52,7 +52,9 @@ def test_origin_is_normalised(origin: str, normalised: str) -> None:
     ["https://www.example-shop.com/shop", "ftp://example.com", "https://", "https://a.com?x"],
 )
 def test_origin_must_be_scheme_and_host(origin: str) -> None:
-    assert problems(origin=origin) == ["settings.origin: invalid value"]
+    assert problems(origin=origin) == [
+        "settings.origin: must be a scheme and host like https://www.example.com (no path)"
+    ]
 
 
 def test_data_center_url_must_be_http() -> None:

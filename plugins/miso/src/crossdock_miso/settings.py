@@ -12,9 +12,9 @@ DEFAULT_BASE_URL = "https://api.askmiso.com"
 
 
 def _invalid(message: str, attribute: Any) -> ValueError:
-    # attrs' validator shape (message, attribute, expected, value): the config error then names
-    # the field (``settings.api_key: invalid value``) and never shows the value.
-    return ValueError(message, attribute, None, None)
+    # "'field' message": the config error names the field and shows the message (for a secret
+    # field only "invalid value"); the message never holds the value.
+    return ValueError(f"'{attribute.name}' {message}")
 
 
 def _non_empty_secret(_: Any, attribute: Any, value: crossdock.Secret) -> None:
