@@ -32,11 +32,11 @@ Acknowledgement. An event is acknowledged only when the destination settles it: 
 filtered (``+ACK``), scheduled for retry (the retry record's publish is acknowledged first, then
 the event), or dead-lettered (likewise). The acknowledgements of one settle go out together and
 the last one per consumer is a request: the server applies a consumer's acknowledgements in
-order, so its answer confirms them all before ``settle`` returns. Messages handed to a worker and not settled are kept alive with ``+WPI``
-every ``ack_wait / 3``; if this instance dies they come again, to any instance, once
-``ack_wait`` has passed (duplicates, never losses). Retry records are published with a
-``Nats-Msg-Id`` naming the message they settle, so a settle retried after a partial failure (or
-a redelivered event settled twice) does not create a second record.
+order, so its answer confirms them all before ``settle`` returns. Messages handed to a worker
+and not settled are kept alive with ``+WPI`` every ``ack_wait / 3``; if this instance dies they
+come again, to any instance, once ``ack_wait`` has passed (duplicates, never losses). Retry
+records are published with a ``Nats-Msg-Id`` naming the message they settle, so a settle retried
+after a partial failure (or a redelivered event settled twice) does not create a second record.
 
 Retry schedule. A record is delivered to a worker's fetch at once; if it is not due yet it is
 ``-NAK``-ed with the delay until ``next_at`` and the server hands it out again at that time.
@@ -719,10 +719,19 @@ class NatsQueue:
                     )
                     if msg.time is not None:
                         oldest.append(msg.time.timestamp())
-        retry_counts = await self._subject_counts(
-            self.retries_stream, f"{self.stream}.retries.{token}.>"
-        )
-        retrying = sum(retry_counts.values())
+        # The retry consumer sees exactly this destination's records (work queue: a record is
+        # gone once acknowledged), so its counts are the retry table's size without listing
+        # the per-user subjects, which can be many during a long outage.
+        try:
+            retry_info = await self._jsm.consumer_info(self.retries_stream, token)
+            retrying = int(retry_info.num_pending or 0) + int(retry_info.num_ack_pending or 0)
+        except NotFoundError:
+            retry_counts = await self._subject_counts(
+                self.retries_stream, f"{self.stream}.retries.{token}.>"
+            )
+            retrying = sum(retry_counts.values())
+        except Exception as exc:
+            raise self._error(exc) from exc
         if retrying:
             with contextlib.suppress(Exception):
                 first = await self._jsm.get_msg(
