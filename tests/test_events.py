@@ -334,6 +334,13 @@ def test_shared_context_is_not_mutated() -> None:
     assert a["context"] is not b["context"]
 
 
+def test_other_keys_of_the_mark_are_kept() -> None:
+    marked = {**TRACK, "context": {"crossdock": {"origin": "hull"}}}
+    out = one(marked, source_id="hull")
+    assert out["context"]["crossdock"] == {"origin": "hull", "source": "hull", "sources": ["hull"]}
+    assert marked["context"]["crossdock"] == {"origin": "hull"}  # the input is not modified
+
+
 def test_garbage_chain_is_ignored() -> None:
     out = one({**TRACK, "context": {"crossdock": {"sources": "web"}}}, source_id="web")
     assert out["context"]["crossdock"]["sources"] == ["web"]

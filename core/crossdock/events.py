@@ -272,7 +272,12 @@ def normalize(ingested: Ingested, *, source_id: str, received_at: float) -> Norm
                 looped += 1
                 continue
             context = {} if context is None else dict(context)
-            context["crossdock"] = {"source": source_id, "sources": [*chain, source_id]}
+            mark = context.get("crossdock")
+            # Other keys a source or an upstream hop set (e.g. ``origin``) are kept.
+            mark = dict(mark) if type(mark) is dict else {}
+            mark["source"] = source_id
+            mark["sources"] = [*chain, source_id]
+            context["crossdock"] = mark
             event["context"] = context
             if event.get("messageId") is None:
                 event["messageId"] = _new_message_id()
