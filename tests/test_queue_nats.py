@@ -8,6 +8,8 @@ port with a temporary store); every test uses its own stream names.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -539,3 +541,30 @@ async def test_append_fails_when_the_stream_is_gone(make, stream: str) -> None:
         await q.append([ev("m0"), ev("m1")])
     with pytest.raises(QueueError):
         await q.ping()
+
+
+async def test_survives_a_server_restart(tmp_path, stream: str) -> None:
+    from crossdock.queue.nats_server import NatsServer
+
+    if nats_unavailable() or os.environ.get("CROSSDOCK_TEST_NATS_URL"):
+        pytest.skip("needs a nats-server of its own to restart")
+    server = NatsServer(str(tmp_path / "store")).start()
+    try:
+        q = NatsQueue(server.url, stream=stream, retry_poll=0.0, publish_timeout=1.0)
+        await q.open(["a"])
+        assert (await q.append([ev("m0")])).stored == 1
+        server.stop()
+        server = NatsServer(str(tmp_path / "store"), port=server.port).start()
+        # Appends fail while the client reconnects, then work again; nothing stored is lost.
+        stored = None
+        deadline = time.monotonic() + 20
+        while stored is None and time.monotonic() < deadline:
+            with contextlib.suppress(QueueError):
+                stored = await q.append([ev("m1")])
+            await asyncio.sleep(0.1)
+        assert stored is not None
+        assert mids(await fetch_all(q, "a", 2)) == ["m0", "m1"]
+        await q.ping()
+        await q.close()
+    finally:
+        server.stop()

@@ -44,8 +44,8 @@ def _free_port() -> int:
 class NatsServer:
     """One ``nats-server -js`` subprocess on a free port; ``stop()`` ends it (``kill()`` -9)."""
 
-    def __init__(self, store_dir: str | None = None) -> None:
-        self.port = _free_port()
+    def __init__(self, store_dir: str | None = None, port: int | None = None) -> None:
+        self.port = port or _free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self._own_dir = store_dir is None
         self.store_dir = store_dir or tempfile.mkdtemp(prefix="crossdock-nats-")
