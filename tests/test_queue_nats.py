@@ -493,6 +493,14 @@ def test_names_are_safe_subject_tokens() -> None:
     assert redact_url("nats://u:p@h:4222,tls://tok@h2") == "nats://h:4222,tls://h2"
 
 
+def test_reply_subjects_of_both_forms_give_sequence_and_time() -> None:
+    from crossdock.queue.nats import _ack_facts
+
+    assert _ack_facts("$JS.ACK.s.c.1.42.7.1700000000500000000.3") == (42, 1700000000.5)
+    v2 = "$JS.ACK.dom.hash.s.c.2.42.7.1700000000500000000.3.tok"
+    assert _ack_facts(v2) == (42, 1700000000.5)
+
+
 def test_config_nats_keys_and_precise_errors() -> None:
     registry = load_registry()
     config = parse_config(
