@@ -576,3 +576,10 @@ async def test_survives_a_server_restart(tmp_path, stream: str) -> None:
         await q.close()
     finally:
         server.stop()
+
+
+async def test_replicas_the_server_cannot_give_are_a_precise_error(make, stream: str) -> None:
+    if os.environ.get("CROSSDOCK_TEST_NATS_URL"):
+        pytest.skip("the external server may be a cluster")
+    with pytest.raises(QueueError, match=f"cannot create stream '{stream}' \\(replicas 3"):
+        await make(replicas=3)

@@ -298,9 +298,16 @@ class NatsQueue:
             try:
                 await self._jsm.add_stream(config)
                 return
-            except Exception:
+            except Exception as exc:
                 # Another instance may have created it at the same moment: check it below.
-                info = await self._jsm.stream_info(config.name)
+                try:
+                    info = await self._jsm.stream_info(config.name)
+                except NotFoundError:
+                    raise QueueError(
+                        f"{self._where()}: cannot create stream {config.name!r} (replicas "
+                        f"{config.num_replicas}, storage {_enum_value(config.storage)}): "
+                        f"{getattr(exc, 'description', None) or exc}"
+                    ) from exc
         have = info.config
         problems = []
         if list(have.subjects or []) != list(config.subjects):
