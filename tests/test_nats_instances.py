@@ -211,3 +211,15 @@ async def test_dead_letters_through_admin_api_and_cli_on_nats(
 def delivered_ids_ok(fake: FakeVendor) -> list[str]:
     """messageIds of the requests the sink answered 200 (the scripted 400 excluded)."""
     return [event["messageId"] for r in fake.requests[1:] for event in r.json()]
+
+
+def test_daemon_refuses_to_start_without_its_nats_server(tmp_path) -> None:
+    from crossdock.testing.daemon import Daemon, free_port
+
+    pytest.importorskip("nats")
+    url = f"nats://crossdock:pw-s3cret@127.0.0.1:{free_port()}"
+    daemon = Daemon(config(url, "x", "http://127.0.0.1:9/in"), tmp_path)
+    with pytest.raises(RuntimeError, match="crossdock exited with 1"):
+        daemon.start(timeout=30)
+    assert "cannot connect" in daemon.log()
+    assert "pw-s3cret" not in daemon.log()
