@@ -489,3 +489,45 @@ async def test_bad_settings_are_refused(db: Path) -> None:
     await q.open(["a"])
     assert (await q.append([ev("m0")])).stored == 1
     await q.close()
+
+
+_OPEN_AND_APPEND = """
+import asyncio, sys
+from crossdock.queue.sqlite import SqliteQueue
+
+async def main(path, tag):
+    queue = SqliteQueue(path)
+    await queue.open(["a", "b"])
+    await queue.append([{"type": "track", "event": "E", "userId": "u", "messageId": tag}])
+    await queue.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+async def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # crossdock run --workers N: every process opens the same (new) file at the same moment.
+    import sys
+
+    for round_ in range(8):
+        path = tmp_path / f"q{round_}.db"
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                _OPEN_AND_APPEND,
+                str(path),
+                f"m{round_}-{i}",
+                stderr=asyncio.subprocess.PIPE,
+            )
+            for i in range(4)
+        ]
+        errors = [(await p.communicate())[1].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+        async with SqliteQueue(path) as queue:
+            await queue.open(["a"])
+            # every process registered "a" before its append: none of the four is skipped
+            assert len(await queue.fetch("a", 10, 0.0)) == 4
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone() == (4,)

@@ -19,6 +19,7 @@ Tables (one file, WAL):
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from crossdock.errors import QueueError
 
@@ -88,7 +89,7 @@ def connect(path: str, *, synchronous: str, writer: bool) -> sqlite3.Connection:
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         if writer:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _switch_to_wal(conn)
             if str(mode).lower() != "wal":
                 raise QueueError(f"sqlite queue {path}: cannot switch to WAL mode (got {mode})")
             # Keeps the WAL file from staying huge after a burst once it was checkpointed.
@@ -98,6 +99,24 @@ def connect(path: str, *, synchronous: str, writer: bool) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file: SQLite
+    answers "database is locked" at once here instead of waiting for the busy timeout (seen
+    when ``crossdock run --workers N`` processes open a new file at the same moment)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    delay = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
