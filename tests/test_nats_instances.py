@@ -12,27 +12,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Iterator
 
 import aiohttp
 import orjson
 import pytest
 
-from crossdock.queue.nats_server import local_nats, nats_unavailable
 from crossdock.testing.fakes import FakeVendor
 from crossdock.testing.helpers import basic_auth, post_json, wait_until
 
 WRITE_KEY = "wk-nats-0123456789"
 AUTH = basic_auth(WRITE_KEY)
-
-
-@pytest.fixture(scope="module")
-def nats_url() -> Iterator[str]:
-    reason = nats_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with local_nats() as url:
-        yield url
 
 
 def config(nats_url: str, stream: str, sink_url: str) -> str:

@@ -12,7 +12,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from crossdock.errors import ConfigError, QueueError
 from crossdock.queue import DeadLetter, QueueStats, Retry, make_queue
 from crossdock.queue.nats import NatsQueue, redact_url
 from crossdock.queue.nats_pull import decode_key, decode_token, encode_key, encode_token
-from crossdock.queue.nats_server import local_nats, nats_unavailable
+from crossdock.queue.nats_server import nats_unavailable
 from crossdock.registry import load_registry
 
 
@@ -32,15 +32,6 @@ def ev(mid: str, **extra: Any) -> dict[str, Any]:
 
 def mids(got: list[Any]) -> list[str]:
     return [g.event["messageId"] for g in got]
-
-
-@pytest.fixture(scope="module")
-def nats_url() -> Iterator[str]:
-    reason = nats_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with local_nats() as url:
-        yield url
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 
 import aiohttp
-import pytest
 
 from crossdock import DeliverySettings, Destination
 from crossdock.builtin.webhook_destination import (
@@ -21,17 +19,7 @@ from crossdock.builtin.webhook_destination import (
 from crossdock.delivery import DestinationWorker
 from crossdock.metrics import Metrics
 from crossdock.queue.nats import NatsQueue
-from crossdock.queue.nats_server import local_nats, nats_unavailable
 from crossdock.testing.fakes import Answer, FakeVendor
-
-
-@pytest.fixture(scope="module")
-def nats_url() -> Iterator[str]:
-    reason = nats_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with local_nats() as url:
-        yield url
 
 
 def event(i: int) -> dict:

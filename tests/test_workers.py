@@ -13,13 +13,11 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from crossdock.queue.nats_server import local_nats, nats_unavailable
 from crossdock.testing.fakes import FakeVendor
 from crossdock.testing.helpers import basic_auth, post_json, wait_until
 
@@ -86,15 +84,6 @@ async def received(url: str) -> int:
         text = await r.text()
     return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("crossdock_events_received_total")))  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def nats_url() -> Iterator[str]:
-    reason = nats_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with local_nats() as url:
-        yield url
 
 
 async def run_two_workers(crossdock_daemon, queue: str) -> None:

@@ -23,13 +23,14 @@ import gzip
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 import orjson
 
+from crossdock.delivery import call_deliverer
 from crossdock.delivery_outcomes import clean_text, secrets_of
 from crossdock.delivery_pacing import Backoff, RateLimiter
 from crossdock.errors import ConfigError, CrossdockError, IngestError
@@ -43,7 +44,6 @@ from crossdock.types import (
     Ingested,
     Outcome,
     Rejected,
-    RetryLater,
     Transformer,
 )
 
@@ -382,17 +382,11 @@ class BackfillRun:
         finally:
             slots.release()
 
-    async def _deliver(self, items: list[BatchItem]) -> list[Outcome]:
-        try:
-            outcomes = list(await self.deliverer.deliver(items))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the hook contract: an escaping exception means retry later
-            reason = clean_text(f"{type(exc).__name__}: {exc}", self._secrets) or "error"
-            return [RetryLater(reason)] * len(items)
-        if len(outcomes) != len(items):
-            reason = f"deliverer returned {len(outcomes)} outcomes for {len(items)} events"
-            return [RetryLater(reason)] * len(items)
+    async def _deliver(self, items: list[BatchItem]) -> Sequence[Outcome]:
+        timeout = self.destination.delivery.timeout
+        outcomes, _, _ = await call_deliverer(
+            self.deliverer, items, timeout=timeout, secrets=self._secrets
+        )
         return outcomes
 
     # -- bookkeeping ---------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from crossdock.types import (
     Transformer,
 )
 
-__all__ = ["Backoff", "DestinationWorker", "RateLimiter"]
+__all__ = ["Backoff", "DestinationWorker", "RateLimiter", "call_deliverer"]
 
 log = logging.getLogger("crossdock.delivery")
 
@@ -519,37 +519,22 @@ class DestinationWorker:
         cost = getattr(self.deliverer, "request_cost", None)
         await self._limiter.acquire(float(cost(items)) if callable(cost) else 1.0)
         started = time.monotonic()
-        try:
-            async with asyncio.timeout(self.destination.delivery.timeout):
-                outcomes = await self.deliverer.deliver(items)
-        except TimeoutError:
-            seconds = self.destination.delivery.timeout
-            outcomes = [RetryLater(f"timeout after {seconds:g} s")] * len(items)
-            self.metrics.inc("crossdock_delivery_requests_total", (self._id, "timeout"))
-        except Exception as exc:
-            reason = clean_text(f"{type(exc).__name__}: {exc}", self._secrets, 500) or ""
+        outcomes, failure, detail = await call_deliverer(
+            self.deliverer, items, timeout=self.destination.delivery.timeout, secrets=self._secrets
+        )
+        if failure == "error":
             log.warning(
                 "deliver raised; the batch will be retried",
-                extra={"destination": self._id, "error": reason, "events": len(items)},
+                extra={"destination": self._id, "error": detail, "events": len(items)},
             )
-            outcomes = [RetryLater(reason)] * len(items)
-            self.metrics.inc("crossdock_delivery_requests_total", (self._id, "error"))
-        else:
-            if not isinstance(outcomes, Sequence) or len(outcomes) != len(items):
-                got = len(outcomes) if isinstance(outcomes, Sequence) else type(outcomes).__name__
-                log.error(
-                    "plugin bug: deliver returned the wrong number of outcomes; retrying the batch",
-                    extra={"destination": self._id, "plugin": self.destination.plugin,
-                           "expected": len(items), "got": got},
-                )  # fmt: skip
-                outcomes = [
-                    RetryLater(f"plugin returned {got} outcomes for {len(items)} events")
-                ] * len(items)
-                self.metrics.inc("crossdock_delivery_requests_total", (self._id, "plugin_error"))
-            else:
-                self.metrics.inc(
-                    "crossdock_delivery_requests_total", (self._id, _request_word(outcomes))
-                )
+        elif failure == "plugin_error":
+            log.error(
+                "plugin bug: deliver returned the wrong number of outcomes; retrying the batch",
+                extra={"destination": self._id, "plugin": self.destination.plugin,
+                       "expected": len(items), "got": detail},
+            )  # fmt: skip
+        word = failure or _request_word(outcomes)
+        self.metrics.inc("crossdock_delivery_requests_total", (self._id, word))
         self.metrics.observe(
             "crossdock_delivery_duration_seconds", self._labels, time.monotonic() - started
         )
@@ -730,6 +715,30 @@ class DestinationWorker:
                 lag = 0.0 if stats.oldest_at is None else max(0.0, self.clock() - stats.oldest_at)
                 self.metrics.set("crossdock_queue_lag_seconds", labels, lag)
             await asyncio.sleep(self.stats_interval)
+
+
+async def call_deliverer(
+    deliverer: Deliverer, items: Sequence[BatchItem], *, timeout: float, secrets: Sequence[Any]
+) -> tuple[Sequence[Outcome], str | None, str]:
+    """Call ``deliver`` under the hook's contract: one outcome per item, or retry-later for all.
+
+    Returns the outcomes, what went wrong (``None``, ``"timeout"``, ``"error"``: ``deliver``
+    raised, ``"plugin_error"``: the wrong number of outcomes) and a detail for the log (the
+    masked error text, or the number of outcomes received).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            outcomes = await deliverer.deliver(items)
+    except TimeoutError:
+        return [RetryLater(f"timeout after {timeout:g} s")] * len(items), "timeout", ""
+    except Exception as exc:
+        reason = clean_text(f"{type(exc).__name__}: {exc}", secrets, 500) or ""
+        return [RetryLater(reason)] * len(items), "error", reason
+    if not isinstance(outcomes, Sequence) or len(outcomes) != len(items):
+        got = len(outcomes) if isinstance(outcomes, Sequence) else type(outcomes).__name__
+        reason = f"plugin returned {got} outcomes for {len(items)} events"
+        return [RetryLater(reason)] * len(items), "plugin_error", str(got)
+    return outcomes, None, ""
 
 
 def _source_of(event: Event) -> Any:
