@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit
 
-from crossdock.mapping import _flat, compile_mapping, parse_path
+from crossdock.transform.mapping import _flat, compile_mapping, parse_path
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -14,8 +14,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from crossdock.backfill import BackfillState, read_lines, with_backfill_settings
-from crossdock.cli_backfill import Progress
+from crossdock.cli.backfill import Progress
+from crossdock.deliver.backfill import BackfillState, read_lines, with_backfill_settings
 from crossdock.errors import ConfigError
 from crossdock.testing.fakes import FakeVendor, RecordedRequest
 from crossdock.types import Destination, DestinationType
@@ -268,7 +268,7 @@ def test_read_lines_skips_and_reports_positions(tmp_path):
 def test_progress_line_shows_rate_and_eta():
     from io import StringIO
 
-    from crossdock.backfill import BackfillStats
+    from crossdock.deliver.backfill import BackfillStats
 
     out = StringIO()
     progress = Progress(out, every=0, tty=False)

@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 import crossdock
-from crossdock.cli import main
-from crossdock.plugins import BUILTIN_PLUGINS
+from crossdock.cli.main import main
+from crossdock.plugins.discovery import BUILTIN_PLUGINS
 
 SECRET_KEY = "hk_live_TOPSECRET_998877"
 SIGNING = "whsec_SIGNING_556677"
@@ -139,9 +139,9 @@ def test_plugins_json_lists_builtins_with_version(capsys):
         assert rows[name]["distribution"] == "crossdock"
         assert rows[name]["version"] == crossdock.__version__
         assert rows[name]["status"] == "ok", rows[name]
-    assert rows["crossdock.builtin.file_destination"]["destination_types"] == ["file"]
-    assert rows["crossdock.builtin.segment_source"]["source_types"] == ["segment"]
-    assert "crossdock_make_transformer" in rows["crossdock.builtin.jmespath_transform"]["hooks"]
+    assert rows["crossdock.deliver.destinations.file"]["destination_types"] == ["file"]
+    assert rows["crossdock.ingest.sources.segment"]["source_types"] == ["segment"]
+    assert "crossdock_make_transformer" in rows["crossdock.transform.default"]["hooks"]
     assert code == (1 if any(r["status"].startswith("failed") for r in rows.values()) else 0)
 
 
@@ -157,7 +157,9 @@ def test_plugins_table(capsys):
         "HOOKS",
         "STATUS",
     ]
-    file_row = next(line for line in lines if line.startswith("crossdock.builtin.file_destination"))
+    file_row = next(
+        line for line in lines if line.startswith("crossdock.deliver.destinations.file")
+    )
     assert file_row.split()[1:5] == ["crossdock", crossdock.__version__, "-", "file"]
     # aligned: the status column starts at the same offset on every row
     offsets = {line.rindex(" ok") for line in lines[1:] if line.endswith(" ok")}
@@ -263,8 +265,8 @@ def test_console_script_runs(tmp_path):
 async def test_capture_session_records_requests():
     import aiohttp
 
-    from crossdock.capture import CaptureSession
-    from crossdock.cli_test import mask_headers
+    from crossdock.cli.capture import CaptureSession
+    from crossdock.cli.test import mask_headers
 
     session = CaptureSession()
     auth = aiohttp.BasicAuth(SECRET_KEY, "")
@@ -323,7 +325,7 @@ async def test_test_send_delivers_and_prints_the_answer(tmp_path, monkeypatch):
 def test_check_builds_transformers_and_reports_their_failures_masked():
     from types import SimpleNamespace
 
-    from crossdock.cli import transformer_problems
+    from crossdock.cli.main import transformer_problems
 
     secret = crossdock.Secret("tr-secret-123456")
 

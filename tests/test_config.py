@@ -1,4 +1,4 @@
-"""crossdock.config: two-phase structuring, every error with its path, ${VAR}, paths, merges."""
+"""crossdock.config.load: two-phase structuring, each error with its path, ${VAR}, merges."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from attrs import frozen
 
 import crossdock
-from crossdock.config import load_config, parse_config
-from crossdock.converter import Duration, parse_duration, render_errors, structure
+from crossdock.config.converter import Duration, parse_duration, render_errors, structure
+from crossdock.config.load import load_config, parse_config
 from crossdock.errors import ConfigError
-from crossdock.registry import load_registry
+from crossdock.plugins.registry import load_registry
 
 SECRET = "sk_live_VERYSECRET_4242"
 DURATION_HINT = "expected a duration like 24h, 15m, 90s or 500ms, or a number of seconds"

@@ -26,9 +26,9 @@ from crossdock import (
     RetryLater,
     Secret,
 )
-from crossdock.builtin.webhook_destination import WebhookDeliverer, WebhookSettings
-from crossdock.delivery import DestinationWorker
-from crossdock.delivery_pacing import Backoff, RateLimiter
+from crossdock.deliver.destinations.webhook import WebhookDeliverer, WebhookSettings
+from crossdock.deliver.pacing import Backoff, RateLimiter
+from crossdock.deliver.worker import DestinationWorker
 from crossdock.metrics import Metrics
 from crossdock.queue import AppendResult, DeadLetter, QueuedEvent, QueueStats, Retry
 from crossdock.testing.fakes import FakeVendor
@@ -540,7 +540,7 @@ async def test_credentials_rejected_pauses_then_resumes() -> None:
 
 
 def webhook_destination(id: str, url: str, **delivery: Any) -> Destination:
-    from crossdock.builtin.webhook_destination import DESTINATION_TYPE
+    from crossdock.deliver.destinations.webhook import DESTINATION_TYPE
 
     delivery.setdefault("max_wait_ms", 10)
     return Destination(
@@ -744,7 +744,7 @@ async def test_status_is_json_able_and_masks_errors() -> None:
 
 
 async def test_false_where_counts_as_filtered_and_empty_mapping_as_dropped() -> None:
-    from crossdock.mapping import compile_mapping
+    from crossdock.transform.mapping import compile_mapping
 
     transformer = compile_mapping(
         {".": "properties.i != `2` && @ || `null`"}, where="properties.i != `1`"

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from crossdock import DELIVERED, RetryLater
-from crossdock.builtin import file_destination
+from crossdock.deliver.destinations import file as file_destination
 from crossdock.testing.harness import DestinationHarness
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from crossdock import DELIVERED, CredentialsRejected, Rejected, RetryLater
-from crossdock.builtin import segment_destination
+from crossdock.deliver.destinations import segment as segment_destination
 from crossdock.testing.contract import destination_contract_tests
 from crossdock.testing.fakes import Answer, FakeSegment
 from crossdock.testing.harness import DestinationHarness

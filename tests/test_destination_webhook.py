@@ -8,7 +8,7 @@ import hmac
 import orjson
 
 from crossdock import DELIVERED, CredentialsRejected, Rejected, RetryLater
-from crossdock.builtin import webhook_destination
+from crossdock.deliver.destinations import webhook as webhook_destination
 from crossdock.testing.contract import destination_contract_tests
 from crossdock.testing.fakes import FakeVendor
 from crossdock.testing.harness import DestinationHarness

@@ -1,4 +1,4 @@
-"""crossdock.events: Spec validation messages, timestamp correction, messageId, loop chain."""
+"""crossdock.ingest.normalize: Spec validation, timestamp correction, messageId, loop chain."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from crossdock import Ingested, IngestError
-from crossdock.events import Normalized, format_timestamp, normalize, parse_timestamp
+from crossdock.ingest.normalize import Normalized, format_timestamp, normalize, parse_timestamp
 
 RECEIVED = parse_timestamp("2025-03-02T12:00:15.200Z").timestamp()
 

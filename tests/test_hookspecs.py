@@ -6,8 +6,8 @@ import inspect
 from pathlib import Path
 
 import crossdock
-from crossdock import hookspecs
-from crossdock.plugins import BUILTIN_PLUGINS
+from crossdock.plugins import hookspecs
+from crossdock.plugins.discovery import BUILTIN_PLUGINS
 
 HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("crossdock_"))
 DOCS = (Path(__file__).resolve().parents[1] / "docs" / "plugin-hooks.md").read_text()

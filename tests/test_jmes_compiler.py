@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jmespath import exceptions as jexc
 
-from crossdock.jmes import CrossdockFunctions, compile_expression
+from crossdock.transform.jmes import CrossdockFunctions, compile_expression
 
 DATA = Path(__file__).resolve().parent.parent / "bench" / "data"
 FUNCTIONS = CrossdockFunctions(tables={"names": {"a": "A", "1": "one"}})
@@ -342,7 +342,7 @@ def test_hand_picked(expression: str) -> None:
 
 
 def test_hand_picked_cover_every_node_type() -> None:
-    from crossdock.jmes.compiler import CodeGen, parse
+    from crossdock.transform.jmes.compiler import CodeGen, parse
 
     seen: set[str] = set()
 
@@ -369,7 +369,7 @@ def test_results_are_fresh_objects_where_the_interpreter_builds_them() -> None:
 
 
 def test_subtrees_the_compiler_does_not_know_fall_back_to_the_interpreter() -> None:
-    from crossdock.jmes.compiler import CodeGen
+    from crossdock.transform.jmes.compiler import CodeGen
 
     class Partial(CodeGen):
         n_filter_projection = None  # as if the node type were unknown
@@ -386,7 +386,7 @@ def test_subtrees_the_compiler_does_not_know_fall_back_to_the_interpreter() -> N
 
 
 def test_unknown_node_type_falls_back() -> None:
-    from crossdock.jmes.compiler import compile_expression as compile_ast
+    from crossdock.transform.jmes.compiler import compile_expression as compile_ast
 
     ast = {"type": "made_up", "children": []}
     fn = compile_ast(

@@ -13,8 +13,8 @@ import jmespath
 import pytest
 
 import crossdock
-from crossdock.jmes import functions as jfunctions
-from crossdock.mapping import (
+from crossdock.transform.jmes import functions as jfunctions
+from crossdock.transform.mapping import (
     compile_expression,
     compile_mapping,
     format_path,
@@ -357,7 +357,7 @@ def test_load_mapping_errors(mapping_package: str) -> None:
 
 
 def test_default_transformer_hook() -> None:
-    from crossdock.builtin import jmespath_transform
+    from crossdock.transform import default as jmespath_transform
     from crossdock.types import Destination, DestinationType
 
     dtype = DestinationType(name="x", settings=object, description="x")

@@ -162,7 +162,7 @@ async def test_duplicates_sent_to_both_instances_are_delivered_once(
 async def test_dead_letters_through_admin_api_and_cli_on_nats(
     crossdock_daemon, nats_url: str, capsys
 ) -> None:
-    from crossdock.cli import main
+    from crossdock.cli.main import main
     from crossdock.testing.fakes import Answer
 
     stream = "q" + uuid.uuid4().hex[:10]

@@ -1,4 +1,4 @@
-"""crossdock.plugins: discovery through entry points of hand-written test distributions."""
+"""crossdock.plugins.discovery: entry points of hand-written test distributions."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import crossdock
-from crossdock.plugins import BUILTIN_PLUGINS, installed_plugins, make_plugin_manager
-from crossdock.registry import Registry
+from crossdock.plugins.discovery import BUILTIN_PLUGINS, installed_plugins, make_plugin_manager
+from crossdock.plugins.registry import Registry
 
 FAKE_DISTS = Path(__file__).parent / "data" / "fake_dists"
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from crossdock.config import parse_config
+from crossdock.config.load import parse_config
 from crossdock.errors import ConfigError, QueueError
+from crossdock.plugins.registry import load_registry
 from crossdock.queue import DeadLetter, QueueStats, Retry, make_queue
 from crossdock.queue.nats import NatsQueue, redact_url
 from crossdock.queue.nats_pull import decode_key, decode_token, encode_key, encode_token
 from crossdock.queue.nats_server import nats_unavailable
-from crossdock.registry import load_registry
 
 
 def ev(mid: str, **extra: Any) -> dict[str, Any]:

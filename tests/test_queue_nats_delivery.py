@@ -11,12 +11,12 @@ import uuid
 import aiohttp
 
 from crossdock import DeliverySettings, Destination
-from crossdock.builtin.webhook_destination import (
+from crossdock.deliver.destinations.webhook import (
     DESTINATION_TYPE,
     WebhookDeliverer,
     WebhookSettings,
 )
-from crossdock.delivery import DestinationWorker
+from crossdock.deliver.worker import DestinationWorker
 from crossdock.metrics import Metrics
 from crossdock.queue.nats import NatsQueue
 from crossdock.testing.fakes import Answer, FakeVendor

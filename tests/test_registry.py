@@ -1,4 +1,4 @@
-"""crossdock.registry: declarations with owners, record validation, restricted stage factories."""
+"""crossdock.plugins.registry: declarations with owners, record checks, stage factories."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from attrs import frozen
 
 import crossdock
 from crossdock.errors import PluginError
-from crossdock.registry import TRANSFORM_FALLBACK, load_registry
+from crossdock.plugins.registry import TRANSFORM_FALLBACK, load_registry
 
 
 @frozen
@@ -131,7 +131,7 @@ def test_plugin_cannot_shadow_a_builtin_type():
     )
     assert "file" not in registry.destination_types
     (problem,) = [p for p in registry.problems if p.startswith('destination type "file"')]
-    assert "crossdock.builtin.file_destination (crossdock " in problem
+    assert "crossdock.deliver.destinations.file (crossdock " in problem
     assert "evil" in problem
 
 

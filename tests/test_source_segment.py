@@ -16,13 +16,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from crossdock import IngestError, Secret, Source
-from crossdock.builtin import segment_source
-from crossdock.builtin.segment_source import (
+from crossdock.ingest.normalize import normalize
+from crossdock.ingest.sources import segment as segment_source
+from crossdock.ingest.sources.segment import (
     MAX_BATCH_EVENTS,
     SegmentIngestor,
     SegmentSourceSettings,
 )
-from crossdock.events import normalize
 
 KEY = "wk_test"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}

@@ -15,13 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from crossdock import IngestError, Secret, Source
-from crossdock.builtin import segment_webhook
-from crossdock.builtin.segment_webhook import (
+from crossdock.ingest.normalize import normalize
+from crossdock.ingest.sources import segment_webhook
+from crossdock.ingest.sources.segment_webhook import (
     SegmentWebhookSettings,
     first_element_span,
     signature_candidates,
 )
-from crossdock.events import normalize
 
 SECRET = "shh-shared"
 

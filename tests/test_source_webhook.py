@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from crossdock import IngestError, MappingError, Secret, Source
-from crossdock.builtin import webhook_source
-from crossdock.builtin.webhook_source import WebhookSourceSettings
-from crossdock.events import normalize
+from crossdock.ingest.normalize import normalize
+from crossdock.ingest.sources import webhook as webhook_source
+from crossdock.ingest.sources.webhook import WebhookSourceSettings
 
 TOKEN = "hardal-token"
 HARDAL_MAPPING = {

@@ -119,9 +119,9 @@ async def test_two_workers_on_nats(crossdock_daemon, nats_url: str) -> None:
 
 
 def test_sqlite_delivers_from_worker_0_only_nats_from_all() -> None:
-    from crossdock.app import delivers
-    from crossdock.config import parse_config
-    from crossdock.registry import load_registry
+    from crossdock.config.load import parse_config
+    from crossdock.plugins.registry import load_registry
+    from crossdock.web.app import delivers
 
     registry = load_registry()
     sqlite = parse_config("", registry)

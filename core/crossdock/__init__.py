@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from crossdock.delivery_http import (
+from crossdock.deliver.http import (
     outcome_for_error,
     outcome_for_status,
     parse_retry_after,
     send_http,
 )
 from crossdock.errors import ConfigError, CrossdockError, IngestError, MappingError, PluginError
-from crossdock.hookspecs import hookimpl
+from crossdock.plugins.hookspecs import hookimpl
 from crossdock.secrets import Secret
 from crossdock.types import (
     DELIVERED,
@@ -41,8 +41,8 @@ from crossdock.types import (
 )
 
 if TYPE_CHECKING:
-    from crossdock.jmes.functions import register_function
-    from crossdock.mapping import (
+    from crossdock.transform.jmes.functions import register_function
+    from crossdock.transform.mapping import (
         CompiledMapping,
         MappingFile,
         compile_expression,
@@ -95,14 +95,14 @@ __all__ = [
 ]
 
 _LAZY = {
-    "CompiledMapping": "crossdock.mapping",
-    "compile_expression": "crossdock.mapping",
-    "compile_mapping": "crossdock.mapping",
-    "load_mapping": "crossdock.mapping",
-    "load_mapping_file": "crossdock.mapping",
-    "merge_mapping": "crossdock.mapping",
-    "MappingFile": "crossdock.mapping",
-    "register_function": "crossdock.jmes.functions",
+    "CompiledMapping": "crossdock.transform.mapping",
+    "compile_expression": "crossdock.transform.mapping",
+    "compile_mapping": "crossdock.transform.mapping",
+    "load_mapping": "crossdock.transform.mapping",
+    "load_mapping_file": "crossdock.transform.mapping",
+    "merge_mapping": "crossdock.transform.mapping",
+    "MappingFile": "crossdock.transform.mapping",
+    "register_function": "crossdock.transform.jmes.functions",
 }
 
 

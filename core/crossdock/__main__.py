@@ -1,5 +1,5 @@
 """``python -m crossdock`` is the ``crossdock`` command."""
 
-from crossdock.cli import main
+from crossdock.cli.main import main
 
 raise SystemExit(main())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+import attrs
 
 _MASK: Final = "***"
 
@@ -60,3 +63,20 @@ def mask(text: str, secrets: list[Secret] | tuple[Secret, ...]) -> str:
         if value and len(value) >= 4:
             text = text.replace(value, _MASK)
     return text
+
+
+def find_secrets(value: Any, depth: int = 0) -> Iterator[Secret]:
+    """Every :class:`~crossdock.Secret` inside ``value`` (attrs instances, mappings, sequences)."""
+    if depth > 8:
+        return
+    if isinstance(value, Secret):
+        yield value
+    elif attrs.has(type(value)):
+        for a in attrs.fields(type(value)):
+            yield from find_secrets(getattr(value, a.name, None), depth + 1)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from find_secrets(item, depth + 1)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from find_secrets(item, depth + 1)

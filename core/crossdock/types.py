@@ -65,10 +65,10 @@ class DestinationType:
 
     ``name`` is the value of ``plugin`` in a ``[[destinations]]`` table. ``settings`` is the attrs
     class that ``[destinations.settings]`` is structured into. ``mapping`` is the default mapping
-    (target path → JMESPath expression, see :mod:`crossdock.mapping`), usually loaded from the
-    plugin's package data with :func:`crossdock.load_mapping`. ``tables`` are named lookup tables
-    (e.g. an event-name map) that expressions read with ``lookup('name', key)``; operators can
-    extend them from the config. ``backfill_settings`` are setting values that
+    (target path → JMESPath expression, see :mod:`crossdock.transform.mapping`), usually loaded
+    from the plugin's package data with :func:`crossdock.load_mapping`. ``tables`` are named
+    lookup tables (e.g. an event-name map) that expressions read with ``lookup('name', key)``;
+    operators can extend them from the config. ``backfill_settings`` are setting values that
     ``crossdock backfill`` applies on top of the configured ones when it replays historical
     events (e.g. ``{"skip_hook": True}`` so a vendor does not trigger journeys for old data).
     """

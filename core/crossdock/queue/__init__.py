@@ -165,7 +165,7 @@ class Queue(Protocol):
 
 
 def make_queue(config: Any) -> Queue:
-    """The queue backend named by a ``[queue]`` config (:class:`crossdock.config.QueueConfig`)."""
+    """The queue backend named by a ``[queue]`` config (a ``QueueConfig``)."""
     if config.backend == "sqlite":
         from crossdock.queue.sqlite import SqliteQueue
 

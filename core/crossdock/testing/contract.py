@@ -152,7 +152,7 @@ def destination_contract_tests(
             assert any(p.startswith("settings") for p in info.value.problems)
 
         def test_default_mapping_compiles(self) -> None:
-            from crossdock.mapping import compile_mapping
+            from crossdock.transform.mapping import compile_mapping
 
             h = DestinationHarness(plugin, _fill(settings, "http://127.0.0.1:9"), name=name)
             compile_mapping(h.type.mapping, tables=h.type.tables)

@@ -19,9 +19,9 @@ import aiohttp
 import orjson
 import pluggy
 
-from crossdock import hookspecs
 from crossdock.errors import ConfigError, PluginError
-from crossdock.mapping import merge_mapping
+from crossdock.plugins import hookspecs
+from crossdock.transform.mapping import merge_mapping
 from crossdock.types import (
     BatchItem,
     Deliverer,
@@ -42,7 +42,7 @@ def structure_settings(dtype: DestinationType, settings: Any, path: str = "setti
     An already-structured settings object is returned as is."""
     if isinstance(settings, dtype.settings):
         return settings
-    from crossdock.converter import structure_collect
+    from crossdock.config.converter import structure_collect
 
     value, problems = structure_collect(dict(settings), dtype.settings, path)
     if problems:
@@ -119,7 +119,7 @@ class DestinationHarness:
         if self._transformer is None:
             made = self._pm.hook.crossdock_make_transformer(destination=self.destination)
             if made is None:
-                from crossdock.mapping import compile_mapping
+                from crossdock.transform.mapping import compile_mapping
 
                 made = compile_mapping(
                     self.destination.mapping,

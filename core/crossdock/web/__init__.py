@@ -1,0 +1,1 @@
+"""The aiohttp application and its HTTP endpoints: ingest routes, admin API, health, metrics."""

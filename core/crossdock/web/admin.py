@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from crossdock import keys
-from crossdock.ingest import error_body, json_response
+from crossdock.ingest.handler import error_body, json_response
+from crossdock.web import keys
 
 MAX_DLQ_PAGE = 1000
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from crossdock import keys
 from crossdock.errors import QueueError
-from crossdock.ingest import json_response
+from crossdock.ingest.handler import json_response
+from crossdock.web import keys
 
 
 async def health(request: web.Request) -> web.Response:

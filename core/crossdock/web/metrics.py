@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from crossdock import keys
+from crossdock.web import keys
 
 
 async def metrics(request: web.Request) -> web.Response:

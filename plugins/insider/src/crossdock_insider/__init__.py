@@ -11,7 +11,7 @@ import aiohttp
 
 import crossdock
 
-from .deliver import InsiderDeliverer
+from .deliverer import InsiderDeliverer
 from .settings import DEFAULT_BASE_URL, InsiderSettings
 from .transform import InsiderTransformer
 

@@ -12,7 +12,7 @@ import aiohttp
 import crossdock
 
 from . import functions as _functions  # noqa: F401  (registers the miso_* JMESPath functions)
-from .deliver import MisoDeliverer
+from .deliverer import MisoDeliverer
 from .settings import MisoSettings
 from .transform import MisoTransformer
 

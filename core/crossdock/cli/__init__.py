@@ -1,0 +1,1 @@
+"""The ``crossdock`` command line: run, check, plugins, test, dlq, backfill, init."""

@@ -1,0 +1,288 @@
+"""The ``crossdock`` command: run, check, plugins, test, dlq, backfill, init.
+
+Exit codes: 0 ok, 1 problems (invalid config, failed delivery, ...), 2 usage errors. Nothing
+printed ever contains a configured secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from crossdock.cli.common import (
+    CONFIG_ENV,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_USAGE,
+    default_config,
+    load,
+)
+from crossdock.errors import CrossdockError
+
+if TYPE_CHECKING:
+    from crossdock.config.load import Config
+    from crossdock.plugins.registry import Registry
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own exit code for usage is 2 as well
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(prog="crossdock", description="Self-hosted customer-event router.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            default=None,
+            metavar="FILE",
+            help=f"config file (default: ${CONFIG_ENV} or crossdock.toml)",
+        )
+
+    p = sub.add_parser("run", help="run the daemon")
+    config_arg(p)
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the port and the queue"
+    )
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("check", help="validate the config and plugins; list every problem")
+    config_arg(p)
+
+    p = sub.add_parser("plugins", help="installed plugins, versions, their types")
+    p.add_argument("--json", action="store_true", help="JSON rows for scripts")
+
+    p = sub.add_parser("test", help="show the request(s) DEST would get for an event")
+    config_arg(p)
+    p.add_argument("destination", metavar="DEST", help="destination id")
+    p.add_argument(
+        "--event", required=True, metavar="FILE", help="JSON event (or list), '-' = stdin"
+    )
+    p.add_argument("--send", action="store_true", help="really deliver and show the response")
+
+    p = sub.add_parser("dlq", help="dead-letter queue: list, replay, purge")
+    dlq = p.add_subparsers(dest="dlq_command", metavar="ACTION", parser_class=_Parser)
+    for name, text in (
+        ("list", "list dead-lettered events"),
+        ("replay", "queue dead-lettered events again"),
+        ("purge", "delete dead-lettered events for good"),
+    ):
+        q = dlq.add_parser(name, help=text)
+        config_arg(q)
+        q.add_argument("destination", metavar="DEST", nargs="?", help="destination id")
+        q.add_argument("--id", dest="ids", type=int, action="append", metavar="N", help="entry id")
+        if name == "list":
+            q.add_argument("--limit", type=int, default=100)
+            q.add_argument("--offset", type=int, default=0)
+            q.add_argument("--json", action="store_true", help="JSON rows, events included")
+        if name == "purge":
+            q.add_argument("--all", action="store_true", help="purge every destination's entries")
+
+    p = sub.add_parser("backfill", help="import historical events (NDJSON, or gzip of it)")
+    config_arg(p)
+    p.add_argument("file", metavar="FILE", help="NDJSON of Spec events, optionally gzipped")
+    p.add_argument("--to", required=True, metavar="DEST", dest="destination", help="destination")
+    p.add_argument(
+        "--state", metavar="PATH", help="resume state (default: FILE.DEST.backfill.json)"
+    )
+    p.add_argument("--restart", action="store_true", help="ignore saved state; start at line 1")
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines when stderr is not a terminal (0: none)",
+    )
+
+    p = sub.add_parser("init", help="write a starter crossdock.toml")
+    p.add_argument("path", nargs="?", default="crossdock.toml", metavar="PATH")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``crossdock`` command; returns the exit code (and exits with it when
+    called as a script)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from crossdock.plugins.discovery import core_version
+
+        print(f"crossdock {core_version()}")
+        return _exit(EXIT_OK, argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return _exit(EXIT_USAGE, argv)
+    handler = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "plugins": cmd_plugins,
+        "test": _cmd_test,
+        "dlq": _cmd_dlq,
+        "backfill": _cmd_backfill,
+        "init": cmd_init,
+    }[args.command]
+    try:
+        code = handler(args)
+    except KeyboardInterrupt:
+        code = 130
+    return _exit(code, argv)
+
+
+def _exit(code: int, argv: Sequence[str] | None) -> int:
+    if argv is None:  # called as the console script
+        sys.exit(code)
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``crossdock run``: validate, then run the daemon until SIGTERM/SIGINT."""
+    if args.workers < 1:
+        print("crossdock run: --workers: must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    loaded = load(args.config)
+    if loaded is None:
+        return EXIT_PROBLEMS
+    config, registry = loaded
+    if args.worker_index is None:
+        for problem in registry.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+    from crossdock.web.app import run_app, run_workers
+
+    try:
+        if args.workers > 1 and args.worker_index is None:
+            return run_workers(config, args.config or default_config(), args.workers)
+        run_app(config, registry, worker_index=args.worker_index or 0, workers=args.workers)
+    except CrossdockError as exc:
+        from crossdock.secrets import mask
+
+        print(f"crossdock run: {mask(str(exc), config.secrets())}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``crossdock check``: every config and plugin problem, or ``ok: N sources, M destinations``.
+
+    Exit 1 on any problem.
+    """
+    loaded = load(args.config, out=sys.stdout)
+    if loaded is None:
+        return EXIT_PROBLEMS
+    config, registry = loaded
+    if registry.problems:
+        print(f"{len(registry.problems)} plugin problem(s):")
+        for problem in registry.problems:
+            print(f"  {problem}")
+        return EXIT_PROBLEMS
+    problems = transformer_problems(config, registry)
+    if problems:
+        print(f"{len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  {problem}")
+        return EXIT_PROBLEMS
+    print(f"ok: {len(config.sources)} sources, {len(config.destinations)} destinations")
+    return EXIT_OK
+
+
+def transformer_problems(config: Config, registry: Registry) -> list[str]:
+    """Build every destination's transformer as ``run`` would (pure: no I/O) and say which
+    fail, so a plugin's own mapping checks show up in ``check`` and not only at start-up."""
+    from crossdock.secrets import mask
+
+    secrets = config.secrets()
+    problems: list[str] = []
+    for i, destination in enumerate(config.destinations):
+        try:
+            registry.make_transformer(destination)
+        except Exception as exc:
+            text = mask(str(exc), secrets) or type(exc).__name__
+            problems.append(f"destinations[{i}] ({destination.id}): {text}")
+    return problems
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """``crossdock plugins``: one row per plugin; ``--json`` for scripts."""
+    from crossdock.plugins.discovery import installed_plugins
+
+    rows = installed_plugins()
+    if args.json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(format_table(rows))
+    return EXIT_PROBLEMS if any(r["status"].startswith("failed") for r in rows) else EXIT_OK
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The aligned plain-text table of ``crossdock plugins``."""
+    header = ("PLUGIN", "DISTRIBUTION", "VERSION", "SOURCES", "DESTINATIONS", "HOOKS", "STATUS")
+    lines = [header]
+    for r in rows:
+        hooks = ",".join(h.removeprefix("crossdock_") for h in r["hooks"]) or "-"
+        lines.append(
+            (
+                r["name"],
+                r["distribution"] or "-",
+                r["version"] or "-",
+                ",".join(r["source_types"]) or "-",
+                ",".join(r["destination_types"]) or "-",
+                hooks,
+                r["status"],
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True))
+        + "  "
+        + line[-1]
+        for line in lines
+    )
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from crossdock.cli.test import cmd_test
+
+    return cmd_test(args)
+
+
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    from crossdock.cli.dlq import cmd_dlq
+
+    return cmd_dlq(args)
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from crossdock.cli.backfill import cmd_backfill
+
+    return cmd_backfill(args)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """``crossdock init``: write a commented starter config (never overwrites without --force)."""
+    from crossdock.cli.init import STARTER
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        print(f"crossdock init: {path} exists; use --force to overwrite it", file=sys.stderr)
+        return EXIT_PROBLEMS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(STARTER, encoding="utf-8")
+    print(f"wrote {path}; check it with: crossdock check -c {path}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

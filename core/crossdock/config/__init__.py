@@ -1,0 +1,1 @@
+"""Configuration: ``crossdock.toml`` read, expanded, structured, validated and bound."""

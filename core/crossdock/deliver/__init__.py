@@ -1,0 +1,1 @@
+"""Deliver: batches to vendors with pacing, retries, dead letters and backfill (step 4)."""

@@ -1,0 +1,1 @@
+"""The built-in destinations: ``segment``, ``webhook`` and ``file``."""

@@ -1,0 +1,110 @@
+"""Built-in destination ``webhook``: POST each event (or each batch as a JSON array) to a URL.
+
+Settings: ``url`` (required), ``method`` (``POST``), ``headers`` (table), ``secret`` (adds
+``X-Signature`` = lowercase hex HMAC-SHA1 over the exact body sent, like Segment's Webhooks
+destination; for a JSON-array batch the first element is signed, like Segment's Actions webhook),
+``batch`` (``false``: one request per event, sent concurrently; ``true``: one JSON array per
+batch). Default mapping: the whole event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+
+import aiohttp
+from attrs import field, frozen
+
+import crossdock
+from crossdock.deliver.http import send_http
+from crossdock.types import BatchItem, Destination, DestinationType, Limits, Outcome
+
+NAME = "webhook"
+PER_EVENT_PARALLEL = 32
+"""Requests in flight at once inside one batch when ``batch = false``."""
+
+
+@frozen
+class WebhookSettings:
+    """``[destinations.settings]`` of a ``webhook`` destination."""
+
+    url: str
+    method: str = "POST"
+    headers: Mapping[str, str] = field(factory=dict)
+    secret: crossdock.Secret | None = None
+    batch: bool = False
+
+
+def sign(secret: crossdock.Secret, body: bytes) -> str:
+    """Segment's webhook signature: lowercase hex HMAC-SHA1 of ``body`` keyed by the secret."""
+    return hmac.new(secret.reveal().encode(), body, hashlib.sha1).hexdigest()
+
+
+class WebhookDeliverer:
+    """Sends a destination's batches to its URL (see the module docstring)."""
+
+    def __init__(self, settings: WebhookSettings, http: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.http = http
+        self.method = settings.method.upper()
+        self.headers = {"Content-Type": "application/json", **dict(settings.headers)}
+        self._parallel = asyncio.Semaphore(PER_EVENT_PARALLEL)
+
+    def request_cost(self, batch: Sequence[BatchItem]) -> int:
+        """Requests one :meth:`deliver` call makes (for the worker's rate limit)."""
+        return 1 if self.settings.batch else len(batch)
+
+    async def deliver(self, batch: Sequence[BatchItem]) -> Sequence[Outcome]:
+        """Send ``batch``: one JSON array, or one request per event."""
+        if not batch:
+            return []
+        if self.settings.batch:
+            body = b"[" + b",".join(item.data for item in batch) + b"]"
+            outcome = await self._send(body, batch[0].data)
+            return [outcome] * len(batch)
+        if len(batch) == 1:
+            return [await self._send(batch[0].data, batch[0].data)]
+        return await asyncio.gather(*(self._send_one(item.data) for item in batch))
+
+    async def _send_one(self, data: bytes) -> Outcome:
+        async with self._parallel:
+            return await self._send(data, data)
+
+    async def _send(self, body: bytes, signed: bytes) -> Outcome:
+        headers = self.headers
+        if self.settings.secret is not None:
+            headers = {**headers, "X-Signature": sign(self.settings.secret, signed)}
+        outcome, _status, _text = await send_http(
+            self.http, self.method, self.settings.url, body, headers
+        )
+        return outcome
+
+    async def close(self) -> None:
+        """Nothing to release: the HTTP session belongs to the core."""
+
+
+DESTINATION_TYPE = DestinationType(
+    name=NAME,
+    settings=WebhookSettings,
+    description="POST events as JSON to any URL (optionally HMAC-signed, optionally batched)",
+    mapping={".": "@"},
+    limits=Limits(max_batch_count=500, max_batch_bytes=4 * 1024 * 1024, concurrency=4),
+)
+
+
+@crossdock.hookimpl
+def crossdock_destination_types() -> list[DestinationType]:
+    """Declare the ``webhook`` destination."""
+    return [DESTINATION_TYPE]
+
+
+@crossdock.hookimpl
+def crossdock_make_deliverer(
+    destination: Destination, http: aiohttp.ClientSession
+) -> WebhookDeliverer | None:
+    """Build the deliverer of a ``webhook`` destination."""
+    if destination.plugin != NAME:
+        return None
+    return WebhookDeliverer(destination.settings, http)

@@ -1,0 +1,768 @@
+"""Per-destination delivery: fetch → route → transform → batch → send → settle.
+
+One :class:`DestinationWorker` per configured destination. Each has its own queue position,
+batching, concurrency slots, token bucket and retry schedule, so a slow or failing destination
+only ever waits on itself.
+
+The hot path is per batch, not per event: one ``queue.fetch`` per batch (more only when a batch
+fills slowly), the transformer called directly (no pluggy), each payload serialized once with
+orjson into a :class:`~crossdock.BatchItem`, one ``deliver`` call and one ``queue.settle`` per
+batch. The only awaits are those batch-level ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from attrs import define, field
+
+from crossdock.deliver.outcomes import (
+    BODY_LIMIT,
+    clean_text,
+    received_epoch,
+    retry_reason,
+    secrets_of,
+)
+from crossdock.deliver.pacing import PAUSE_BACKOFF, RETRY_BACKOFF, Backoff, RateLimiter
+from crossdock.metrics import Metrics
+from crossdock.queue import DeadLetter, Queue, QueuedEvent, Retry
+from crossdock.types import (
+    BatchItem,
+    CredentialsRejected,
+    Delivered,
+    Deliverer,
+    Destination,
+    Event,
+    Outcome,
+    Rejected,
+    RetryLater,
+    Transformer,
+)
+
+__all__ = ["Backoff", "DestinationWorker", "RateLimiter", "call_deliverer"]
+
+log = logging.getLogger("crossdock.delivery")
+
+IDLE_POLL = 1.0
+"""Seconds between fetches while the queue is empty (retries become due without a signal)."""
+
+STATS_INTERVAL = 5.0
+"""Seconds between refreshes of the queue gauges."""
+
+SEPARATOR_BYTES = 1
+"""Bytes counted per item on top of its payload (the comma or newline between items)."""
+
+UNKNOWN_HOLD_DUE = 5.0
+"""Seconds a held event waits when its blocker's schedule is unknown (seeded after a restart)."""
+
+
+@define(slots=True)
+class _Settlement:
+    """Outcomes waiting for one ``queue.settle`` call."""
+
+    done: list[int] = field(factory=list)
+    retries: list[Retry] = field(factory=list)
+    dead: list[DeadLetter] = field(factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.done or self.retries or self.dead)
+
+
+@define(slots=True)
+class _Batch:
+    """Items to send, the queued events they came from (same order), and earlier outcomes
+    (filtered, held, too large) settled together with the batch's own."""
+
+    items: list[BatchItem]
+    queued: list[QueuedEvent]
+    extra: _Settlement
+    probe: bool = False
+
+
+@define(eq=False)
+class DestinationWorker:
+    """Delivers one destination's events from the queue.
+
+    Lifecycle: ``await start()``; ``await stop(timeout)`` stops fetching, lets in-flight batches
+    finish for up to ``timeout`` seconds, then cancels them (whatever was not settled stays in
+    the queue and comes again). The caller closes :attr:`deliverer`.
+
+    Outcomes (settled per event, one ``queue.settle`` per batch):
+
+    - :class:`~crossdock.Delivered` → done.
+    - :class:`~crossdock.Rejected` → dead letter with the vendor's status and body (cut to 4 KB,
+      secrets masked).
+    - :class:`~crossdock.RetryLater`, an exception from ``deliver`` (whole batch), a timeout
+      (``delivery.timeout``) or a wrong number of outcomes (a plugin bug) → retry at
+      ``now + max(after, backoff)``, backoff ``1 s·2ⁿ`` with full jitter capped at 10 min, unless
+      *both* ``attempts >= max_attempts`` and ``now - first_attempt_at >= max_age``: then dead
+      letter with the last reason.
+    - :class:`~crossdock.CredentialsRejected` → the destination pauses: its events go back to the
+      queue unchanged (attempts not counted, due after the probe delay), fetching stops, and
+      after 5 s, 10 s, ... (cap 5 min) one batch is sent as a probe; the destination resumes
+      when the probe is not refused for credentials. Nothing is dead-lettered for a wrong key.
+
+    Ordering ``"per_user"`` (hold key = ``userId``, else ``anonymousId``; events without either
+    are not ordered): the worker remembers, in memory, which of each user's events wait in the
+    retry table and when they are due (after a restart, only counts per user are known, from
+    ``queue.held_keys``). A fetched event is *held* when an earlier event of its user (a smaller
+    queue ``seq``; backends hand out increasing seqs in append order) waits for retry: it goes
+    to the retry table unchanged (attempts not counted, reason ``held: ...``, ``hold_key`` set),
+    due when that earlier event is due, and is looked at again then (and held again if the
+    earlier event was rescheduled). So a user's later events are not sent while an earlier one
+    waits. A user with more than ``max_held_per_user`` events waiting bypasses the hold: their
+    events are sent unordered rather than piling up. Limits of the promise: events of one user
+    in flight together (same batch, or concurrent batches when ``concurrency > 1``) can still
+    overtake each other if one of them fails; ``concurrency = 1`` gives the strictest order.
+    """
+
+    destination: Destination
+    transformer: Transformer
+    deliverer: Deliverer
+    queue: Queue
+    metrics: Metrics
+    clock: Callable[[], float] = field(default=time.time, kw_only=True)
+    rng: Callable[[], float] = field(default=random.random, kw_only=True)
+    retry_backoff: Backoff = field(default=RETRY_BACKOFF, kw_only=True)
+    pause_backoff: Backoff = field(default=PAUSE_BACKOFF, kw_only=True)
+    idle_poll: float = field(default=IDLE_POLL, kw_only=True)
+    stats_interval: float = field(default=STATS_INTERVAL, kw_only=True)
+
+    # Derived settings (computed once).
+    _id: str = field(init=False)
+    _labels: tuple[str, ...] = field(init=False)
+    _count_limit: int = field(init=False)
+    _bytes_limit: int = field(init=False)
+    _event_limit: int | None = field(init=False)
+    _max_wait: float = field(init=False)
+    _concurrency: int = field(init=False)
+    _limiter: RateLimiter = field(init=False)
+    _secrets: tuple[Any, ...] = field(init=False)
+    _per_user: bool = field(init=False)
+
+    # Runtime state.
+    _slots: asyncio.Semaphore | None = field(init=False, default=None)
+    _tasks: set[asyncio.Task[None]] = field(init=False, factory=set)
+    _main: asyncio.Task[None] | None = field(init=False, default=None)
+    _stats_task: asyncio.Task[None] | None = field(init=False, default=None)
+    _stopping: bool = field(init=False, default=False)
+    _carry: list[tuple[QueuedEvent, BatchItem]] = field(init=False, factory=list)
+    _waiting: dict[str, dict[int, float]] = field(init=False, factory=dict)
+    _seeded: dict[str, int] = field(init=False, factory=dict)
+    _paused: bool = field(init=False, default=False)
+    _pause_reason: str | None = field(init=False, default=None)
+    _pause_count: int = field(init=False, default=0)
+    _probe_at: float = field(init=False, default=0.0)
+    _in_flight_events: int = field(init=False, default=0)
+    _last_error: str | None = field(init=False, default=None)
+    _last_success_at: float | None = field(init=False, default=None)
+    _counts: dict[str, int] = field(init=False, factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        dest = self.destination
+        limits = dest.limits
+        delivery = dest.delivery
+        self._id = dest.id
+        self._labels = (dest.id,)
+        count = delivery.batch_size or limits.max_batch_count
+        self._count_limit = max(1, min(count, limits.max_batch_count))
+        self._bytes_limit = max(
+            1, min(delivery.max_bytes or limits.max_batch_bytes, limits.max_batch_bytes)
+        )
+        self._event_limit = limits.max_event_bytes
+        self._max_wait = max(0.0, delivery.max_wait_ms / 1000.0)
+        self._concurrency = max(1, delivery.concurrency or limits.concurrency)
+        rate = delivery.rate_limit if delivery.rate_limit is not None else limits.rate_limit
+        self._limiter = RateLimiter(rate)
+        self._secrets = secrets_of(dest.settings)
+        self._per_user = delivery.ordering == "per_user"
+        self._counts = {
+            "delivered": 0,
+            "retried": 0,
+            "dead_lettered": 0,
+            "filtered": 0,
+            "dropped": 0,
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Start fetching and delivering in background tasks (seeds per-user holds first)."""
+        if self._main is not None:
+            return
+        self._stopping = False
+        self._slots = asyncio.Semaphore(self._concurrency)
+        if self._per_user:
+            self._seeded = {
+                k: n for k, n in (await self.queue.held_keys(self._id)).items() if n > 0
+            }
+        self.metrics.set("crossdock_destination_paused", self._labels, 0)
+        self._main = asyncio.create_task(self._run(), name=f"crossdock-deliver-{self._id}")
+        self._stats_task = asyncio.create_task(
+            self._stats_loop(), name=f"crossdock-stats-{self._id}"
+        )
+        log.info(
+            "destination started",
+            extra={"destination": self._id, "plugin": self.destination.plugin},
+        )
+
+    async def stop(self, timeout: float) -> None:
+        """Stop fetching; wait up to ``timeout`` s for in-flight batches, then cancel them.
+
+        Events not settled by then stay in the queue (they come again after a restart).
+        """
+        self._stopping = True
+        for task in (self._main, self._stats_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._main = self._stats_task = None
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=max(0.0, timeout))
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+                log.warning(
+                    "destination stopped with batches in flight",
+                    extra={"destination": self._id, "batches": len(pending)},
+                )
+        self._carry.clear()
+        log.info("destination stopped", extra={"destination": self._id})
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-able summary for the admin API and ``crossdock`` commands."""
+        return {
+            "id": self._id,
+            "plugin": self.destination.plugin,
+            "running": self._main is not None and not self._main.done(),
+            "paused": self._paused,
+            "pause_reason": self._pause_reason,
+            "in_flight": len(self._tasks),
+            "in_flight_events": self._in_flight_events,
+            "last_error": self._last_error,
+            "last_success_at": self._last_success_at,
+            "ordering": self.destination.delivery.ordering,
+            "held_users": len(self._waiting.keys() | self._seeded.keys()),
+            **self._counts,
+        }
+
+    def transform(self, event: Event) -> Any:
+        """The payload this destination would send for ``event`` (``None``: dropped). Dry runs."""
+        return self.transformer(event)
+
+    # ------------------------------------------------------------------------------------------
+    # Main loop
+
+    async def _run(self) -> None:
+        assert self._slots is not None
+        while not self._stopping:
+            try:
+                if self._paused:
+                    await self._probe()
+                    continue
+                await self._slots.acquire()
+                try:
+                    batch = await self._form_batch(wait=True)
+                except BaseException:
+                    self._slots.release()
+                    raise
+                if batch is None:
+                    self._slots.release()
+                    continue
+                if self._paused:  # paused while this batch was being formed
+                    self._slots.release()
+                    await self._put_back(batch)
+                    continue
+                self._launch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a queue failure must not kill the worker
+                self._last_error = clean_text(f"{type(exc).__name__}: {exc}", self._secrets)
+                log.exception("delivery loop failed; retrying", extra={"destination": self._id})
+                await asyncio.sleep(self.idle_poll)
+
+    def _launch(self, batch: _Batch) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _probe(self) -> None:
+        """While paused: sleep until the probe time, then send one batch and wait for it."""
+        delay = self._probe_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(min(delay, self.idle_poll))
+            return
+        if self._tasks:  # let the batches that were in flight at the pause settle first
+            await asyncio.wait(set(self._tasks))
+            return
+        batch = await self._form_batch(wait=False)
+        if batch is None:
+            # Nothing to probe with: resume, and the next batch acts as the probe.
+            self._resume()
+            return
+        batch.probe = True
+        assert self._slots is not None
+        await self._slots.acquire()
+        await asyncio.wait({self._launch(batch)})
+
+    # ------------------------------------------------------------------------------------------
+    # Batch forming
+
+    async def _form_batch(self, *, wait: bool) -> _Batch | None:
+        """Fetch and prepare events until a batch is full, or ``max_wait`` has passed since its
+        first item, or (``wait=False``) the queue has nothing more right now."""
+        queued: list[QueuedEvent] = []
+        items: list[BatchItem] = []
+        extra = _Settlement()
+        size = 0
+        count_limit, bytes_limit = self._count_limit, self._bytes_limit
+        # Items carried over from the last fetch (a batch closed on bytes) go first.
+        carry, self._carry = self._carry, []
+        full = False
+        for i, (q, item) in enumerate(carry):
+            cost = len(item.data) + SEPARATOR_BYTES
+            if items and (len(items) >= count_limit or size + cost > bytes_limit):
+                self._carry = carry[i:]
+                full = True
+                break
+            queued.append(q)
+            items.append(item)
+            size += cost
+        deadline: float | None = None
+        while not full:
+            room = count_limit - len(items)
+            fetched = await self.queue.fetch(self._id, room, self.clock())
+            if fetched:
+                size, full = self._prepare(fetched, queued, items, extra, size)
+                if full:
+                    break
+                if len(fetched) >= room:
+                    continue
+            if not items:
+                if extra:
+                    await self._settle(extra)
+                    extra = _Settlement()
+                if not wait or self._stopping:
+                    return None
+                if not fetched:
+                    await self.queue.wait(self._id, self.idle_poll)
+                continue
+            if not wait:
+                break
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self._max_wait
+            remaining = deadline - now
+            if remaining <= 0:
+                break
+            await self.queue.wait(self._id, remaining)
+        if not items:
+            if extra:
+                await self._settle(extra)
+            return None
+        return _Batch(items, queued, extra)
+
+    def _prepare(
+        self,
+        fetched: list[QueuedEvent],
+        queued: list[QueuedEvent],
+        items: list[BatchItem],
+        extra: _Settlement,
+        size: int,
+    ) -> tuple[int, bool]:
+        """Route, hold, transform and serialize ``fetched`` into ``items``; returns the new byte
+        size and whether the batch is full (overflow goes to the carry list)."""
+        sources = self.destination.sources
+        transformer = self.transformer
+        dumps = orjson.dumps
+        count_limit, bytes_limit, event_limit = (
+            self._count_limit,
+            self._bytes_limit,
+            self._event_limit,
+        )
+        per_user = self._per_user
+        now = self.clock()
+        filtered = dropped = 0
+        # A transformer built on CompiledMapping tells a false ``where`` (filtered) from a
+        # mapping that produced nothing (dropped); other transformers only say "dropped".
+        matches = getattr(transformer, "matches", None)
+        full = False
+        for q in fetched:
+            event = q.event
+            if sources is not None and _source_of(event) not in sources:
+                extra.done.append(q.seq)
+                filtered += 1
+                continue
+            if per_user and self._hold(q, extra, now):
+                continue
+            try:
+                payload = transformer(event)
+                if payload is None:
+                    extra.done.append(q.seq)
+                    if matches is not None and not matches(event):
+                        filtered += 1
+                    else:
+                        dropped += 1
+                    continue
+                data = dumps(payload)
+            except Exception as exc:
+                reason = f"transform failed: {type(exc).__name__}: {exc}"
+                self._dead(extra, q, reason, "transform_failed")
+                continue
+            cost = len(data) + SEPARATOR_BYTES
+            if (event_limit is not None and len(data) > event_limit) or cost > self._vendor_bytes:
+                self._dead(extra, q, f"too large: {len(data)} bytes", "too_large")
+                continue
+            item = BatchItem(event, payload, data)
+            if full or (items and (len(items) >= count_limit or size + cost > bytes_limit)):
+                full = True
+                self._carry.append((q, item))
+                continue
+            queued.append(q)
+            items.append(item)
+            size += cost
+        if filtered:
+            self.metrics.inc("crossdock_events_filtered_total", self._labels, filtered)
+            self._counts["filtered"] += filtered
+        if dropped:
+            self.metrics.inc("crossdock_events_dropped_total", self._labels, dropped)
+            self._counts["dropped"] += dropped
+        return size, full or len(items) >= count_limit
+
+    @property
+    def _vendor_bytes(self) -> int:
+        return self.destination.limits.max_batch_bytes
+
+    def _hold(self, q: QueuedEvent, extra: _Settlement, now: float) -> bool:
+        """Per-user ordering: take ``q`` out of its user's waiting set, and hold it if an earlier
+        event of that user still waits for retry (see the class docstring). True when held."""
+        key = _hold_key(q.event)
+        if key is None:
+            return False
+        waiting = self._waiting.get(key)
+        seeded = self._seeded.get(key, 0)
+        from_retry = q.first_attempt_at is not None
+        if waiting is not None and q.seq in waiting:
+            del waiting[q.seq]
+        elif from_retry and seeded:
+            seeded -= 1
+            self._set_seeded(key, seeded)
+        earlier_due: float | None = None
+        if waiting:
+            for seq, due in waiting.items():
+                if seq < q.seq and (earlier_due is None or due > earlier_due):
+                    earlier_due = due
+        elif waiting is not None:
+            del self._waiting[key]
+        blocked = earlier_due is not None or (seeded > 0 and not from_retry)
+        if not blocked:
+            return False
+        total = (len(waiting) if waiting else 0) + seeded
+        if total > self.destination.delivery.max_held_per_user:
+            return False
+        due = earlier_due if earlier_due is not None and earlier_due > now else now
+        if earlier_due is None:
+            due = now + UNKNOWN_HOLD_DUE
+        extra.retries.append(
+            Retry(
+                q.seq,
+                q.event,
+                next_at=due,
+                attempts=q.attempts,
+                first_attempt_at=q.first_attempt_at if from_retry else now,
+                reason="held: an earlier event of this user waits for retry",
+                hold_key=key,
+            )
+        )
+        self._mark_waiting(key, q.seq, due)
+        return True
+
+    def _mark_waiting(self, key: str, seq: int, due: float) -> None:
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = self._waiting[key] = {}
+        waiting[seq] = due
+
+    def _set_seeded(self, key: str, count: int) -> None:
+        if count > 0:
+            self._seeded[key] = count
+        else:
+            self._seeded.pop(key, None)
+
+    # ------------------------------------------------------------------------------------------
+    # Sending and settling
+
+    async def _send(self, batch: _Batch) -> None:
+        assert self._slots is not None
+        items = batch.items
+        n = len(items)
+        self._in_flight_events += n
+        try:
+            outcomes = await self._call_deliverer(items)
+            await self._settle_outcomes(batch, outcomes)
+        finally:
+            self._in_flight_events -= n
+            self._slots.release()
+
+    async def _call_deliverer(self, items: list[BatchItem]) -> Sequence[Outcome]:
+        cost = getattr(self.deliverer, "request_cost", None)
+        await self._limiter.acquire(float(cost(items)) if callable(cost) else 1.0)
+        started = time.monotonic()
+        outcomes, failure, detail = await call_deliverer(
+            self.deliverer, items, timeout=self.destination.delivery.timeout, secrets=self._secrets
+        )
+        if failure == "error":
+            log.warning(
+                "deliver raised; the batch will be retried",
+                extra={"destination": self._id, "error": detail, "events": len(items)},
+            )
+        elif failure == "plugin_error":
+            log.error(
+                "plugin bug: deliver returned the wrong number of outcomes; retrying the batch",
+                extra={"destination": self._id, "plugin": self.destination.plugin,
+                       "expected": len(items), "got": detail},
+            )  # fmt: skip
+        word = failure or _request_word(outcomes)
+        self.metrics.inc("crossdock_delivery_requests_total", (self._id, word))
+        self.metrics.observe(
+            "crossdock_delivery_duration_seconds", self._labels, time.monotonic() - started
+        )
+        return outcomes
+
+    async def _settle_outcomes(self, batch: _Batch, outcomes: Sequence[Outcome]) -> None:
+        settlement = batch.extra
+        now = self.clock()
+        delivered = 0
+        credentials = next((o for o in outcomes if isinstance(o, CredentialsRejected)), None)
+        if credentials is not None:
+            self._pause(credentials)  # first, so the events go back due at the probe time
+        # End-to-end latency from the time the queue stored the event; events of one group
+        # commit share that time, so a batch has few distinct values to observe.
+        stored_at: dict[float, int] = {}
+        for q, item, outcome in zip(batch.queued, batch.items, outcomes, strict=True):
+            if isinstance(outcome, Delivered):
+                settlement.done.append(q.seq)
+                delivered += 1
+                received = q.enqueued_at
+                if received is None:
+                    received = received_epoch(item.event)
+                if received is not None:
+                    stored_at[received] = stored_at.get(received, 0) + 1
+            elif isinstance(outcome, RetryLater):
+                self._retry(settlement, q, outcome, now)
+            elif isinstance(outcome, Rejected):
+                reason = clean_text(outcome.reason, self._secrets, 500) or "rejected"
+                body = clean_text(outcome.body, self._secrets, BODY_LIMIT)
+                self._dead(
+                    settlement,
+                    q,
+                    reason,
+                    "vendor_rejected",
+                    outcome.status,
+                    body,
+                    attempts=q.attempts + 1,
+                )
+            elif isinstance(outcome, CredentialsRejected):
+                self._put_back_one(settlement, q, now)
+            else:
+                self._retry(
+                    settlement, q, RetryLater(f"plugin returned {type(outcome).__name__}"), now
+                )
+        for received, count in stored_at.items():
+            self.metrics.observe(
+                "crossdock_end_to_end_latency_seconds",
+                self._labels,
+                max(0.0, now - received),
+                count,
+            )
+        if delivered:
+            self.metrics.inc("crossdock_events_delivered_total", self._labels, delivered)
+            self._counts["delivered"] += delivered
+            self._last_success_at = now
+        await self._settle(settlement)
+        if credentials is None and batch.probe:
+            self._resume()
+
+    def _retry(
+        self, settlement: _Settlement, q: QueuedEvent, outcome: RetryLater, now: float
+    ) -> None:
+        attempts = q.attempts + 1
+        first = q.first_attempt_at if q.first_attempt_at is not None else now
+        delivery = self.destination.delivery
+        reason = clean_text(outcome.reason, self._secrets, 500) or "retry"
+        self._last_error = reason
+        if attempts >= delivery.max_attempts and now - first >= delivery.max_age:
+            self._dead(settlement, q, reason, "max_attempts", outcome.status, attempts=attempts)
+            return
+        delay = max(outcome.after or 0.0, self.retry_backoff.delay(attempts, self.rng))
+        next_at = now + delay
+        key = _hold_key(q.event) if self._per_user else None
+        settlement.retries.append(Retry(q.seq, q.event, next_at, attempts, first, reason, key))
+        if key is not None:
+            self._mark_waiting(key, q.seq, next_at)
+        self.metrics.inc("crossdock_events_retried_total", (self._id, retry_reason(outcome)))
+        self._counts["retried"] += 1
+
+    def _dead(
+        self,
+        settlement: _Settlement,
+        q: QueuedEvent,
+        reason: str,
+        word: str,
+        status: int | None = None,
+        body: str | None = None,
+        *,
+        attempts: int | None = None,
+    ) -> None:
+        reason = clean_text(reason, self._secrets, 500) or word
+        settlement.dead.append(
+            DeadLetter(
+                q.seq, q.event, reason, q.attempts if attempts is None else attempts, status, body
+            )
+        )
+        self.metrics.inc("crossdock_events_dead_lettered_total", (self._id, word))
+        self._counts["dead_lettered"] += 1
+        log.info(
+            "event dead-lettered",
+            extra={"destination": self._id, "reason": reason, "status": status,
+                   "messageId": q.event.get("messageId")},
+        )  # fmt: skip
+
+    def _put_back_one(self, settlement: _Settlement, q: QueuedEvent, now: float) -> None:
+        """Return an event to the queue untouched (attempts unchanged) while paused."""
+        next_at = now + max(0.0, self._probe_at - time.monotonic())
+        key = _hold_key(q.event) if self._per_user else None
+        first = q.first_attempt_at if q.first_attempt_at is not None else now
+        settlement.retries.append(Retry(q.seq, q.event, next_at, q.attempts, first, "paused", key))
+        if key is not None:
+            self._mark_waiting(key, q.seq, next_at)
+
+    async def _put_back(self, batch: _Batch) -> None:
+        now = self.clock()
+        for q in batch.queued:
+            self._put_back_one(batch.extra, q, now)
+        await self._settle(batch.extra)
+
+    async def _settle(self, settlement: _Settlement) -> None:
+        """One ``queue.settle``; retried a few times, since losing it only means duplicates."""
+        for attempt in range(3):
+            try:
+                await self.queue.settle(
+                    self._id, settlement.done, settlement.retries, settlement.dead
+                )
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "settle failed", extra={"destination": self._id, "attempt": attempt + 1}
+                )
+                await asyncio.sleep(0.1 * (attempt + 1))
+
+    # ------------------------------------------------------------------------------------------
+    # Pause and resume
+
+    def _pause(self, outcome: CredentialsRejected) -> None:
+        self._pause_count += 1
+        delay = self.pause_backoff.delay(self._pause_count, self.rng)
+        self._probe_at = time.monotonic() + delay
+        reason = clean_text(outcome.reason, self._secrets, 500) or "credentials rejected"
+        if not self._paused:
+            log.warning(
+                "destination paused: credentials rejected",
+                extra={"destination": self._id, "reason": reason, "status": outcome.status},
+            )
+        self._paused = True
+        self._pause_reason = reason
+        self._last_error = reason
+        self.metrics.set("crossdock_destination_paused", self._labels, 1)
+
+    def _resume(self) -> None:
+        if self._paused:
+            log.info("destination resumed", extra={"destination": self._id})
+        self._paused = False
+        self._pause_reason = None
+        self._pause_count = 0
+        self.metrics.set("crossdock_destination_paused", self._labels, 0)
+
+    # ------------------------------------------------------------------------------------------
+    # Gauges
+
+    async def _stats_loop(self) -> None:
+        while True:
+            try:
+                stats = await self.queue.stats(self._id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("queue stats failed", exc_info=True, extra={"destination": self._id})
+            else:
+                labels = self._labels
+                self.metrics.set("crossdock_queue_pending", labels, stats.pending)
+                self.metrics.set("crossdock_queue_retrying", labels, stats.retrying)
+                self.metrics.set("crossdock_queue_dead_letters", labels, stats.dead)
+                lag = 0.0 if stats.oldest_at is None else max(0.0, self.clock() - stats.oldest_at)
+                self.metrics.set("crossdock_queue_lag_seconds", labels, lag)
+            await asyncio.sleep(self.stats_interval)
+
+
+async def call_deliverer(
+    deliverer: Deliverer, items: Sequence[BatchItem], *, timeout: float, secrets: Sequence[Any]
+) -> tuple[Sequence[Outcome], str | None, str]:
+    """Call ``deliver`` under the hook's contract: one outcome per item, or retry-later for all.
+
+    Returns the outcomes, what went wrong (``None``, ``"timeout"``, ``"error"``: ``deliver``
+    raised, ``"plugin_error"``: the wrong number of outcomes) and a detail for the log (the
+    masked error text, or the number of outcomes received).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            outcomes = await deliverer.deliver(items)
+    except TimeoutError:
+        return [RetryLater(f"timeout after {timeout:g} s")] * len(items), "timeout", ""
+    except Exception as exc:
+        reason = clean_text(f"{type(exc).__name__}: {exc}", secrets, 500) or ""
+        return [RetryLater(reason)] * len(items), "error", reason
+    if not isinstance(outcomes, Sequence) or len(outcomes) != len(items):
+        got = len(outcomes) if isinstance(outcomes, Sequence) else type(outcomes).__name__
+        reason = f"plugin returned {got} outcomes for {len(items)} events"
+        return [RetryLater(reason)] * len(items), "plugin_error", str(got)
+    return outcomes, None, ""
+
+
+def _source_of(event: Event) -> Any:
+    context = event.get("context")
+    if isinstance(context, dict):
+        meta = context.get("crossdock")
+        if isinstance(meta, dict):
+            return meta.get("source")
+    return None
+
+
+def _hold_key(event: Event) -> str | None:
+    key = event.get("userId") or event.get("anonymousId")
+    return key if isinstance(key, str) and key else None
+
+
+def _request_word(outcomes: Sequence[Outcome]) -> str:
+    """The request's outcome label: the worst outcome among the batch's."""
+    word = "delivered"
+    for outcome in outcomes:
+        if isinstance(outcome, CredentialsRejected):
+            return "credentials_rejected"
+        if isinstance(outcome, RetryLater):
+            word = "retry"
+        elif isinstance(outcome, Rejected) and word == "delivered":
+            word = "rejected"
+    return word

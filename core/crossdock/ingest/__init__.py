@@ -1,0 +1,1 @@
+"""Ingest: HTTP requests → Spec events, normalised, deduplicated and stored (step 1)."""

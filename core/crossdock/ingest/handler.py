@@ -1,0 +1,112 @@
+"""The core's HTTP handler around ingestors: parse → normalise → store durably → answer.
+
+A source's ingestor only turns a request into Spec messages. Everything that must hold for
+every source lives here, once: Spec validation and normalisation (:mod:`.normalize`), loop
+prevention, deduplication and the durable append (the queue), the 200-only-after-commit rule,
+error answers in the shape Segment clients read, and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from crossdock.errors import IngestError, QueueError
+from crossdock.ingest import normalize as events
+from crossdock.metrics import Metrics
+from crossdock.queue import Queue
+from crossdock.types import Ingestor, Source
+
+log = logging.getLogger("crossdock.ingest")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+EventListener = Callable[[str, list[dict[str, Any]]], None]
+
+
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A JSON answer serialized once with orjson."""
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """The error document Segment clients read (``code`` and a never-empty ``message``)."""
+    return {"success": False, "code": code, "message": message or code}
+
+
+def make_ingest_handler(
+    source: Source,
+    ingestor: Ingestor,
+    queue: Queue,
+    metrics: Metrics,
+    listeners: list[EventListener] | None = None,
+) -> Handler:
+    """Build the aiohttp handler serving ``ingestor``'s routes for ``source``.
+
+    ``listeners`` are called with ``(source_id, events)`` after a successful append (the admin
+    live tail); they must be cheap and never raise.
+    """
+    source_id = source.id
+    labels = (source_id,)
+    extra_headers = getattr(ingestor, "response_headers", None)
+    listeners = listeners if listeners is not None else []
+
+    async def handle(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        headers = extra_headers(request) if extra_headers is not None else None
+        try:
+            ingested = await ingestor.ingest(request)
+            normalized = events.normalize(ingested, source_id=source_id, received_at=time.time())
+            if normalized.events:
+                result = await queue.append(normalized.events)
+            else:
+                result = None
+        except IngestError as exc:
+            metrics.inc("crossdock_requests_rejected_total", (source_id, exc.code))
+            return json_response(exc.status, error_body(exc.code, exc.message), headers)
+        except QueueError as exc:
+            metrics.inc("crossdock_requests_rejected_total", (source_id, "queue_unavailable"))
+            log.error("queue append failed", extra={"source": source_id, "error": str(exc)})
+            body = error_body("queue_unavailable", "events could not be stored; retry later")
+            return json_response(503, body, headers)
+        if normalized.looped:
+            metrics.inc("crossdock_events_looped_total", labels, normalized.looped)
+        if result is not None:
+            metrics.inc("crossdock_events_received_total", labels, result.stored)
+            if result.duplicates:
+                metrics.inc("crossdock_events_deduplicated_total", labels, result.duplicates)
+            for listener in listeners:
+                listener(source_id, normalized.events)
+        metrics.observe("crossdock_ingest_duration_seconds", labels, time.perf_counter() - started)
+        all_headers = dict(ingested.headers)
+        if headers:
+            all_headers.update(headers)
+        return json_response(200, ingested.body, all_headers)
+
+    return handle
+
+
+def add_source_routes(
+    app: web.Application,
+    source: Source,
+    ingestor: Ingestor,
+    queue: Queue,
+    metrics: Metrics,
+    listeners: list[EventListener] | None = None,
+) -> None:
+    """Mount one source: its ingest routes through the core handler, plus its extra routes."""
+    handler = make_ingest_handler(source, ingestor, queue, metrics, listeners)
+    for route in ingestor.routes():
+        app.router.add_route(route.method, route.path, handler, name=None)
+    web_routes = getattr(ingestor, "web_routes", None)
+    if web_routes is not None:
+        app.router.add_routes(web_routes())

@@ -1,0 +1,1 @@
+"""The built-in sources: the Segment tracking API, Segment's webhooks, generic JSON webhooks."""

@@ -1,0 +1,1 @@
+"""Plugins: the hook specifications, discovery through entry points, and the registry."""

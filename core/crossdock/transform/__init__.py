@@ -1,0 +1,1 @@
+"""Transform: events → vendor payloads with JMESPath mappings compiled once (step 3)."""

@@ -1,0 +1,548 @@
+"""Mappings: target path → JMESPath expression, compiled once into one Python function.
+
+A mapping is a table whose keys are *target paths* in the output object and whose values are
+JMESPath expressions evaluated against the event::
+
+    fields = {
+        "identifiers.uuid": "userId",
+        "attributes.email": "context.traits.email || traits.email",
+        "event.name": "event == 'Order Completed' && 'purchase' || event",
+    }
+    transform = compile_mapping(fields, where="type == 'track'", tables={...})
+    payload = transform(event)          # dict, or None when ``where`` is false
+
+Rules:
+
+- **Nulls are omitted.** A field whose expression gives ``null`` is left out of the output
+  (JMESPath cannot tell "missing" from "null"). Objects created only to hold nested fields are
+  left out too when nothing ends up in them. Other falsy values (``false``, ``0``, ``""``,
+  ``[]``, ``{}``) are kept. To send an explicit null, there is no way on purpose.
+- **Dotted targets nest.** ``"event.params.total"`` sets ``out["event"]["params"]["total"]``.
+  A backslash escapes a dot or a backslash inside a name: ``"attributes.a\\.b"`` (in TOML
+  ``'attributes.a\\.b'`` as a literal key) sets ``out["attributes"]["a.b"]``. Empty segments
+  and other escapes are errors. Nested tables (``{"event": {"name": "..."}}``, or TOML
+  sub-tables) are the same as dotted keys; keys *inside* a nested table are taken literally
+  (a dot there is part of the name), top-level keys are paths.
+- **``"."`` is the whole output.** ``{".": "@"}`` copies the event. Alone, the output *is*
+  the expression's value (``null`` drops the event). With other fields, the value is the base
+  object (shallow-copied; nested objects copied on write, the event is never modified) and the
+  other fields are set on top; a non-object base counts as ``{}``.
+- **A target cannot be both a value and a parent** in one mapping (``a`` and ``a.b``).
+- **Overrides** (:func:`merge_mapping`) replace a default field by key; setting ``a`` drops the
+  defaults under ``a`` (and a default leaf that is an ancestor of it); an empty string ``""``
+  removes the field and everything under it. In :func:`compile_mapping` an empty expression
+  means "no field".
+- **``where``** is a JMESPath condition on the event; when it is false (JMESPath truth:
+  ``null``, ``false``, ``""``, ``[]``, ``{}``) the mapping returns ``None`` (event dropped).
+- **Tables**: ``lookup('name', key)`` / ``lookup('name', key, default)`` read the named table
+  bound at compile time (``tables=``); a missing key (or ``null`` key) gives ``default``
+  (``null`` if not given). Non-string keys are also tried as JSON text (``1`` → ``"1"``).
+  A literal table name that is not bound is a compile error.
+- **Functions**: JMESPath's built-ins, Crossdock's extras (``iso_time``, ``rfc3339``,
+  ``epoch``, ``epoch_ms``, ``lower``, ``upper``, ``string_join``, ``to_int``, ``to_float``,
+  ``number``, ``default``, ``array``, ``e164``, ``lookup``; see
+  :mod:`crossdock.transform.jmes.functions`), functions plugins registered with
+  :func:`register_function`, and per-mapping ``functions=``. Unknown function names and
+  wrong argument counts are compile errors.
+
+Runtime errors (e.g. ``length(`5`)``) raise :class:`~crossdock.MappingError` naming the target
+field, with a message that contains no event data.
+
+Mapping files (``mapping.toml`` in a plugin package) hold the same keys and values at top
+level; a ``[tables.<name>]`` section defines a lookup table instead of fields.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from importlib import resources
+from typing import Any
+
+import jmespath
+from attrs import field, frozen
+from jmespath import exceptions as jexc
+
+from crossdock.errors import MappingError
+from crossdock.transform.jmes.compiler import CodeGen, _truthy, parse
+from crossdock.transform.jmes.functions import (
+    BUILTIN_NAMES,
+    CrossdockFunctions,
+    JmesFunction,
+    register_function,
+)
+
+__all__ = [
+    "CompiledMapping",
+    "MappingFile",
+    "compile_expression",
+    "compile_mapping",
+    "format_path",
+    "load_mapping",
+    "load_mapping_file",
+    "merge_mapping",
+    "parse_path",
+    "register_function",
+    "validate_expression",
+    "validate_mapping",
+]
+
+Functions = Mapping[str, JmesFunction | Callable[..., Any]]
+Tables = Mapping[str, Mapping[str, Any]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Target paths
+
+
+def parse_path(path: str) -> tuple[str, ...]:
+    """Split a target path on unescaped dots (``\\.`` is a dot, ``\\\\`` a backslash).
+
+    ``"."`` gives ``()`` (the whole output). Raises ``ValueError`` for empty segments or
+    unknown escapes.
+    """
+    if path == ".":
+        return ()
+    segments: list[str] = []
+    current: list[str] = []
+    chars = iter(path)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            if nxt not in (".", "\\"):
+                raise ValueError("a backslash must be followed by '.' or '\\'")
+            current.append(nxt)
+        elif ch == ".":
+            segments.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    segments.append("".join(current))
+    if any(not s for s in segments):
+        raise ValueError("empty segment in target path")
+    return tuple(segments)
+
+
+def format_path(segments: tuple[str, ...]) -> str:
+    """The canonical text of a target path (inverse of :func:`parse_path`)."""
+    if not segments:
+        return "."
+    return ".".join(s.replace("\\", "\\\\").replace(".", "\\.") for s in segments)
+
+
+def _flatten(fields: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """``(path text, value)`` pairs; nested mappings become dotted paths with literal keys."""
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            try:
+                head = prefix + parse_path(key) if not prefix else (*prefix, key)
+            except ValueError:
+                yield key, value  # reported by the caller
+                continue
+            yield from _flatten(value, head)
+        elif prefix:
+            yield format_path((*prefix, key)), value
+        else:
+            yield key, value
+
+
+def _flat(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(_flatten(fields))
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _parse_message(exc: jexc.JMESPathError) -> str:
+    """A parser error without the expression text (it could hold a secret)."""
+    if isinstance(exc, jexc.EmptyExpressionError):
+        return "invalid JMESPath: empty expression"
+    if isinstance(exc, jexc.IncompleteExpressionError):
+        return "invalid JMESPath: incomplete expression"
+    if isinstance(exc, jexc.LexerError):
+        return f"invalid JMESPath: {exc.message} at column {exc.lexer_position}"
+    if isinstance(exc, jexc.ParseError):
+        token = exc.token_type.lower() if exc.token_type else "end"
+        return f"invalid JMESPath: {exc.msg} at column {exc.lex_position} ({token} token)"
+    return "invalid JMESPath"
+
+
+def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("children", ()):
+        if isinstance(child, dict):
+            yield from _walk(child)
+
+
+def _check_ast(node: dict[str, Any], functions: CrossdockFunctions) -> str | None:
+    """Static checks the interpreter would only hit at run time: names, arity, table names."""
+    from jmespath.functions import Functions as JFunctions
+
+    for sub in _walk(node):
+        if sub["type"] != "function_expression":
+            continue
+        name = sub["value"]
+        count = len(sub["children"])
+        if name in BUILTIN_NAMES:
+            sig = JFunctions.FUNCTION_TABLE[name]["signature"]
+            variadic = bool(sig) and sig[-1].get("variadic")
+            if (count < len(sig)) if variadic else (count != len(sig)):
+                return f"{name}() takes {len(sig)} argument(s), got {count}"
+            continue
+        func = functions.lookup_function(name)
+        if func is None:
+            return f"unknown function {name}()"
+        if not func.arity_ok(count):
+            return f"{name}() cannot take {count} argument(s)"
+        if name == "lookup":
+            table = sub["children"][0]
+            if (
+                table["type"] == "literal"
+                and isinstance(table["value"], str)
+                and table["value"] not in functions.tables
+            ):
+                return f"lookup(): no table named {table['value']!r}"
+    return None
+
+
+def _compile_node(expr: Any, functions: CrossdockFunctions) -> tuple[dict[str, Any] | None, str]:
+    """``(ast, "")`` or ``(None, problem)``."""
+    if not isinstance(expr, str):
+        return None, "expected a JMESPath expression (a string)"
+    try:
+        node = parse(expr)
+    except jexc.JMESPathError as exc:
+        return None, _parse_message(exc)
+    problem = _check_ast(node, functions)
+    return (None, problem) if problem else (node, "")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def validate_expression(
+    expression: Any,
+    path: str,
+    *,
+    tables: Tables | None = None,
+    functions: Functions | None = None,
+) -> list[str]:
+    """Problems (``path: message``) with one expression, e.g. a ``where`` condition."""
+    _, problem = _compile_node(expression, CrossdockFunctions(tables=tables, extra=functions))
+    return [f"{path}: {problem}"] if problem else []
+
+
+def validate_mapping(
+    fields: Mapping[str, Any],
+    path_prefix: str,
+    *,
+    tables: Tables | None = None,
+    functions: Functions | None = None,
+) -> list[str]:
+    """Every problem in ``fields`` as ``<path_prefix>.<key>: <message>`` (empty list: valid).
+
+    Messages never echo the expression. Checks target paths, JMESPath syntax, function names
+    and argument counts, literal ``lookup`` table names, and value/parent conflicts.
+    """
+    fns = CrossdockFunctions(tables=tables, extra=functions)
+    problems: list[str] = []
+    seen: dict[tuple[str, ...], str] = {}
+    for key, expr in _flat(fields).items():
+        where = _join(path_prefix, key)
+        try:
+            segments = parse_path(key)
+        except ValueError as exc:
+            problems.append(f"{where}: invalid target path: {exc}")
+            continue
+        if expr == "":
+            continue
+        _, problem = _compile_node(expr, fns)
+        if problem:
+            problems.append(f"{where}: {problem}")
+        for other, other_key in seen.items():
+            if (
+                other
+                and segments
+                and (other == segments[: len(other)] or segments == other[: len(segments)])
+            ):
+                problems.append(f"{where}: conflicts with target {other_key!r}")
+                break
+        seen[segments] = key
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Compilation
+
+
+def _describe(exc: BaseException) -> str:
+    """An error message without data values."""
+    if isinstance(exc, jexc.JMESPathTypeError):
+        expected = ", ".join(exc.expected_types)
+        return f"{exc.function_name}(): invalid type {exc.actual_type}, expected one of: {expected}"
+    if isinstance(exc, jexc.ArityError | jexc.UnknownFunctionError):
+        return str(exc)
+    return f"{type(exc).__name__} while evaluating the expression"
+
+
+@frozen(eq=False)
+class CompiledMapping:
+    """A compiled mapping: call it with an event to get the payload, or ``None`` (dropped).
+
+    ``source`` is the generated Python code; ``fallbacks`` counts sub-expressions left to the
+    JMESPath interpreter (0 for everything Crossdock compiles).
+    """
+
+    fields: Mapping[str, str]
+    where: str | None
+    fn: Callable[[Any], Any] = field(repr=False)
+    source: str = field(repr=False)
+    fallbacks: int = 0
+    functions: CrossdockFunctions = field(repr=False, default=None)
+    where_fn: Callable[[Any], Any] | None = field(repr=False, default=None)
+
+    def matches(self, event: Any) -> bool:
+        """Whether ``where`` holds for ``event`` (always true without one). The worker asks this
+        only for events the mapping dropped, to count a false ``where`` as *filtered*."""
+        if self.where_fn is None:
+            return True
+        value = self.where_fn(event)
+        # JMESPath truth: null, false, "", [] and {} are false; numbers (0 too) are true.
+        return not (value is None or value is False or value in ("", [], {}))
+
+    def __call__(self, event: Any) -> Any:
+        """Map one event (``None`` when ``where`` is false or the ``"."`` value is null)."""
+        try:
+            return self.fn(event)
+        except Exception as exc:
+            raise self._locate(event, exc) from exc
+
+    def _locate(self, event: Any, exc: Exception) -> MappingError:
+        """Find which field failed (slow path, only on errors)."""
+        items = [("where", self.where)] if self.where else []
+        items += [(k, v) for k, v in self.fields.items() if v]
+        for key, expr in items:
+            try:
+                jmespath.search(expr, event, jmespath.Options(custom_functions=self.functions))
+            except Exception as inner:
+                return MappingError(key, _describe(inner))
+        return MappingError("mapping", _describe(exc))
+
+
+class _Tree:
+    """Target paths as a tree, in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Tree | tuple[str, dict[str, Any]]] = {}
+
+
+def compile_mapping(
+    fields: Mapping[str, Any],
+    *,
+    where: str | None = None,
+    tables: Tables | None = None,
+    functions: Functions | None = None,
+) -> CompiledMapping:
+    """Compile ``fields`` (target path → expression) and ``where`` into one Python function.
+
+    Raises :class:`~crossdock.MappingError` (path = the target key, or ``"where"``) for an
+    invalid path, expression, function call, table name or a value/parent conflict.
+    """
+    fns = CrossdockFunctions(tables=tables, extra=functions)
+    flat = _flat(fields)
+    gen = CodeGen(fns)
+    root = _Tree()
+    base: dict[str, Any] | None = None
+    kept: dict[str, str] = {}
+    for key, expr in flat.items():
+        try:
+            segments = parse_path(key)
+        except ValueError as exc:
+            raise MappingError(key, f"invalid target path: {exc}") from None
+        if expr == "":
+            continue
+        node, problem = _compile_node(expr, fns)
+        if node is None:
+            raise MappingError(key, problem)
+        kept[key] = expr
+        if not segments:
+            base = node
+            continue
+        tree = root
+        for seg in segments[:-1]:
+            child = tree.children.setdefault(seg, _Tree())
+            if not isinstance(child, _Tree):
+                raise MappingError(key, f"conflicts with target {format_path(segments[:1])!r}")
+            tree = child
+        if segments[-1] in tree.children:
+            raise MappingError(key, "conflicts with another target")
+        tree.children[segments[-1]] = (key, node)
+
+    where_node = None
+    if where is not None:
+        where_node, problem = _compile_node(where, fns)
+        if where_node is None:
+            raise MappingError("where", problem)
+
+    out: list[str] = []
+    ind = "    "
+    gen.begin_function()
+    if where_node is not None:
+        cond = gen.var(gen.emit(where_node, "d", out, ind), out, ind)
+        out.append(f"{ind}if not {_truthy(cond)}:")
+        out.append(f"{ind}    return None")
+    if base is not None and not root.children:
+        result = gen.emit(base, "d", out, ind)
+        out.append(f"{ind}return {result}")
+    else:
+        if base is not None:
+            b = gen.var(gen.emit(base, "d", out, ind), out, ind)
+            out.append(f"{ind}o = dict({b}) if type({b}) is dict else {{}}")
+        else:
+            out.append(f"{ind}o = {{}}")
+        _emit_tree(gen, root, "o", base is not None, out, ind)
+        out.append(f"{ind}return o")
+    gen.defs.append("\n".join(["def _map(d):", *out]))
+    ns = gen.build()
+    return CompiledMapping(
+        fields=kept,
+        where=where,
+        fn=ns["_map"],
+        source=gen.source(),
+        fallbacks=gen.fallbacks,
+        functions=fns,
+        where_fn=(
+            compile_expression(where, tables=tables, functions=functions, path="where")
+            if where
+            else None
+        ),
+    )
+
+
+def _emit_tree(
+    gen: CodeGen, tree: _Tree, target: str, copy: bool, out: list[str], ind: str
+) -> None:
+    for name, child in tree.children.items():
+        key = repr(name)
+        if isinstance(child, _Tree):
+            sub = gen.tmp("o")
+            if copy:
+                out.append(f"{ind}{sub} = {target}.get({key})")
+                out.append(f"{ind}{sub} = dict({sub}) if type({sub}) is dict else {{}}")
+            else:
+                out.append(f"{ind}{sub} = {{}}")
+            _emit_tree(gen, child, sub, copy, out, ind)
+            out.append(f"{ind}if {sub}:")
+            out.append(f"{ind}    {target}[{key}] = {sub}")
+        else:
+            node = child[1]
+            value = gen.emit(node, "d", out, ind)
+            if node["type"] == "literal" and node["value"] is not None:
+                out.append(f"{ind}{target}[{key}] = {value}")
+                continue
+            value = gen.var(value, out, ind)
+            out.append(f"{ind}if {value} is not None:")
+            out.append(f"{ind}    {target}[{key}] = {value}")
+
+
+def compile_expression(
+    expression: str,
+    *,
+    tables: Tables | None = None,
+    functions: Functions | None = None,
+    path: str = "expression",
+) -> Callable[[Any], Any]:
+    """Compile one expression to ``f(data) -> value`` (same result as ``jmespath.search``).
+
+    Raises :class:`~crossdock.MappingError` with ``path`` for invalid expressions.
+    """
+    from crossdock.transform.jmes.compiler import compile_expression as compile_jmes
+
+    fns = CrossdockFunctions(tables=tables, extra=functions)
+    node, problem = _compile_node(expression, fns)
+    if node is None:
+        raise MappingError(path, problem)
+    return compile_jmes(node, fns)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and overrides
+
+
+@frozen
+class MappingFile:
+    """A mapping file's content: ``fields`` (target path → expression) and lookup ``tables``."""
+
+    fields: dict[str, str]
+    tables: dict[str, dict[str, Any]] = field(factory=dict)
+
+
+def load_mapping_file(package: str, resource: str = "mapping.toml") -> MappingFile:
+    """Read a mapping file shipped as package data (TOML).
+
+    Top-level keys (and nested tables) are target paths with expression values; a
+    ``[tables.<name>]`` section is a lookup table. Raises :class:`~crossdock.MappingError`
+    (path ``<package>/<resource>`` or ``.../<key>``) for unreadable files or invalid content.
+    """
+    where = f"{package}/{resource}"
+    try:
+        text = resources.files(package).joinpath(resource).read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except (OSError, ModuleNotFoundError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MappingError(where, f"cannot read mapping file: {type(exc).__name__}") from None
+    raw_tables = data.pop("tables", {})
+    if not isinstance(raw_tables, dict) or not all(
+        isinstance(t, dict) for t in raw_tables.values()
+    ):
+        raise MappingError(f"{where}:tables", "each entry must be a table ([tables.<name>])")
+    fields = _flat(data)
+    problems = validate_mapping(fields, "", tables=raw_tables)
+    if problems:
+        key, _, message = problems[0].partition(": ")
+        raise MappingError(f"{where}:{key}", message)
+    return MappingFile(fields=fields, tables=raw_tables)
+
+
+def load_mapping(package: str, resource: str = "mapping.toml") -> dict[str, str]:
+    """The fields of a plugin's mapping file (see :func:`load_mapping_file` for tables)."""
+    return load_mapping_file(package, resource).fields
+
+
+def merge_mapping(default: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, str]:
+    """``default`` with ``overrides`` applied (see the module docstring for the rules).
+
+    Keys are compared as parsed paths (``a.b`` and ``{"a": {"b": ...}}`` are the same field);
+    keys that do not parse are kept as written, for validation to report.
+    """
+    merged: dict[str, Any] = dict(_flat(default))
+
+    def segs(key: str) -> tuple[str, ...] | None:
+        try:
+            return parse_path(key)
+        except ValueError:
+            return None
+
+    for key, expr in _flat(overrides).items():
+        target = segs(key)
+        if target is None:
+            merged[key] = expr
+            continue
+        for existing in list(merged):
+            other = segs(existing)
+            if other is None or other == target:
+                continue
+            under = other[: len(target)] == target and target != ()
+            above = expr != "" and other != () and target[: len(other)] == other
+            if under or above:
+                del merged[existing]
+        same = [k for k in merged if segs(k) == target]
+        if expr == "":
+            for k in same:
+                del merged[k]
+        elif same:
+            merged[same[0]] = expr
+        else:
+            merged[key] = expr
+    return merged

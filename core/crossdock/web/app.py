@@ -1,0 +1,267 @@
+"""The aiohttp application: ``make_app(config, registry)`` and ``run_app`` for the daemon.
+
+State lives on the app (``crossdock.web.keys``); the queue, the HTTP client session and the
+delivery workers are opened and closed in cleanup contexts, so tests and the daemon start and
+stop exactly the same way. Stage factories run here, once per configured component; the hot
+path then calls the objects they returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from crossdock.config.load import Config
+from crossdock.deliver.worker import DestinationWorker
+from crossdock.ingest.handler import add_source_routes
+from crossdock.metrics import Metrics
+from crossdock.plugins.registry import Registry
+from crossdock.queue import make_queue
+from crossdock.types import Transformer
+from crossdock.web import admin, health, keys, metrics
+
+log = logging.getLogger("crossdock.app")
+
+# Bodies are limited per source while reading (Segment's limits are far below this); this only
+# stops aiohttp from refusing a request before the source can answer with its own message.
+CLIENT_MAX_SIZE = 16 * 1024 * 1024
+
+
+def make_app(
+    config: Config, registry: Registry, *, deliver: bool = True, idle_poll: float | None = None
+) -> web.Application:
+    """Build the application for ``config``: routes, queue, workers (started on startup).
+
+    ``deliver=False`` makes an ingest-only process (``crossdock run --workers N`` with the
+    ``sqlite`` queue, every process but the first): it stores events and answers the admin API,
+    but starts no delivery worker. ``idle_poll``
+    overrides how often an idle worker looks for new events (other processes' appends do not
+    wake it).
+    """
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[admin.admin_auth])
+    app[keys.CONFIG] = config
+    app[keys.REGISTRY] = registry
+    app[keys.METRICS] = Metrics()
+    app[keys.QUEUE] = make_queue(config.queue)
+    app[keys.TAIL] = admin.EventTail()
+    app[keys.WORKERS] = {}
+    app[keys.SHUTTING_DOWN] = [False]
+
+    transformers = {d.id: registry.make_transformer(d) for d in config.destinations}
+    for source in config.sources:
+        ingestor = registry.make_ingestor(source)
+        add_source_routes(
+            app, source, ingestor, app[keys.QUEUE], app[keys.METRICS], [app[keys.TAIL]]
+        )
+    app.router.add_routes(health.routes())
+    app.router.add_routes(metrics.routes())
+    app.router.add_routes(admin.routes())
+
+    app.cleanup_ctx.append(_queue_context)
+    app.cleanup_ctx.append(_http_context)
+    app.cleanup_ctx.append(_workers_context(transformers, deliver, idle_poll))
+    app.on_shutdown.append(_mark_shutting_down)
+    return app
+
+
+async def _mark_shutting_down(app: web.Application) -> None:
+    app[keys.SHUTTING_DOWN][0] = True
+
+
+async def _queue_context(app: web.Application) -> AsyncIterator[None]:
+    # Every process registers the destinations, the ingest-only ones too: whichever starts
+    # first does it before it accepts anything, so a new destination's start ("the current end
+    # of the queue") never skips events another process accepted meanwhile. Registering
+    # hands nothing out: only fetch does, and only delivering processes fetch.
+    queue = app[keys.QUEUE]
+    await queue.open([d.id for d in app[keys.CONFIG].destinations])
+    log.info("queue open", extra=queue.info())
+    yield
+    await queue.close()
+
+
+async def _http_context(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=64, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+    app[keys.HTTP] = session
+    yield
+    await session.close()
+
+
+def _workers_context(transformers: dict[str, Transformer], deliver: bool, idle_poll: float | None):
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        config = app[keys.CONFIG]
+        registry = app[keys.REGISTRY]
+        workers = app[keys.WORKERS]
+        extra = {} if idle_poll is None else {"idle_poll": idle_poll}
+        for destination in config.destinations:
+            deliverer = registry.make_deliverer(destination, app[keys.HTTP])
+            workers[destination.id] = DestinationWorker(
+                destination,
+                transformers[destination.id],
+                deliverer,
+                app[keys.QUEUE],
+                app[keys.METRICS],
+                **extra,
+            )
+        if deliver:
+            for worker in workers.values():
+                await worker.start()
+        yield
+        timeout = config.server.shutdown_timeout
+        for worker in workers.values():
+            await worker.stop(timeout)
+        for worker in workers.values():
+            await worker.deliverer.close()
+
+    return context
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:8088"`` → ``("127.0.0.1", 8088)``; ``"[::1]:8088"`` works too."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def delivers(config: Config, worker_index: int) -> bool:
+    """Whether process ``worker_index`` of ``crossdock run --workers N`` delivers.
+
+    ``nats``: every process (the server hands each message to one consumer at a time).
+    ``sqlite``: only process 0. Its delivery progress lives in the process (in-flight events,
+    the durable position, garbage collection), so two delivering processes on one file would
+    hand out the same events twice; the others only ingest into the same file (WAL and a busy
+    timeout make concurrent writers safe) and their admin DLQ changes go through the file,
+    where process 0 picks them up like changes made by ``crossdock dlq``.
+    """
+    return config.queue.backend == "nats" or worker_index == 0
+
+
+SQLITE_SHARED_IDLE_POLL = 0.1
+"""Idle poll of the delivering process when other processes append to the same SQLite file
+(their appends do not wake it)."""
+
+
+def run_app(
+    config: Config,
+    registry: Registry,
+    *,
+    sock: socket.socket | None = None,
+    worker_index: int = 0,
+    workers: int = 1,
+) -> None:
+    """Run the daemon until SIGTERM/SIGINT, then shut down gracefully.
+
+    On a signal: stop accepting connections, let in-flight requests finish (up to
+    ``server.shutdown_timeout``), stop the workers (in-flight batches finish, the rest stays
+    queued), close the queue, exit 0. With ``workers > 1`` this is one of N processes sharing
+    the port (``SO_REUSEPORT``: the kernel spreads connections over them).
+    """
+    from crossdock.logs import setup_logging
+
+    setup_logging(config.log.level, config.log.format, config.secrets())
+    host, port = split_listen(config.server.listen)
+    deliver = delivers(config, worker_index)
+    idle_poll = None
+    if workers > 1 and config.queue.backend == "sqlite":
+        idle_poll = SQLITE_SHARED_IDLE_POLL
+    app = make_app(config, registry, deliver=deliver, idle_poll=idle_poll)
+    log.info(
+        "crossdock starting",
+        extra={"listen": config.server.listen, "sources": len(config.sources),
+               "destinations": len(config.destinations), "worker": worker_index,
+               "workers": workers, "delivers": deliver},
+    )  # fmt: skip
+    web.run_app(
+        app,
+        host=None if sock else host,
+        port=None if sock else port,
+        sock=sock,
+        reuse_port=True if workers > 1 and sock is None else None,
+        shutdown_timeout=config.server.shutdown_timeout,
+        access_log=None,
+        print=lambda message: log.info(message.strip()),
+        handle_signals=True,
+    )
+    log.info("crossdock stopped")
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGTERM when the supervisor dies (even by SIGKILL)."""
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_workers(config: Config, config_path: str, workers: int) -> int:
+    """``crossdock run --workers N``: start N ``crossdock run`` processes sharing the port and
+    the queue, restart one that dies, and stop them all on SIGTERM/SIGINT. Returns the exit
+    code (1 when a process fails right at start-up, e.g. the port is taken)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from crossdock.logs import setup_logging
+
+    setup_logging(config.log.level, config.log.format, config.secrets())
+    children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+    stopping = False
+
+    def spawn(index: int) -> None:
+        argv = [sys.executable, "-m", "crossdock", "run", "-c", config_path,
+                "--workers", str(workers), "--worker-index", str(index)]  # fmt: skip
+        children[index] = (
+            subprocess.Popen(argv, preexec_fn=_die_with_parent),
+            time.monotonic(),
+        )
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for process, _ in children.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("crossdock supervisor starting", extra={"workers": workers})
+    for index in range(workers):
+        spawn(index)
+    code = 0
+    while not stopping:
+        for index, (process, started) in list(children.items()):
+            status = process.poll()
+            if status is None or stopping:
+                continue
+            # Exiting by itself right after start (status > 0: bad config, port taken, queue
+            # unreachable) would only fail again; a signal (status < 0) is a crash: restart.
+            if time.monotonic() - started < 5.0 and status > 0:
+                log.error(
+                    "worker process failed at start-up; stopping",
+                    extra={"worker": index, "exit_code": status},
+                )
+                on_signal(signal.SIGTERM, None)
+                code = 1
+                break
+            log.warning(
+                "worker process exited; restarting it", extra={"worker": index, "exit_code": status}
+            )
+            spawn(index)
+        time.sleep(0.2)
+    deadline = time.monotonic() + config.server.shutdown_timeout + 15
+    for process, _ in children.values():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    log.info("crossdock supervisor stopped")
+    return code
