@@ -23,6 +23,7 @@ bytes limits respected.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -246,4 +247,16 @@ def destination_contract_tests(
     DestinationContract.__name__ = (
         f"DestinationContract_{name or getattr(plugin, '__name__', 'plugin')}"
     )
+    _mark_async_tests(DestinationContract)
     return DestinationContract
+
+
+def _mark_async_tests(cls: type) -> None:
+    """Mark every coroutine test of ``cls`` for pytest-asyncio, with a function-scoped loop.
+
+    The marks make the suite run in a plugin's own repository whatever its ``asyncio_mode``
+    (strict, the default, needs them; auto accepts them), so an author sets nothing.
+    """
+    for attr, value in list(vars(cls).items()):
+        if attr.startswith("test_") and inspect.iscoroutinefunction(value):
+            setattr(cls, attr, pytest.mark.asyncio(loop_scope="function")(value))

@@ -45,8 +45,8 @@ except ImportError:  # pragma: no cover - the async fixtures need pytest-asyncio
     pytest_asyncio = None
 
 if pytest_asyncio is not None:
-
-    @pytest_asyncio.fixture
+    # An explicit loop scope: right in strict and auto mode, whatever the project's default.
+    @pytest_asyncio.fixture(loop_scope="function")
     async def crossdock_fake_vendor() -> AsyncIterator[FakeVendor]:
         """A running :class:`~crossdock.testing.fakes.FakeVendor` on 127.0.0.1."""
         from crossdock.testing.fakes import FakeVendor
