@@ -457,7 +457,7 @@ def test_strict_scalars():
         flag: bool
 
     with pytest.raises(Exception) as info:  # noqa: PT011 (cattrs' exception group)
-        structure({"name": 5, "count": "5", "ratio": "1.0", "flag": 1}, S)
+        structure({"name": True, "count": "5", "ratio": "1.0", "flag": 1}, S)
     assert render_errors(info.value, "s") == [
         "s.count: expected an integer",
         "s.flag: expected true or false",
@@ -519,3 +519,130 @@ def test_plugin_validator_messages_are_shown_but_never_for_secrets():
     with pytest.raises(Exception) as info:  # noqa: PT011 (cattrs' exception group)
         structure({"origin": "shop.example.com", "key": "abc"}, S)
     assert render_errors(info.value, "d") == ["d.key: invalid value"]  # never the secret's words
+
+
+def test_validators_unknown_and_missing_keys_all_at_once():
+    import attrs
+
+    def domain(instance, attribute, value):
+        if "/" in value:
+            raise ValueError(f"'{attribute.name}' must be a domain, not a URL with a path")
+
+    def even(instance, attribute, value):
+        if value % 2:
+            raise ValueError("must be even")  # no quoted field name: the field is still known
+
+    @attrs.frozen
+    class S:
+        origin: str = attrs.field(validator=domain)
+        count: int = attrs.field(validator=even)
+        kind: str = attrs.field(default="a", validator=attrs.validators.in_(["a", "b"]))
+        keys: list[str] = attrs.field(factory=list, validator=attrs.validators.min_len(1))
+        key: crossdock.Secret = attrs.field(default=None)
+        partner: str = ""
+
+    with pytest.raises(Exception) as info:  # noqa: PT011 (cattrs' exception group)
+        structure({"origin": "x.example/p", "count": 3, "kind": "z", "keys": [], "bogus": 1}, S)
+    assert render_errors(info.value, "d") == [
+        "d.bogus: unknown key",
+        "d.count: must be even",
+        "d.keys: must have at least 1 item(s)",
+        "d.kind: must be one of a, b",
+        "d.origin: must be a domain, not a URL with a path",
+    ]
+    with pytest.raises(Exception) as info:  # noqa: PT011
+        structure({"count": 3, "partner": []}, S)
+    assert render_errors(info.value, "d") == [
+        "d.count: must be even",
+        "d.origin: missing",
+        "d.partner: expected a string",
+    ]
+
+
+def test_every_settings_problem_at_once_through_the_config(registry):
+    import attrs
+
+    def no_path(instance, attribute, value):
+        if "/" in value:
+            raise ValueError(f"'{attribute.name}' must be a domain")
+
+    def long_secret(instance, attribute, value):
+        if len(value.reveal()) < 30:
+            raise ValueError(f"'{attribute.name}' is too short: {value.reveal()}")
+
+    @attrs.frozen
+    class Strict:
+        origin: str = attrs.field(validator=no_path)
+        partner: str = attrs.field(validator=attrs.validators.min_len(3))
+        token: crossdock.Secret = attrs.field(validator=long_secret)
+
+    @crossdock.hookimpl
+    def crossdock_destination_types():
+        return [crossdock.DestinationType("strict", Strict, "test")]
+
+    plugin = types.SimpleNamespace(
+        crossdock_destination_types=crossdock_destination_types, __name__="strict_plugin"
+    )
+    reg = load_registry(entrypoints=False, extra_plugins=[("strict", plugin)])
+    text = """
+[[destinations]]
+id = "s"
+plugin = "strict"
+[destinations.settings]
+origin = "a.example/x"
+partner = "ab"
+token = "short-secret"
+colour = "red"
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, reg, {})
+    assert info.value.problems == [
+        "destinations[0].settings.colour: unknown key",
+        "destinations[0].settings.origin: must be a domain",
+        "destinations[0].settings.partner: must have at least 3 item(s)",
+        "destinations[0].settings.token: invalid value",
+    ]
+    assert "short-secret" not in str(info.value.problems)
+
+
+def test_numbers_become_strings_where_the_settings_say_str_but_never_secrets_or_bools():
+    import attrs
+
+    def digits(value: str) -> str:
+        if not value.isdigit():
+            raise ValueError("'project_id' must be digits")
+        return value
+
+    @attrs.frozen
+    class S:
+        project_id: str = attrs.field(converter=digits)
+        ratio_text: str = "1"
+        tags: list[str] = attrs.field(factory=list)
+        maybe: str | None = None
+        key: crossdock.Secret | None = None
+        flag_text: str = ""
+
+    s = structure({"project_id": 123456, "ratio_text": 2.5, "tags": [7, "x"], "maybe": 9}, S)
+    assert (s.project_id, s.ratio_text, s.tags, s.maybe) == ("123456", "2.5", ["7", "x"], "9")
+    with pytest.raises(Exception) as info:  # noqa: PT011
+        structure({"project_id": 12.5, "key": 1234, "flag_text": True}, S)
+    assert render_errors(info.value, "d") == [
+        "d.flag_text: expected a string",
+        "d.key: expected a string",
+        "d.project_id: must be digits",  # the author's converter ran on "12.5"
+    ]
+
+
+def test_a_secret_fields_converter_and_validator_words_are_never_shown():
+    import attrs
+
+    def strip(value: crossdock.Secret) -> crossdock.Secret:
+        raise ValueError(f"'key' cannot be {value.reveal()}")
+
+    @attrs.frozen
+    class S:
+        key: crossdock.Secret = attrs.field(converter=strip)
+
+    with pytest.raises(Exception) as info:  # noqa: PT011
+        structure({"key": SECRET}, S)
+    assert render_errors(info.value, "d") == ["d.key: invalid value"]

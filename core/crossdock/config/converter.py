@@ -15,7 +15,15 @@ Types with special structuring, for settings classes:
   lose every trailing ``/`` so plugins can append paths;
 - :data:`Listen`: ``host:port``;
 - ``Literal[...]`` fields answer ``must be one of a, b``;
-- ``str``, ``int``, ``float`` and ``bool`` are strict (no ``"5"`` → ``5``, no ``1`` → ``"1"``).
+- ``int``, ``float`` and ``bool`` are strict (no ``"5"`` → ``5``, no ``1`` → ``true``);
+- ``str`` also takes a TOML integer or float, written as Python writes it (``project_id =
+  123456`` → ``"123456"``), before the settings class's own converter runs; never a boolean.
+  :class:`~crossdock.Secret` does not: a credential is quoted (``${VAR}``), and a bare number
+  would silently lose leading zeros (``pin = 007``).
+
+Every attrs class is structured field by field (:class:`_AttrsStructurer`): unknown keys,
+missing keys, type errors and the class's own converters and validators are reported together,
+each with its field path; a validator's message is shown except on a ``Secret`` field.
 """
 
 from __future__ import annotations
@@ -39,7 +47,6 @@ from cattrs.errors import (
     IterableValidationError,
     IterableValidationNote,
 )
-from cattrs.gen import make_dict_structure_fn, override
 
 from crossdock.secrets import Secret
 from crossdock.types import DeliverySettings
@@ -130,6 +137,9 @@ def _listen(value: object) -> str:
 
 def _strict(kind: type, name: str) -> Callable[[object, type], Any]:
     def hook(value: object, _: type) -> Any:
+        if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
+            # TOML ids are often written bare (project_id = 123456); the settings say string
+            return str(value)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
@@ -218,18 +228,145 @@ def _attrs_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[Any, ty
         # unresolvable annotations: structure as declared
         with contextlib.suppress(Exception):
             attrs.resolve_types(cl)
-        overrides: dict[str, Any] = {}
+        hooks: dict[str, Callable[[Any, Any], Any]] = {}
         for a in attrs.fields(cl):
             if _is_url_field(a):
                 strip = a.name.endswith("base_url")
-                hook = _optional(lambda v, _t, s=strip: _url(v, strip_slash=s), a.type)
-                overrides[a.name] = override(struct_hook=hook)
+                hooks[a.name] = _optional(lambda v, _t, s=strip: _url(v, strip_slash=s), a.type)
         if cl is DeliverySettings:
             for name in ("max_age", "timeout"):
-                overrides[name] = override(struct_hook=lambda v, _t: parse_duration(v))
-        return make_dict_structure_fn(cl, conv, **overrides)
+                hooks[name] = lambda v, _t: parse_duration(v)
+        return _AttrsStructurer(cl, conv, hooks)
 
     return factory
+
+
+class _ValidatorNote(str):
+    """Marks an exception raised by a field's own validator or converter (field name known)."""
+
+    name: str
+
+    def __new__(cls, name: str) -> _ValidatorNote:
+        note = super().__new__(cls, f"Validating attribute {name!r}")
+        note.name = name
+        return note
+
+
+class _AttrsStructurer:
+    """Structures one attrs class and reports every problem at once.
+
+    cattrs stops at the class: an attrs validator runs only in ``__init__``, so validators were
+    reached only when every field structured, and then one at a time. Here each field is
+    structured by its type (a failure noted with the field), then the author's converter and
+    validators run field by field on a partly built instance, so unknown keys, missing keys,
+    type errors and validator messages all come back together. Only a clean input is handed to
+    the class itself (which runs the validators again and ``__attrs_post_init__``).
+    """
+
+    def __init__(
+        self, cl: type, conv: cattrs.Converter, hooks: dict[str, Callable[[Any, Any], Any]]
+    ) -> None:
+        self.cl = cl
+        self.conv = conv
+        self.hooks = hooks
+        self.fields = [a for a in attrs.fields(cl) if a.init]
+
+    def __call__(self, data: Any, _: type) -> Any:
+        if not isinstance(data, Mapping):
+            msg = "expected a table"
+            raise Invalid(msg)
+        errors: list[Exception] = []
+        known = {a.name for a in self.fields}
+        extra = {str(k) for k in data if k not in known}
+        if extra:
+            errors.append(ForbiddenExtraKeysError(None, self.cl, extra))
+        values: dict[str, Any] = {}
+        for a in self.fields:
+            if a.name not in data:
+                if a.default is attrs.NOTHING:
+                    note = AttributeValidationNote(f"Required field {a.name!r}", a.name, a.type)
+                    errors.append(_noted(KeyError(a.name), note))
+                continue
+            try:
+                values[a.name] = self._structure_field(a, data[a.name])
+            except Exception as exc:
+                note = AttributeValidationNote(f"Structuring field {a.name!r}", a.name, a.type)
+                errors.append(_noted(exc, note))
+        errors += self._validate(values)
+        if errors:
+            msg = f"While structuring {self.cl.__name__}"
+            raise ClassValidationError(msg, errors, self.cl)
+        try:
+            return self.cl(**{a.alias: values[a.name] for a in self.fields if a.name in values})
+        except Exception as exc:
+            msg = f"While structuring {self.cl.__name__}"
+            raise ClassValidationError(msg, [exc], self.cl) from None
+
+    def _structure_field(self, a: attrs.Attribute[Any], value: Any) -> Any:
+        hook = self.hooks.get(a.name)
+        if hook is not None:
+            return hook(value, a.type)
+        if a.type is None:
+            return value
+        return self.conv.structure(value, a.type)
+
+    def _validate(self, values: dict[str, Any]) -> list[Exception]:
+        """Run each structured field's converter and validator; their errors, field by field."""
+        instance = object.__new__(self.cl)
+        for a in self.fields:
+            if a.name in values:
+                continue
+            with contextlib.suppress(Exception):
+                object.__setattr__(instance, a.name, _default(a, instance))
+        converted: dict[str, bool] = {}
+        errors: list[Exception] = []
+        for a in self.fields:
+            if a.name not in values:
+                continue
+            try:
+                if a.converter is not None:
+                    values[a.name] = _convert(a, values[a.name], instance)
+                object.__setattr__(instance, a.name, values[a.name])
+                converted[a.name] = True
+            except Exception as exc:
+                errors.append(_noted(exc, _ValidatorNote(a.name)))
+        if not attrs.validators.get_disabled():
+            for a in self.fields:
+                if a.validator is None or not converted.get(a.name):
+                    continue
+                try:
+                    a.validator(instance, a, values[a.name])
+                except AttributeError:
+                    pass  # it reads a field that failed; the class itself will run it later
+                except Exception as exc:
+                    errors.append(_noted(exc, _ValidatorNote(a.name)))
+        return errors
+
+
+def _noted(exc: Exception, note: str) -> Exception:
+    exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
+    return exc
+
+
+def _default(a: attrs.Attribute[Any], instance: Any) -> Any:
+    default = a.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        return default.factory(instance) if default.takes_self else default.factory()
+    if default is attrs.NOTHING:
+        raise AttributeError(a.name)
+    return default
+
+
+def _convert(a: attrs.Attribute[Any], value: Any, instance: Any) -> Any:
+    converter = a.converter
+    if isinstance(converter, attrs.Converter):
+        args: list[Any] = [value]
+        if converter.takes_self:
+            args.append(instance)
+        if converter.takes_field:
+            args.append(a)
+        return converter.converter(*args)  # type: ignore[misc]
+    return converter(value)  # type: ignore[misc]
 
 
 def _optional(hook: Callable[[Any, Any], Any], annotation: Any) -> Callable[[Any, Any], Any]:
@@ -300,7 +437,9 @@ def _walk(exc: BaseException, path: str) -> list[str]:
     if isinstance(exc, IterableValidationError | ClassValidationError):
         for sub in exc.exceptions:
             note = _note(sub)
-            if isinstance(note, AttributeValidationNote):
+            if isinstance(note, _ValidatorNote) and isinstance(exc, ClassValidationError):
+                out.append(_field_error(sub, exc.cl, path, note.name))
+            elif isinstance(note, AttributeValidationNote):
                 out.extend(_walk(sub, join_path(path, note.name)))
             elif isinstance(note, IterableValidationNote):
                 out.extend(_walk(sub, join_path(path, note.index)))
@@ -338,16 +477,32 @@ def _constructor_error(exc: BaseException, cl: type, path: str) -> list[str]:
     field_name = next((m for m in _QUOTED.findall(text) if m in names), None)
     if field_name is None:
         return [f"{path}: {_message(exc)}"]
+    return [_field_error(exc, cl, path, field_name)]
+
+
+def _field_error(exc: BaseException, cl: type, path: str, field_name: str) -> str:
+    """``path.field: message`` for an error of one field's own validator or converter.
+
+    attrs' built-in validators get fixed wordings (never the value); a plugin's own message is
+    shown without the quoted field name it starts with, except for a secret field, whose
+    validator might quote the secret.
+    """
+    where = join_path(path, field_name)
+    if isinstance(exc, Invalid):
+        return f"{where}: {exc}"
+    if isinstance(exc, ValueError | TypeError) and len(exc.args) == 4:
+        return f"{where}: {_validator_message(exc)}"
+    text = str(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else ""
     message = "invalid value"
     if length := _LENGTH.match(text):
         bound = "at least" if length.group(1) == ">=" else "at most"
         message = f"must have {bound} {length.group(2)} item(s)"
-    elif not _is_secret_field(cl, field_name):
+    elif text and not _is_secret_field(cl, field_name):
         # A plugin validator's own words ("'origin' must be a domain, not a URL with a path");
         # the plugin guide asks validators never to put the value in the message.
         own = text.removeprefix(f"'{field_name}'").strip(" :")
         message = own[:200] or message
-    return [f"{join_path(path, field_name)}: {message}"]
+    return f"{where}: {message}"
 
 
 def _is_secret_field(cl: type, name: str) -> bool:
@@ -357,7 +512,7 @@ def _is_secret_field(cl: type, name: str) -> bool:
 
 def _note(exc: BaseException) -> object:
     for note in getattr(exc, "__notes__", ()):
-        if isinstance(note, AttributeValidationNote | IterableValidationNote):
+        if isinstance(note, _ValidatorNote | AttributeValidationNote | IterableValidationNote):
             return note
     return None
 

@@ -45,7 +45,7 @@ def test_base_url_loses_its_trailing_slash() -> None:
             "settings.user_id_field: must be a valid JMESPath",
         ),
         ({"api_key": "k", "user_id_field": ""}, "settings.user_id_field: must not be empty"),
-        ({"api_key": "k", "anonymous_id_field": 3}, "settings.anonymous_id_field: expected a"),
+        ({"api_key": "k", "anonymous_id_field": True}, "settings.anonymous_id_field: expected a"),
         ({"api_key": "k", "apikey": "k"}, "settings.apikey: unknown key"),
     ],
 )
