@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from crossdock.deliver.answers import error_message, json_array, mask_body, outcomes_by_index
 from crossdock.deliver.http import (
     outcome_for_error,
     outcome_for_status,
@@ -21,6 +22,7 @@ from crossdock.secrets import Secret
 from crossdock.types import (
     DELIVERED,
     BatchItem,
+    BatchRejected,
     CredentialsRejected,
     Delivered,
     Deliverer,
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DELIVERED",
     "BatchItem",
+    "BatchRejected",
     "CompiledMapping",
     "ConfigError",
     "CredentialsRejected",
@@ -83,12 +86,16 @@ __all__ = [
     "__version__",
     "compile_expression",
     "compile_mapping",
+    "error_message",
     "hookimpl",
+    "json_array",
     "load_mapping",
     "load_mapping_file",
+    "mask_body",
     "merge_mapping",
     "outcome_for_error",
     "outcome_for_status",
+    "outcomes_by_index",
     "parse_retry_after",
     "register_function",
     "send_http",

@@ -247,7 +247,24 @@ class CredentialsRejected:
     status: int | None = None
 
 
-Outcome = Delivered | RetryLater | Rejected | CredentialsRejected
+@frozen
+class BatchRejected:
+    """The vendor refused the request this event was in without naming the bad events.
+
+    The core isolates them: it resends the items of the request answered ``BatchRejected`` (in
+    halves when the whole request was, together when only some were, e.g. the batch-mates of the
+    events a vendor named), through the destination's rate limiter and concurrency, until each
+    refused event is alone; a lone refused event is dead-lettered like :class:`Rejected` with
+    ``reason``, ``status`` and ``body`` (masked, cut to 4 KB). Write ``reason`` as the reason the
+    event would get alone.
+    """
+
+    reason: str
+    status: int | None = None
+    body: str | None = None
+
+
+Outcome = Delivered | RetryLater | Rejected | CredentialsRejected | BatchRejected
 
 
 @runtime_checkable
@@ -255,7 +272,14 @@ class Deliverer(Protocol):
     """Sends batches to a vendor; returned by ``crossdock_make_deliverer``."""
 
     async def deliver(self, batch: Sequence[BatchItem]) -> Sequence[Outcome]:
-        """Send ``batch`` and return one outcome per item, in order."""
+        """Send ``batch`` (never empty) and return one outcome per item, in order.
+
+        Send ONE request per call (or one per item, declared by ``request_cost``): to isolate
+        events when the vendor refuses a request without naming them, answer
+        :class:`BatchRejected` for its items and the core splits and resends; when it names
+        them, map its per-index failures with :func:`crossdock.outcomes_by_index`. Never resend
+        inside ``deliver``: extra requests would bypass the destination's rate limit.
+        """
         ...
 
     async def close(self) -> None:

@@ -4,6 +4,11 @@ One :class:`DestinationWorker` per configured destination. Each has its own queu
 batching, concurrency slots, token bucket and retry schedule, so a slow or failing destination
 only ever waits on itself.
 
+The worker orchestrates; each job has its module: :mod:`.batching` (caps), :mod:`.sending`
+(rate limit, concurrency, the deliver contract, isolating refused events; shared with
+``crossdock backfill``), :mod:`.settle` (the retry and dead-letter rule), :mod:`.ordering`
+(per-user holds) and :mod:`.pause` (credentials refused).
+
 The hot path is per batch, not per event: one ``queue.fetch`` per batch (more only when a batch
 fills slowly), the transformer called directly (no pluggy), each payload serialized once with
 orjson into a :class:`~crossdock.BatchItem`, one ``deliver`` call and one ``queue.settle`` per
@@ -23,6 +28,8 @@ from typing import Any
 import orjson
 from attrs import define, field
 
+from crossdock.deliver.batching import SEPARATOR_BYTES, BatchCaps
+from crossdock.deliver.ordering import UserOrder, hold_key
 from crossdock.deliver.outcomes import (
     BODY_LIMIT,
     clean_text,
@@ -31,6 +38,9 @@ from crossdock.deliver.outcomes import (
     secrets_of,
 )
 from crossdock.deliver.pacing import PAUSE_BACKOFF, RETRY_BACKOFF, Backoff, RateLimiter
+from crossdock.deliver.pause import PauseState
+from crossdock.deliver.sending import Sender, call_deliverer
+from crossdock.deliver.settle import RetryRule, Settlement
 from crossdock.metrics import Metrics
 from crossdock.queue import DeadLetter, Queue, QueuedEvent, Retry
 from crossdock.types import (
@@ -56,24 +66,6 @@ IDLE_POLL = 1.0
 STATS_INTERVAL = 5.0
 """Seconds between refreshes of the queue gauges."""
 
-SEPARATOR_BYTES = 1
-"""Bytes counted per item on top of its payload (the comma or newline between items)."""
-
-UNKNOWN_HOLD_DUE = 5.0
-"""Seconds a held event waits when its blocker's schedule is unknown (seeded after a restart)."""
-
-
-@define(slots=True)
-class _Settlement:
-    """Outcomes waiting for one ``queue.settle`` call."""
-
-    done: list[int] = field(factory=list)
-    retries: list[Retry] = field(factory=list)
-    dead: list[DeadLetter] = field(factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.done or self.retries or self.dead)
-
 
 @define(slots=True)
 class _Batch:
@@ -82,7 +74,7 @@ class _Batch:
 
     items: list[BatchItem]
     queued: list[QueuedEvent]
-    extra: _Settlement
+    extra: Settlement
     probe: bool = False
 
 
@@ -94,16 +86,20 @@ class DestinationWorker:
     finish for up to ``timeout`` seconds, then cancels them (whatever was not settled stays in
     the queue and comes again). The caller closes :attr:`deliverer`.
 
+    Requests go through the destination's :class:`~.sending.Sender`: ``concurrency`` slots, the
+    rate limit counting ``request_cost``, and the isolation of events answered
+    :class:`~crossdock.BatchRejected` (resent in halves until each refused event is alone).
+
     Outcomes (settled per event, one ``queue.settle`` per batch):
 
     - :class:`~crossdock.Delivered` → done.
-    - :class:`~crossdock.Rejected` → dead letter with the vendor's status and body (cut to 4 KB,
-      secrets masked).
+    - :class:`~crossdock.Rejected` (and a lone :class:`~crossdock.BatchRejected`) → dead letter
+      with the vendor's status and body (cut to 4 KB, secrets masked).
     - :class:`~crossdock.RetryLater`, an exception from ``deliver`` (whole batch), a timeout
       (``delivery.timeout``) or a wrong number of outcomes (a plugin bug) → retry at
       ``now + max(after, backoff)``, backoff ``1 s·2ⁿ`` with full jitter capped at 10 min, unless
       *both* ``attempts >= max_attempts`` and ``now - first_attempt_at >= max_age``: then dead
-      letter with the last reason.
+      letter with the last reason (:class:`~.settle.RetryRule`).
     - :class:`~crossdock.CredentialsRejected` → the destination pauses: its events go back to the
       queue unchanged (attempts not counted, due after the probe delay), fetching stops, and
       after 5 s, 10 s, ... (cap 5 min) one batch is sent as a probe; the destination resumes
@@ -138,28 +134,20 @@ class DestinationWorker:
     # Derived settings (computed once).
     _id: str = field(init=False)
     _labels: tuple[str, ...] = field(init=False)
-    _count_limit: int = field(init=False)
-    _bytes_limit: int = field(init=False)
-    _event_limit: int | None = field(init=False)
+    _caps: BatchCaps = field(init=False)
     _max_wait: float = field(init=False)
-    _concurrency: int = field(init=False)
-    _limiter: RateLimiter = field(init=False)
     _secrets: tuple[Any, ...] = field(init=False)
-    _per_user: bool = field(init=False)
+    _sender: Sender = field(init=False)
+    _rule: RetryRule = field(init=False)
+    _order: UserOrder | None = field(init=False)
+    _pause: PauseState = field(init=False)
 
     # Runtime state.
-    _slots: asyncio.Semaphore | None = field(init=False, default=None)
     _tasks: set[asyncio.Task[None]] = field(init=False, factory=set)
     _main: asyncio.Task[None] | None = field(init=False, default=None)
     _stats_task: asyncio.Task[None] | None = field(init=False, default=None)
     _stopping: bool = field(init=False, default=False)
     _carry: list[tuple[QueuedEvent, BatchItem]] = field(init=False, factory=list)
-    _waiting: dict[str, dict[int, float]] = field(init=False, factory=dict)
-    _seeded: dict[str, int] = field(init=False, factory=dict)
-    _paused: bool = field(init=False, default=False)
-    _pause_reason: str | None = field(init=False, default=None)
-    _pause_count: int = field(init=False, default=0)
-    _probe_at: float = field(init=False, default=0.0)
     _in_flight_events: int = field(init=False, default=0)
     _last_error: str | None = field(init=False, default=None)
     _last_success_at: float | None = field(init=False, default=None)
@@ -167,22 +155,16 @@ class DestinationWorker:
 
     def __attrs_post_init__(self) -> None:
         dest = self.destination
-        limits = dest.limits
-        delivery = dest.delivery
         self._id = dest.id
         self._labels = (dest.id,)
-        count = delivery.batch_size or limits.max_batch_count
-        self._count_limit = max(1, min(count, limits.max_batch_count))
-        self._bytes_limit = max(
-            1, min(delivery.max_bytes or limits.max_batch_bytes, limits.max_batch_bytes)
-        )
-        self._event_limit = limits.max_event_bytes
-        self._max_wait = max(0.0, delivery.max_wait_ms / 1000.0)
-        self._concurrency = max(1, delivery.concurrency or limits.concurrency)
-        rate = delivery.rate_limit if delivery.rate_limit is not None else limits.rate_limit
-        self._limiter = RateLimiter(rate)
+        self._caps = BatchCaps.of(dest)
+        self._max_wait = max(0.0, dest.delivery.max_wait_ms / 1000.0)
         self._secrets = secrets_of(dest.settings)
-        self._per_user = delivery.ordering == "per_user"
+        self._sender = Sender.of(dest, self.deliverer, secrets=self._secrets, metrics=self.metrics)
+        self._rule = RetryRule.of(dest.delivery, self.retry_backoff)
+        per_user = dest.delivery.ordering == "per_user"
+        self._order = UserOrder(dest.delivery.max_held_per_user) if per_user else None
+        self._pause = PauseState(self.pause_backoff, self.rng)
         self._counts = {
             "delivered": 0,
             "retried": 0,
@@ -199,11 +181,8 @@ class DestinationWorker:
         if self._main is not None:
             return
         self._stopping = False
-        self._slots = asyncio.Semaphore(self._concurrency)
-        if self._per_user:
-            self._seeded = {
-                k: n for k, n in (await self.queue.held_keys(self._id)).items() if n > 0
-            }
+        if self._order is not None:
+            self._order.seed(await self.queue.held_keys(self._id))
         self.metrics.set("crossdock_destination_paused", self._labels, 0)
         self._main = asyncio.create_task(self._run(), name=f"crossdock-deliver-{self._id}")
         self._stats_task = asyncio.create_task(
@@ -245,14 +224,14 @@ class DestinationWorker:
             "id": self._id,
             "plugin": self.destination.plugin,
             "running": self._main is not None and not self._main.done(),
-            "paused": self._paused,
-            "pause_reason": self._pause_reason,
+            "paused": self._pause.paused,
+            "pause_reason": self._pause.reason,
             "in_flight": len(self._tasks),
             "in_flight_events": self._in_flight_events,
             "last_error": self._last_error,
             "last_success_at": self._last_success_at,
             "ordering": self.destination.delivery.ordering,
-            "held_users": len(self._waiting.keys() | self._seeded.keys()),
+            "held_users": self._order.held_users if self._order is not None else 0,
             **self._counts,
         }
 
@@ -264,23 +243,23 @@ class DestinationWorker:
     # Main loop
 
     async def _run(self) -> None:
-        assert self._slots is not None
+        slots = self._sender.slots
         while not self._stopping:
             try:
-                if self._paused:
+                if self._pause.paused:
                     await self._probe()
                     continue
-                await self._slots.acquire()
+                await slots.acquire()
                 try:
                     batch = await self._form_batch(wait=True)
                 except BaseException:
-                    self._slots.release()
+                    slots.release()
                     raise
                 if batch is None:
-                    self._slots.release()
+                    slots.release()
                     continue
-                if self._paused:  # paused while this batch was being formed
-                    self._slots.release()
+                if self._pause.paused:  # paused while this batch was being formed
+                    slots.release()
                     await self._put_back(batch)
                     continue
                 self._launch(batch)
@@ -299,7 +278,7 @@ class DestinationWorker:
 
     async def _probe(self) -> None:
         """While paused: sleep until the probe time, then send one batch and wait for it."""
-        delay = self._probe_at - time.monotonic()
+        delay = self._pause.probe_delay()
         if delay > 0:
             await asyncio.sleep(min(delay, self.idle_poll))
             return
@@ -312,8 +291,7 @@ class DestinationWorker:
             self._resume()
             return
         batch.probe = True
-        assert self._slots is not None
-        await self._slots.acquire()
+        await self._sender.slots.acquire()
         await asyncio.wait({self._launch(batch)})
 
     # ------------------------------------------------------------------------------------------
@@ -324,15 +302,15 @@ class DestinationWorker:
         first item, or (``wait=False``) the queue has nothing more right now."""
         queued: list[QueuedEvent] = []
         items: list[BatchItem] = []
-        extra = _Settlement()
+        extra = Settlement()
         size = 0
-        count_limit, bytes_limit = self._count_limit, self._bytes_limit
+        caps = self._caps
         # Items carried over from the last fetch (a batch closed on bytes) go first.
         carry, self._carry = self._carry, []
         full = False
         for i, (q, item) in enumerate(carry):
             cost = len(item.data) + SEPARATOR_BYTES
-            if items and (len(items) >= count_limit or size + cost > bytes_limit):
+            if caps.full(len(items), size, cost):
                 self._carry = carry[i:]
                 full = True
                 break
@@ -341,7 +319,7 @@ class DestinationWorker:
             size += cost
         deadline: float | None = None
         while not full:
-            room = count_limit - len(items)
+            room = caps.count - len(items)
             fetched = await self.queue.fetch(self._id, room, self.clock())
             if fetched:
                 size, full = self._prepare(fetched, queued, items, extra, size)
@@ -352,7 +330,7 @@ class DestinationWorker:
             if not items:
                 if extra:
                     await self._settle(extra)
-                    extra = _Settlement()
+                    extra = Settlement()
                 if not wait or self._stopping:
                     return None
                 if not fetched:
@@ -378,7 +356,7 @@ class DestinationWorker:
         fetched: list[QueuedEvent],
         queued: list[QueuedEvent],
         items: list[BatchItem],
-        extra: _Settlement,
+        extra: Settlement,
         size: int,
     ) -> tuple[int, bool]:
         """Route, hold, transform and serialize ``fetched`` into ``items``; returns the new byte
@@ -386,12 +364,8 @@ class DestinationWorker:
         sources = self.destination.sources
         transformer = self.transformer
         dumps = orjson.dumps
-        count_limit, bytes_limit, event_limit = (
-            self._count_limit,
-            self._bytes_limit,
-            self._event_limit,
-        )
-        per_user = self._per_user
+        caps = self._caps
+        order = self._order
         now = self.clock()
         filtered = dropped = 0
         # A transformer built on CompiledMapping tells a false ``where`` (filtered) from a
@@ -404,8 +378,11 @@ class DestinationWorker:
                 extra.done.append(q.seq)
                 filtered += 1
                 continue
-            if per_user and self._hold(q, extra, now):
-                continue
+            if order is not None:
+                held = order.hold(q, now)
+                if held is not None:
+                    extra.retries.append(held)
+                    continue
             try:
                 payload = transformer(event)
                 if payload is None:
@@ -420,12 +397,12 @@ class DestinationWorker:
                 reason = f"transform failed: {type(exc).__name__}: {exc}"
                 self._dead(extra, q, reason, "transform_failed")
                 continue
-            cost = len(data) + SEPARATOR_BYTES
-            if (event_limit is not None and len(data) > event_limit) or cost > self._vendor_bytes:
+            if caps.too_large(data):
                 self._dead(extra, q, f"too large: {len(data)} bytes", "too_large")
                 continue
             item = BatchItem(event, payload, data)
-            if full or (items and (len(items) >= count_limit or size + cost > bytes_limit)):
+            cost = len(data) + SEPARATOR_BYTES
+            if full or caps.full(len(items), size, cost):
                 full = True
                 self._carry.append((q, item))
                 continue
@@ -438,107 +415,20 @@ class DestinationWorker:
         if dropped:
             self.metrics.inc("crossdock_events_dropped_total", self._labels, dropped)
             self._counts["dropped"] += dropped
-        return size, full or len(items) >= count_limit
-
-    @property
-    def _vendor_bytes(self) -> int:
-        return self.destination.limits.max_batch_bytes
-
-    def _hold(self, q: QueuedEvent, extra: _Settlement, now: float) -> bool:
-        """Per-user ordering: take ``q`` out of its user's waiting set, and hold it if an earlier
-        event of that user still waits for retry (see the class docstring). True when held."""
-        key = _hold_key(q.event)
-        if key is None:
-            return False
-        waiting = self._waiting.get(key)
-        seeded = self._seeded.get(key, 0)
-        from_retry = q.first_attempt_at is not None
-        if waiting is not None and q.seq in waiting:
-            del waiting[q.seq]
-        elif from_retry and seeded:
-            seeded -= 1
-            self._set_seeded(key, seeded)
-        earlier_due: float | None = None
-        if waiting:
-            for seq, due in waiting.items():
-                if seq < q.seq and (earlier_due is None or due > earlier_due):
-                    earlier_due = due
-        elif waiting is not None:
-            del self._waiting[key]
-        blocked = earlier_due is not None or (seeded > 0 and not from_retry)
-        if not blocked:
-            return False
-        total = (len(waiting) if waiting else 0) + seeded
-        if total > self.destination.delivery.max_held_per_user:
-            return False
-        due = earlier_due if earlier_due is not None and earlier_due > now else now
-        if earlier_due is None:
-            due = now + UNKNOWN_HOLD_DUE
-        extra.retries.append(
-            Retry(
-                q.seq,
-                q.event,
-                next_at=due,
-                attempts=q.attempts,
-                first_attempt_at=q.first_attempt_at if from_retry else now,
-                reason="held: an earlier event of this user waits for retry",
-                hold_key=key,
-            )
-        )
-        self._mark_waiting(key, q.seq, due)
-        return True
-
-    def _mark_waiting(self, key: str, seq: int, due: float) -> None:
-        waiting = self._waiting.get(key)
-        if waiting is None:
-            waiting = self._waiting[key] = {}
-        waiting[seq] = due
-
-    def _set_seeded(self, key: str, count: int) -> None:
-        if count > 0:
-            self._seeded[key] = count
-        else:
-            self._seeded.pop(key, None)
+        return size, full or len(items) >= caps.count
 
     # ------------------------------------------------------------------------------------------
     # Sending and settling
 
     async def _send(self, batch: _Batch) -> None:
-        assert self._slots is not None
-        items = batch.items
-        n = len(items)
+        n = len(batch.items)
         self._in_flight_events += n
         try:
-            outcomes = await self._call_deliverer(items)
+            outcomes = await self._sender.send(batch.items)
             await self._settle_outcomes(batch, outcomes)
         finally:
             self._in_flight_events -= n
-            self._slots.release()
-
-    async def _call_deliverer(self, items: list[BatchItem]) -> Sequence[Outcome]:
-        cost = getattr(self.deliverer, "request_cost", None)
-        await self._limiter.acquire(float(cost(items)) if callable(cost) else 1.0)
-        started = time.monotonic()
-        outcomes, failure, detail = await call_deliverer(
-            self.deliverer, items, timeout=self.destination.delivery.timeout, secrets=self._secrets
-        )
-        if failure == "error":
-            log.warning(
-                "deliver raised; the batch will be retried",
-                extra={"destination": self._id, "error": detail, "events": len(items)},
-            )
-        elif failure == "plugin_error":
-            log.error(
-                "plugin bug: deliver returned the wrong number of outcomes; retrying the batch",
-                extra={"destination": self._id, "plugin": self.destination.plugin,
-                       "expected": len(items), "got": detail},
-            )  # fmt: skip
-        word = failure or _request_word(outcomes)
-        self.metrics.inc("crossdock_delivery_requests_total", (self._id, word))
-        self.metrics.observe(
-            "crossdock_delivery_duration_seconds", self._labels, time.monotonic() - started
-        )
-        return outcomes
+            self._sender.slots.release()
 
     async def _settle_outcomes(self, batch: _Batch, outcomes: Sequence[Outcome]) -> None:
         settlement = batch.extra
@@ -546,7 +436,7 @@ class DestinationWorker:
         delivered = 0
         credentials = next((o for o in outcomes if isinstance(o, CredentialsRejected)), None)
         if credentials is not None:
-            self._pause(credentials)  # first, so the events go back due at the probe time
+            self._pause_for(credentials)  # first, so the events go back due at the probe time
         # End-to-end latency from the time the queue stored the event; events of one group
         # commit share that time, so a batch has few distinct values to observe.
         stored_at: dict[float, int] = {}
@@ -595,28 +485,28 @@ class DestinationWorker:
             self._resume()
 
     def _retry(
-        self, settlement: _Settlement, q: QueuedEvent, outcome: RetryLater, now: float
+        self, settlement: Settlement, q: QueuedEvent, outcome: RetryLater, now: float
     ) -> None:
         attempts = q.attempts + 1
         first = q.first_attempt_at if q.first_attempt_at is not None else now
-        delivery = self.destination.delivery
         reason = clean_text(outcome.reason, self._secrets, 500) or "retry"
         self._last_error = reason
-        if attempts >= delivery.max_attempts and now - first >= delivery.max_age:
+        if self._rule.gives_up(attempts, first, now):
             self._dead(settlement, q, reason, "max_attempts", outcome.status, attempts=attempts)
             return
-        delay = max(outcome.after or 0.0, self.retry_backoff.delay(attempts, self.rng))
-        next_at = now + delay
-        key = _hold_key(q.event) if self._per_user else None
+        next_at = now + self._rule.delay(outcome, attempts, self.rng)
+        key = self._hold_key(q.event)
         settlement.retries.append(Retry(q.seq, q.event, next_at, attempts, first, reason, key))
-        if key is not None:
-            self._mark_waiting(key, q.seq, next_at)
         self.metrics.inc("crossdock_events_retried_total", (self._id, retry_reason(outcome)))
         self._counts["retried"] += 1
 
+    def _hold_key(self, event: Event) -> str | None:
+        """The event's hold key under per-user ordering (``None`` without ordering)."""
+        return hold_key(event) if self._order is not None else None
+
     def _dead(
         self,
-        settlement: _Settlement,
+        settlement: Settlement,
         q: QueuedEvent,
         reason: str,
         word: str,
@@ -639,14 +529,12 @@ class DestinationWorker:
                    "messageId": q.event.get("messageId")},
         )  # fmt: skip
 
-    def _put_back_one(self, settlement: _Settlement, q: QueuedEvent, now: float) -> None:
+    def _put_back_one(self, settlement: Settlement, q: QueuedEvent, now: float) -> None:
         """Return an event to the queue untouched (attempts unchanged) while paused."""
-        next_at = now + max(0.0, self._probe_at - time.monotonic())
-        key = _hold_key(q.event) if self._per_user else None
+        next_at = now + self._pause.probe_delay()
+        key = self._hold_key(q.event)
         first = q.first_attempt_at if q.first_attempt_at is not None else now
         settlement.retries.append(Retry(q.seq, q.event, next_at, q.attempts, first, "paused", key))
-        if key is not None:
-            self._mark_waiting(key, q.seq, next_at)
 
     async def _put_back(self, batch: _Batch) -> None:
         now = self.clock()
@@ -654,8 +542,15 @@ class DestinationWorker:
             self._put_back_one(batch.extra, q, now)
         await self._settle(batch.extra)
 
-    async def _settle(self, settlement: _Settlement) -> None:
-        """One ``queue.settle``; retried a few times, since losing it only means duplicates."""
+    async def _settle(self, settlement: Settlement) -> None:
+        """One ``queue.settle``; retried a few times, since losing it only means duplicates.
+
+        Retries of ordered users are remembered first, so later events of theirs are held.
+        """
+        if self._order is not None:
+            for retry in settlement.retries:
+                if retry.hold_key is not None:
+                    self._order.mark_waiting(retry.hold_key, retry.seq, retry.next_at)
         for attempt in range(3):
             try:
                 await self.queue.settle(
@@ -673,27 +568,19 @@ class DestinationWorker:
     # ------------------------------------------------------------------------------------------
     # Pause and resume
 
-    def _pause(self, outcome: CredentialsRejected) -> None:
-        self._pause_count += 1
-        delay = self.pause_backoff.delay(self._pause_count, self.rng)
-        self._probe_at = time.monotonic() + delay
+    def _pause_for(self, outcome: CredentialsRejected) -> None:
         reason = clean_text(outcome.reason, self._secrets, 500) or "credentials rejected"
-        if not self._paused:
+        if self._pause.pause(reason):
             log.warning(
                 "destination paused: credentials rejected",
                 extra={"destination": self._id, "reason": reason, "status": outcome.status},
             )
-        self._paused = True
-        self._pause_reason = reason
         self._last_error = reason
         self.metrics.set("crossdock_destination_paused", self._labels, 1)
 
     def _resume(self) -> None:
-        if self._paused:
+        if self._pause.resume():
             log.info("destination resumed", extra={"destination": self._id})
-        self._paused = False
-        self._pause_reason = None
-        self._pause_count = 0
         self.metrics.set("crossdock_destination_paused", self._labels, 0)
 
     # ------------------------------------------------------------------------------------------
@@ -717,30 +604,6 @@ class DestinationWorker:
             await asyncio.sleep(self.stats_interval)
 
 
-async def call_deliverer(
-    deliverer: Deliverer, items: Sequence[BatchItem], *, timeout: float, secrets: Sequence[Any]
-) -> tuple[Sequence[Outcome], str | None, str]:
-    """Call ``deliver`` under the hook's contract: one outcome per item, or retry-later for all.
-
-    Returns the outcomes, what went wrong (``None``, ``"timeout"``, ``"error"``: ``deliver``
-    raised, ``"plugin_error"``: the wrong number of outcomes) and a detail for the log (the
-    masked error text, or the number of outcomes received).
-    """
-    try:
-        async with asyncio.timeout(timeout):
-            outcomes = await deliverer.deliver(items)
-    except TimeoutError:
-        return [RetryLater(f"timeout after {timeout:g} s")] * len(items), "timeout", ""
-    except Exception as exc:
-        reason = clean_text(f"{type(exc).__name__}: {exc}", secrets, 500) or ""
-        return [RetryLater(reason)] * len(items), "error", reason
-    if not isinstance(outcomes, Sequence) or len(outcomes) != len(items):
-        got = len(outcomes) if isinstance(outcomes, Sequence) else type(outcomes).__name__
-        reason = f"plugin returned {got} outcomes for {len(items)} events"
-        return [RetryLater(reason)] * len(items), "plugin_error", str(got)
-    return outcomes, None, ""
-
-
 def _source_of(event: Event) -> Any:
     context = event.get("context")
     if isinstance(context, dict):
@@ -748,21 +611,3 @@ def _source_of(event: Event) -> Any:
         if isinstance(meta, dict):
             return meta.get("source")
     return None
-
-
-def _hold_key(event: Event) -> str | None:
-    key = event.get("userId") or event.get("anonymousId")
-    return key if isinstance(key, str) and key else None
-
-
-def _request_word(outcomes: Sequence[Outcome]) -> str:
-    """The request's outcome label: the worst outcome among the batch's."""
-    word = "delivered"
-    for outcome in outcomes:
-        if isinstance(outcome, CredentialsRejected):
-            return "credentials_rejected"
-        if isinstance(outcome, RetryLater):
-            word = "retry"
-        elif isinstance(outcome, Rejected) and word == "delivered":
-            word = "rejected"
-    return word

@@ -1,0 +1,90 @@
+"""Helpers every deliverer needs to build a request and read a vendor's answer.
+
+Public through :mod:`crossdock`: :func:`json_array` (a request body from the items' serialized
+payloads), :func:`error_message` (the vendor's message in a JSON error body), :func:`mask_body`
+(secrets masked in a response body before it becomes a reason) and :func:`outcomes_by_index`
+(a vendor's per-index failure list as one outcome per item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from crossdock.secrets import Secret
+from crossdock.types import DELIVERED, BatchItem, Outcome
+
+__all__ = ["error_message", "json_array", "mask_body", "outcomes_by_index"]
+
+MASK = "***"
+MESSAGE_LIMIT = 200
+"""Characters kept of a vendor's error message."""
+
+
+def json_array(items: Sequence[BatchItem]) -> bytes:
+    """``[data,data,...]``: a JSON array of the items' payloads, serialized once by the core."""
+    return b"[" + b",".join(item.data for item in items) + b"]"
+
+
+def error_message(
+    text: str,
+    keys: Sequence[str] = ("message", "error"),
+    *,
+    default: str = "no message",
+    limit: int = MESSAGE_LIMIT,
+) -> str:
+    """The vendor's message in an error body, cut to ``limit`` characters.
+
+    A JSON object gives the value of its first key in ``keys`` that is set (a string as is,
+    anything else as JSON); any other body gives its stripped text. ``default`` when empty.
+    """
+    try:
+        body: Any = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        for key in keys:
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value[:limit]
+            if value not in (None, "", [], {}) and not isinstance(value, str):
+                return orjson.dumps(value).decode()[:limit]
+    return text.strip()[:limit] or default
+
+
+def mask_body(text: str, secrets: Iterable[Secret | str], limit: int | None = None) -> str:
+    """``text`` with every secret (also URL-encoded, as echoed URLs carry it) replaced by
+    ``***``, cut to ``limit`` characters. Values shorter than 4 characters are not masked."""
+    for secret in secrets:
+        value = secret.reveal() if isinstance(secret, Secret) else secret
+        if not value or len(value) < 4:
+            continue
+        text = text.replace(value, MASK)
+        quoted = quote(value, safe="")
+        if quoted != value:
+            text = text.replace(quoted, MASK)
+    return text if limit is None else text[:limit]
+
+
+def outcomes_by_index(
+    count: int,
+    failures: Mapping[int, Outcome] | Iterable[tuple[int, Outcome]],
+    default: Outcome = DELIVERED,
+) -> list[Outcome]:
+    """One outcome per item of a request of ``count`` items, from the vendor's per-index
+    failures (``{index: outcome}`` or ``(index, outcome)`` pairs); the others get ``default``.
+
+    Indices outside ``0..count-1`` are ignored (a vendor's answer is not trusted to be in
+    range); when an index comes twice the first outcome wins.
+    """
+    pairs = failures.items() if isinstance(failures, Mapping) else failures
+    outcomes: list[Outcome] = [default] * count
+    seen: set[int] = set()
+    for index, outcome in pairs:
+        if isinstance(index, int) and 0 <= index < count and index not in seen:
+            seen.add(index)
+            outcomes[index] = outcome
+    return outcomes
