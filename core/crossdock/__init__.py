@@ -17,6 +17,9 @@ from crossdock.deliver.http import (
     send_http,
 )
 from crossdock.errors import ConfigError, CrossdockError, IngestError, MappingError, PluginError
+from crossdock.ingest.auth import basic_user, bearer_token, secret_in, signature_valid
+from crossdock.ingest.body import parse_json, read_body, too_large
+from crossdock.ingest.labels import IndexLabels
 from crossdock.plugins.hookspecs import hookimpl
 from crossdock.secrets import Secret
 from crossdock.types import (
@@ -68,6 +71,7 @@ __all__ = [
     "Destination",
     "DestinationType",
     "Event",
+    "IndexLabels",
     "IngestError",
     "IngestRoute",
     "Ingested",
@@ -84,6 +88,8 @@ __all__ = [
     "SourceType",
     "Transformer",
     "__version__",
+    "basic_user",
+    "bearer_token",
     "compile_expression",
     "compile_mapping",
     "error_message",
@@ -96,9 +102,14 @@ __all__ = [
     "outcome_for_error",
     "outcome_for_status",
     "outcomes_by_index",
+    "parse_json",
     "parse_retry_after",
+    "read_body",
     "register_function",
+    "secret_in",
     "send_http",
+    "signature_valid",
+    "too_large",
 ]
 
 _LAZY = {

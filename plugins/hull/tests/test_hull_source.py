@@ -329,3 +329,25 @@ async def test_configured_path_is_served() -> None:
     source = make_source()
     ingestor = HullIngestor(Source("h", "hull", "/custom/hull", source.settings))
     assert [r.path for r in ingestor.routes()] == ["/custom/hull"]
+
+
+async def test_oversized_body_is_413_like_hulls_toolkit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crossdock_hull.ingestor
+
+    monkeypatch.setattr(crossdock_hull.ingestor, "MAX_BODY_BYTES", 1024 * 1024)
+    body = hull_notification([hull_message(USER)])
+    body["padding"] = "x" * (1024 * 1024)
+    status, answer = await post(HullIngestor(make_source()), body)
+    assert (status, answer["code"]) == (413, "entity_too_large")
+    assert answer["message"] == "body: larger than 1 MB"
+
+
+async def test_invalid_json_names_the_byte() -> None:
+    status, answer = await post(HullIngestor(make_source()), b'{"channel": nope}')
+    assert (status, answer["code"]) == (400, "invalid_json")
+    assert (
+        answer["message"].startswith("body: invalid JSON (")
+    )
+    assert (
+        "at byte 12" in answer["message"]
+    )

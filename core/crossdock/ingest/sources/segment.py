@@ -26,23 +26,29 @@ integration back at this server's ``public_url``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from attrs import field, frozen, validators
 
 import crossdock
-from crossdock.errors import IngestError
-from crossdock.secrets import Secret
-from crossdock.types import Ingested, IngestRoute, Source, SourceType
+from crossdock import (
+    IndexLabels,
+    Ingested,
+    IngestError,
+    IngestRoute,
+    Secret,
+    Source,
+    SourceType,
+    basic_user,
+    parse_json,
+    read_body,
+    secret_in,
+    too_large,
+)
 
 MAX_EVENT_BYTES: Final = 32 * 1024
 """Largest single call, and largest event inside a batch."""
@@ -72,8 +78,6 @@ SINGLE_PATHS: Final[Mapping[str, str]] = {
 BATCH_PATHS: Final = frozenset({"batch", "import", "b"})
 """Last path segments of the batch routes."""
 
-_GZIP_MAGIC: Final = b"\x1f\x8b"
-
 
 @frozen
 class SegmentSourceSettings:
@@ -85,116 +89,6 @@ class SegmentSourceSettings:
 
     write_keys: list[Secret] = field(validator=validators.min_len(1))
     allowed_origins: list[str] = field(factory=lambda: ["*"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Request bodies (shared with the other built-in sources)
-
-
-def too_large(what: str, limit: int) -> IngestError:
-    """The 400 answer for a body or event over ``limit`` bytes (Segment answers 400, not 413)."""
-    return IngestError(400, f"{what}: larger than {limit // 1024} KB", code="too_large")
-
-
-async def read_body(request: web.Request, limit: int, what: str = "body") -> bytes:
-    """Read the request body, decompressed, refusing more than ``limit`` bytes with a 400.
-
-    aiohttp decodes ``Content-Encoding`` itself, in bounded pieces; a gzip body that reaches us
-    still compressed (a server built without auto-decompression) is inflated here with the
-    same cap. Nothing beyond ``limit + 1`` bytes is ever held in memory.
-    """
-    encoded = request.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-    length = request.content_length
-    if not encoded and length is not None and length > limit:
-        raise too_large(what, limit)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise too_large(what, limit)
-            chunks.append(chunk)
-    except (web.RequestPayloadError, HttpProcessingError):
-        msg = f"{what}: cannot decode Content-Encoding"
-        raise IngestError(400, msg, code="invalid_encoding") from None
-    data = b"".join(chunks)
-    if encoded and data[:2] == _GZIP_MAGIC:
-        data = gunzip(data, limit, what)
-    return data
-
-
-def gunzip(data: bytes, limit: int, what: str = "body") -> bytes:
-    """Inflate a gzip body, refusing (400) output over ``limit`` bytes or a broken stream."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error:
-        msg = f"{what}: invalid gzip data"
-        raise IngestError(400, msg, code="invalid_encoding") from None
-    if len(out) > limit:
-        raise too_large(what, limit)
-    if not inflater.eof:
-        msg = f"{what}: truncated gzip data"
-        raise IngestError(400, msg, code="invalid_encoding")
-    return out
-
-
-def parse_json(data: bytes, what: str = "body") -> Any:
-    """Parse JSON with orjson; 400 ``invalid_json`` naming ``what`` otherwise."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        msg = f"{what}: invalid JSON ({exc.msg} at byte {exc.pos})"
-        raise IngestError(400, msg, code="invalid_json") from None
-
-
-def secret_in(candidate: str, secrets: Sequence[bytes]) -> bool:
-    """Whether ``candidate`` equals one of ``secrets``, comparing every one in constant time."""
-    probe = candidate.encode()
-    found = False
-    for secret in secrets:
-        found |= hmac.compare_digest(probe, secret)
-    return found
-
-
-def basic_user(request: web.Request) -> str | None:
-    """The user name of an ``Authorization: Basic`` header (colon optional), or ``None``."""
-    header = request.headers.get("Authorization")
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# The ingestor
-
-
-class IndexLabels(Sequence[str]):
-    """Labels ``<prefix>[i]`` for the messages of a list, made only when an error needs one."""
-
-    __slots__ = ("_count", "_prefix")
-
-    def __init__(self, count: int, prefix: str = "") -> None:
-        self._count = count
-        self._prefix = prefix
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [f"{self._prefix}[{i}]" for i in range(self._count)[index]]
-        if not 0 <= index < self._count:
-            raise IndexError(index)
-        return f"{self._prefix}[{index}]"
 
 
 def _merge_envelope(item: Any, key: str, shared: dict[str, Any]) -> None:
@@ -382,8 +276,6 @@ def crossdock_source_types() -> Iterable[SourceType]:
 
 
 @crossdock.hookimpl
-def crossdock_make_ingestor(source: Source) -> SegmentIngestor | None:
-    """Build the ingestor of a ``segment`` source."""
-    if source.type != "segment":
-        return None
+def crossdock_make_ingestor(source: Source) -> SegmentIngestor:
+    """Build the ingestor of a ``segment`` source (the registry calls only this module for it)."""
     return SegmentIngestor(source)

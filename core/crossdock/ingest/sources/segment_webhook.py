@@ -19,8 +19,6 @@ delivery failure for every deletion. They are logged (without identifiers) and n
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -30,10 +28,17 @@ from aiohttp import web
 from attrs import frozen
 
 import crossdock
-from crossdock.errors import IngestError
-from crossdock.ingest.sources.segment import IndexLabels, parse_json, read_body
-from crossdock.secrets import Secret
-from crossdock.types import Ingested, IngestRoute, Source, SourceType
+from crossdock import (
+    IndexLabels,
+    Ingested,
+    IngestError,
+    IngestRoute,
+    Secret,
+    Source,
+    SourceType,
+    parse_json,
+    read_body,
+)
 
 log = logging.getLogger("crossdock.ingest")
 
@@ -128,14 +133,7 @@ def signature_candidates(data: bytes, body: Any) -> list[bytes]:
 
 def signature_valid(secret: bytes, signature: str | None, candidates: Sequence[bytes]) -> bool:
     """Whether ``signature`` is the hex HMAC-SHA1 of one candidate (all compared, constant time)."""
-    if not signature:
-        return False
-    given = signature.strip().lower().encode()
-    valid = False
-    for candidate in candidates:
-        expected = hmac.new(secret, candidate, hashlib.sha1).hexdigest().encode()
-        valid |= hmac.compare_digest(given, expected)
-    return valid
+    return crossdock.signature_valid(secret, signature, candidates, digest="sha1")
 
 
 class SegmentWebhookIngestor:
@@ -201,8 +199,7 @@ def crossdock_source_types() -> Iterable[SourceType]:
 
 
 @crossdock.hookimpl
-def crossdock_make_ingestor(source: Source) -> SegmentWebhookIngestor | None:
-    """Build the ingestor of a ``segment-webhook`` source."""
-    if source.type != "segment-webhook":
-        return None
+def crossdock_make_ingestor(source: Source) -> SegmentWebhookIngestor:
+    """Build the ingestor of a ``segment-webhook`` source (the registry calls only this module
+    for it)."""
     return SegmentWebhookIngestor(source)

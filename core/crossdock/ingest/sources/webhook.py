@@ -12,7 +12,6 @@ in constant time; otherwise 401.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
@@ -20,10 +19,21 @@ from aiohttp import web
 from attrs import frozen
 
 import crossdock
-from crossdock.errors import IngestError, MappingError
-from crossdock.ingest.sources.segment import IndexLabels, parse_json, read_body
-from crossdock.secrets import Secret
-from crossdock.types import Ingested, IngestRoute, Source, SourceType
+from crossdock import (
+    IndexLabels,
+    Ingested,
+    IngestError,
+    IngestRoute,
+    MappingError,
+    Secret,
+    Source,
+    SourceType,
+    bearer_token,
+    compile_mapping,
+    parse_json,
+    read_body,
+    secret_in,
+)
 
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 """Largest accepted body (decompressed)."""
@@ -46,8 +56,6 @@ class WebhookIngestor:
         self._token = settings.token.reveal().encode() if settings.token else None
         self._mapping: Callable[[Any], Any] | None = None
         if source.mapping:
-            from crossdock.transform.mapping import compile_mapping
-
             self._mapping = compile_mapping(source.mapping)
 
     def routes(self) -> Sequence[IngestRoute]:
@@ -56,14 +64,8 @@ class WebhookIngestor:
 
     def _authorized(self, request: web.Request) -> bool:
         assert self._token is not None
-        presented = request.query.get("token")
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            presented = value.strip()
-        if not presented:
-            return False
-        return hmac.compare_digest(presented.encode(), self._token)
+        presented = bearer_token(request) or request.query.get("token")
+        return bool(presented) and secret_in(presented, [self._token])
 
     async def ingest(self, request: web.Request) -> Ingested:
         """Check the token, read the body and map every object to a message."""
@@ -108,8 +110,7 @@ def crossdock_source_types() -> Iterable[SourceType]:
 
 
 @crossdock.hookimpl
-def crossdock_make_ingestor(source: Source) -> WebhookIngestor | None:
-    """Build the ingestor of a ``webhook`` source (compiles its mapping once)."""
-    if source.type != "webhook":
-        return None
+def crossdock_make_ingestor(source: Source) -> WebhookIngestor:
+    """Build the ingestor of a ``webhook`` source (compiles its mapping once; the registry
+    calls only this module for it)."""
     return WebhookIngestor(source)

@@ -10,11 +10,9 @@ is the ``flow_control`` document Hull's notifier reads (contract §4.3).
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from typing import Any, Final
 
-import orjson
 from aiohttp import web
 
 import crossdock
@@ -52,7 +50,10 @@ class HullIngestor:
 
     async def ingest(self, request: web.Request) -> crossdock.Ingested:
         """Authenticate one notification and turn its user updates into messages."""
-        body = await _read_json(request)
+        data = await crossdock.read_body(
+            request, MAX_BODY_BYTES, status=413, code="entity_too_large"
+        )
+        body = crossdock.parse_json(data)
         if not isinstance(body, dict):
             raise crossdock.IngestError(400, "body: must be a JSON object", code="invalid_body")
         self._authenticate(body)
@@ -70,29 +71,6 @@ class HullIngestor:
             msg = "configuration: required (the connector credentials)"
             raise crossdock.IngestError(400, msg, code="missing_configuration")
         secret = configuration.get("secret")
-        if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), self._secret):
+        if not isinstance(secret, str) or not crossdock.secret_in(secret, [self._secret]):
             msg = "configuration.secret: does not match the connector secret"
             raise crossdock.IngestError(401, msg, code="invalid_signature")
-
-
-async def _read_json(request: web.Request) -> Any:
-    length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    try:
-        return orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        msg = f"body: invalid JSON ({exc.msg} at byte {exc.pos})"
-        raise crossdock.IngestError(400, msg, code="invalid_json") from None
-
-
-def _too_large() -> crossdock.IngestError:
-    msg = f"body: larger than {MAX_BODY_BYTES // (1024 * 1024)} MB"
-    return crossdock.IngestError(413, msg, code="entity_too_large")
