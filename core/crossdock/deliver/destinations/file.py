@@ -96,6 +96,4 @@ def crossdock_make_deliverer(
     destination: Destination, http: aiohttp.ClientSession
 ) -> FileDeliverer | None:
     """Build the deliverer of a ``file`` destination."""
-    if destination.plugin != NAME:
-        return None
     return FileDeliverer(destination.settings)

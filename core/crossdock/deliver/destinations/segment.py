@@ -125,6 +125,4 @@ def crossdock_make_deliverer(
     destination: Destination, http: aiohttp.ClientSession
 ) -> SegmentDeliverer | None:
     """Build the deliverer of a ``segment`` destination."""
-    if destination.plugin != NAME:
-        return None
     return SegmentDeliverer(destination.settings, http)

@@ -105,6 +105,4 @@ def crossdock_make_deliverer(
     destination: Destination, http: aiohttp.ClientSession
 ) -> WebhookDeliverer | None:
     """Build the deliverer of a ``webhook`` destination."""
-    if destination.plugin != NAME:
-        return None
     return WebhookDeliverer(destination.settings, http)
