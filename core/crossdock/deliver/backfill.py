@@ -1,19 +1,23 @@
 """Historical import: stream an NDJSON file of Spec events through one destination.
 
 ``crossdock backfill FILE --to DEST`` reads the file line by line (plain or gzip), validates and
-normalises each event like the ingest path does, transforms it with the destination's mapping and
-delivers it in batches with the destination's deliverer, limits, concurrency and rate limit. It
-does not go through the queue: the file itself is the durable input, and a small state file
-records the last line whose batch (and every batch before it) has been settled, so an interrupted
-run resumes from there. Events in flight at the interruption may be sent twice; vendors that
-deduplicate do so by the event's ``messageId``, which is derived from the file and line number
-when the line has none, so it is the same on every run.
+normalises each event like the ingest path does, transforms it with the destination's mapping
+and delivers it in batches with the destination's deliverer, by the daemon's delivery policy:
+the same batch caps (:class:`~.batching.BatchCaps`), :class:`~.sending.Sender` (concurrency,
+rate limit counting ``request_cost``, isolation of events the vendor refused as a batch) and
+:class:`~.settle.RetryRule`. It does not go through the queue: the file itself is the durable
+input, and a small state file records the last line whose batch (and every batch before it) has
+been settled, so an interrupted run resumes from there. Events in flight at the interruption may
+be sent twice; vendors that deduplicate do so by the event's ``messageId``, which is derived
+from the file and line number when the line has none, so it is the same on every run.
 
 Outcomes per event: delivered; dropped by ``where`` or the mapping; failed (the vendor rejected
-it, it was still failing after ``max_attempts`` tries, or the line is not a valid event). Failed
-lines are reported with their line number and written to a failures file (NDJSON: line,
-reason, event) and never stop the run. A credentials rejection (401/403) stops the run, with
-the state saved, because every further request would fail the same way.
+it, it was still failing after ``max_attempts`` tries, or the line is not a valid event). The
+events are held in memory, so a backfill gives up after ``max_attempts`` without waiting for
+``max_age`` (its rule is the daemon's with ``max_age = 0``). Failed lines are reported with
+their line number and written to a failures file (NDJSON: line, reason, event) and never stop
+the run. A credentials rejection (401/403) stops the run, with the state saved, because every
+further request would fail the same way.
 """
 
 from __future__ import annotations
@@ -23,16 +27,18 @@ import gzip
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 import orjson
 
+from crossdock.deliver.batching import SEPARATOR_BYTES, BatchCaps
 from crossdock.deliver.outcomes import clean_text, secrets_of
 from crossdock.deliver.pacing import Backoff, RateLimiter
-from crossdock.deliver.worker import call_deliverer
+from crossdock.deliver.sending import Sender
+from crossdock.deliver.settle import RetryRule
 from crossdock.errors import ConfigError, CrossdockError, IngestError
 from crossdock.ingest.normalize import normalize
 from crossdock.types import (
@@ -42,8 +48,8 @@ from crossdock.types import (
     Deliverer,
     Destination,
     Ingested,
-    Outcome,
     Rejected,
+    RetryLater,
     Transformer,
 )
 
@@ -204,6 +210,7 @@ class BackfillRun:
         on_progress: Callable[[BackfillStats], None] = lambda stats: None,
         on_failure: Callable[[int, str], None] = lambda line, reason: None,
         backoff: Backoff | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.destination = destination
         self.transform = transform
@@ -215,15 +222,13 @@ class BackfillRun:
         self.on_progress = on_progress
         self.on_failure = on_failure
         self.stats = BackfillStats(**{k: v for k, v in state.stats.items() if k != "total_bytes"})
-        delivery, limits = destination.delivery, destination.limits
-        self.batch_size = max(1, delivery.batch_size or limits.max_batch_count)
-        self.max_bytes = max(1, delivery.max_bytes or limits.max_batch_bytes)
-        self.max_event_bytes = limits.max_event_bytes
-        self.concurrency = max(1, delivery.concurrency or limits.concurrency)
-        self.limiter = RateLimiter(delivery.rate_limit or limits.rate_limit)
-        self.backoff = backoff or Backoff(base=1.0, cap=60.0)
-        self.max_attempts = max(1, delivery.max_attempts)
         self._secrets = secrets_of(destination.settings)
+        self.caps = BatchCaps.of(destination)
+        self.sender = Sender.of(destination, deliverer, secrets=self._secrets, limiter=limiter)
+        # In memory there is no max_age to wait for: give up after max_attempts.
+        self.rule = RetryRule(
+            max(1, destination.delivery.max_attempts), 0.0, backoff or Backoff(base=1.0, cap=60.0)
+        )
         self._finished: dict[int, int] = {}
         self._next_index = 0
         self._watermark_index = 0
@@ -276,8 +281,9 @@ class BackfillRun:
             self.stats.dropped += 1
             return None
         data = orjson.dumps(payload)
-        if self.max_event_bytes is not None and len(data) > self.max_event_bytes:
-            reason = f"payload is {len(data)} bytes, over the vendor's {self.max_event_bytes}"
+        if self.caps.too_large(data):
+            limit = self.caps.event_bytes or self.caps.vendor_bytes
+            reason = f"payload is {len(data)} bytes, over the vendor's {limit}"
             self._fail(line.number, reason, event)
             return None
         return BatchItem(event=event, payload=payload, data=data)
@@ -291,21 +297,15 @@ class BackfillRun:
                 batch.last_line = line.number
                 continue
             item = self._item(line)
-            if (
-                item is not None
-                and batch.items
-                and (
-                    len(batch.items) >= self.batch_size
-                    or batch.size + len(item.data) > self.max_bytes
-                )
-            ):
+            cost = len(item.data) + SEPARATOR_BYTES if item is not None else 0
+            if item is not None and self.caps.full(len(batch.items), batch.size, cost):
                 yield batch
                 batch = _Batch(batch.index + 1, batch.last_line, [], [])
             batch.last_line = line.number
             if item is not None:
                 batch.items.append(item)
                 batch.lines.append(line.number)
-                batch.size += len(item.data) + 1
+                batch.size += cost
         if batch.items or batch.last_line:
             yield batch
 
@@ -315,7 +315,7 @@ class BackfillRun:
         """Deliver every line; save the state as batches settle and once at the end."""
         self.stats.total_bytes = total_bytes
         self._failures = self.failures_path.open("ab")
-        slots = asyncio.Semaphore(self.concurrency)
+        slots = self.sender.slots
         tasks: set[asyncio.Task[None]] = set()
         try:
             for batch in self._batches(lines):
@@ -349,9 +349,7 @@ class BackfillRun:
             attempt = 0
             while pending and self._stop is None:
                 attempt += 1
-                await self.limiter.acquire()
-                items = [batch.items[i] for i in pending]
-                outcomes = await self._deliver(items)
+                outcomes = await self.sender.send([batch.items[i] for i in pending])
                 retry: list[int] = []
                 wait = 0.0
                 for i, outcome in zip(pending, outcomes, strict=True):
@@ -366,28 +364,22 @@ class BackfillRun:
                             "and run the same command again to resume"
                         )
                         return
-                    elif attempt >= self.max_attempts:
+                    elif not isinstance(outcome, RetryLater):
+                        self._fail(batch.lines[i], f"plugin returned {outcome!r}", None)
+                    elif self.rule.gives_up(attempt, 0.0, 0.0):
                         reason = f"still failing after {attempt} attempts: {outcome.reason}"
                         self._fail(batch.lines[i], reason, batch.items[i].event)
                     else:
                         retry.append(i)
-                        if outcome.after is not None:
-                            wait = max(wait, outcome.after)
+                        wait = max(wait, self.rule.delay(outcome, attempt))
                 if retry:
                     self.stats.retries += len(retry)
-                    await asyncio.sleep(max(wait, self.backoff.delay(attempt)))
+                    await asyncio.sleep(wait)
                 pending = retry
             if self._stop is None:
                 self._settled(batch)
         finally:
             slots.release()
-
-    async def _deliver(self, items: list[BatchItem]) -> Sequence[Outcome]:
-        timeout = self.destination.delivery.timeout
-        outcomes, _, _ = await call_deliverer(
-            self.deliverer, items, timeout=timeout, secrets=self._secrets
-        )
-        return outcomes
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
