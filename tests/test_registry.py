@@ -237,3 +237,66 @@ def test_factory_none_or_raising_is_a_plugin_error():
         registry.make_deliverer(dest, http=None)
     assert "crossdock_make_deliverer failed for 'd2': ValueError" in str(info.value)
     assert secret not in str(info.value)
+
+
+def test_guard_free_stage_hooks_never_see_another_plugins_components():
+    """A plugin needs no ``if destination.plugin != NAME: return None``: its stage hooks are
+    called only for the types it declared, never for another plugin's (built-ins included)."""
+    seen: list[tuple[str, str]] = []
+
+    def greedy(tag: str) -> types.SimpleNamespace:
+        @crossdock.hookimpl
+        def crossdock_make_ingestor(source):
+            seen.append((tag, source.type))
+            return f"ingestor-{tag}"
+
+        @crossdock.hookimpl
+        def crossdock_make_transformer(destination):
+            seen.append((tag, destination.plugin))
+            return f"transformer-{tag}"
+
+        @crossdock.hookimpl
+        def crossdock_make_deliverer(destination, http):
+            seen.append((tag, destination.plugin))
+            return f"deliverer-{tag}"
+
+        return types.SimpleNamespace(
+            crossdock_make_ingestor=crossdock_make_ingestor,
+            crossdock_make_transformer=crossdock_make_transformer,
+            crossdock_make_deliverer=crossdock_make_deliverer,
+        )
+
+    hooks = {tag: greedy(tag) for tag in ("one", "two")}
+    registry = load_registry(
+        entrypoints=False,
+        extra_plugins=[
+            plugin(
+                tag,
+                crossdock_source_types=source_types(f"{tag}-src"),
+                crossdock_destination_types=dest_types(f"{tag}-dest"),
+                **vars(hooks[tag]),
+            )
+            for tag in hooks
+        ],
+    )
+    for tag in hooks:
+        seen.clear()
+        source = crossdock.Source(id="s", type=f"{tag}-src", path="/in", settings=S())
+        destination = _destination(registry, f"{tag}-dest")
+        assert registry.make_ingestor(source) == f"ingestor-{tag}"
+        assert registry.make_transformer(destination) == f"transformer-{tag}"
+        assert registry.make_deliverer(destination, http=None) == f"deliverer-{tag}"
+        assert seen == [(tag, f"{tag}-src"), (tag, f"{tag}-dest"), (tag, f"{tag}-dest")]
+    seen.clear()
+    builtin = _destination(registry, "file")
+    registry.make_transformer(builtin)
+    registry.make_ingestor(
+        crossdock.Source(id="w", type="webhook", path="/hooks/w", settings=_webhook_settings())
+    )
+    assert seen == []
+
+
+def _webhook_settings():
+    from crossdock.ingest.sources.webhook import WebhookSourceSettings
+
+    return WebhookSourceSettings()
