@@ -176,7 +176,11 @@ class Ingested:
 
 @runtime_checkable
 class Ingestor(Protocol):
-    """Turns requests into events; returned by ``crossdock_make_ingestor``."""
+    """Turns requests into events; returned by ``crossdock_make_ingestor``.
+
+    Optional members: ``response_headers`` (:class:`HasResponseHeaders`) and ``web_routes``
+    (:class:`HasWebRoutes`).
+    """
 
     def routes(self) -> Sequence[IngestRoute]:
         """The routes whose requests :meth:`ingest` handles."""
@@ -184,6 +188,36 @@ class Ingestor(Protocol):
 
     async def ingest(self, request: web.Request) -> Ingested:
         """Parse and check one request; raise :class:`~crossdock.IngestError` to refuse it."""
+        ...
+
+
+# Optional members. The core looks each one up once, at start-up, with ``getattr``; an object
+# without it gets the default behaviour. Each Protocol below is the contract of one member.
+
+
+@runtime_checkable
+class HasResponseHeaders(Protocol):
+    """Optional on an :class:`Ingestor`: headers added to every answer of its routes.
+
+    Called per request, before :meth:`Ingestor.ingest`, so refusals carry them too (CORS
+    headers are the usual case). Default: none.
+    """
+
+    def response_headers(self, request: web.Request) -> Mapping[str, str]:
+        """The extra headers for the answer to ``request`` (cheap: runs on every request)."""
+        ...
+
+
+@runtime_checkable
+class HasWebRoutes(Protocol):
+    """Optional on an :class:`Ingestor`: extra aiohttp routes (a CORS preflight, a settings
+    document) served as they are: they store nothing and skip the core's ingest handler.
+
+    Called once, when the server starts. Default: none.
+    """
+
+    def web_routes(self) -> Sequence[web.RouteDef]:
+        """The extra routes, as ``aiohttp.web.get(...)``-style route definitions."""
         ...
 
 
@@ -195,10 +229,26 @@ class Ingestor(Protocol):
 class Transformer(Protocol):
     """A pure function from one event to the vendor payload, or ``None`` to drop the event.
 
-    Runs on the event loop for every event: no I/O, no blocking.
+    Runs on the event loop for every event: no I/O, no blocking. Optional member: ``matches``
+    (:class:`HasMatches`).
     """
 
     def __call__(self, event: Event) -> Any: ...
+
+
+@runtime_checkable
+class HasMatches(Protocol):
+    """Optional on a :class:`Transformer`: whether an event passes the destination's ``where``.
+
+    When the transformer returns ``None``, the core asks ``matches(event)`` to count the event
+    as *filtered* (``False``: the condition excluded it) rather than *dropped* (the mapping
+    produced nothing). :class:`crossdock.CompiledMapping` has it. Default: every ``None`` is
+    counted as dropped.
+    """
+
+    def matches(self, event: Event) -> bool:
+        """``True`` if ``event`` passes the ``where`` condition (pure, no I/O)."""
+        ...
 
 
 @attrs.define(slots=True)
@@ -269,7 +319,10 @@ Outcome = Delivered | RetryLater | Rejected | CredentialsRejected | BatchRejecte
 
 @runtime_checkable
 class Deliverer(Protocol):
-    """Sends batches to a vendor; returned by ``crossdock_make_deliverer``."""
+    """Sends batches to a vendor; returned by ``crossdock_make_deliverer``.
+
+    Optional member: ``request_cost`` (:class:`HasRequestCost`).
+    """
 
     async def deliver(self, batch: Sequence[BatchItem]) -> Sequence[Outcome]:
         """Send ``batch`` (never empty) and return one outcome per item, in order.
@@ -284,4 +337,18 @@ class Deliverer(Protocol):
 
     async def close(self) -> None:
         """Release what the deliverer holds (called once, at shutdown)."""
+        ...
+
+
+@runtime_checkable
+class HasRequestCost(Protocol):
+    """Optional on a :class:`Deliverer`: how many requests one ``deliver(batch)`` call sends.
+
+    The destination's rate limit counts requests per second; a deliverer that sends one
+    request per item (``max_batch_count=1`` aside) says so here and the core takes that many
+    tokens before calling ``deliver``. Default: 1 per call.
+    """
+
+    def request_cost(self, batch: Sequence[BatchItem]) -> float:
+        """The number of vendor requests ``deliver(batch)`` will send (at least 1)."""
         ...
