@@ -15,6 +15,16 @@ Declaration hooks are called once while the registry is built. Stage hooks are f
 ``firstresult``, called once per configured source or destination at start-up, and only on the
 plugin that declared the type (plus the built-in fallbacks); the objects they return are what the
 hot path calls. Nothing goes through pluggy per event.
+
+So a stage hook needs no ``if destination.plugin != NAME: return None`` guard: it never sees
+another plugin's source or destination. (A plugin declaring several types of its own tells them
+apart by ``source.type`` or ``destination.plugin``.)
+
+Optional members of the returned objects, each a Protocol in :mod:`crossdock.types` and looked
+up once at start-up: an ingestor's ``response_headers(request)``
+(:class:`crossdock.HasResponseHeaders`) and ``web_routes()`` (:class:`crossdock.HasWebRoutes`),
+a transformer's ``matches(event)`` (:class:`crossdock.HasMatches`), a deliverer's
+``request_cost(batch)`` (:class:`crossdock.HasRequestCost`).
 """
 
 from __future__ import annotations
@@ -84,7 +94,7 @@ def crossdock_make_ingestor(source: Source) -> Ingestor | None:
     """Build the ingestor of one configured source.
 
     Called once per ``[[sources]]`` entry at start-up, before the server accepts traffic, and
-    only on the plugin that declared ``source.type``.
+    only on the plugin that declared ``source.type`` (no guard needed).
 
     :param source: the validated source: ``id``, ``type``, ``path``, structured ``settings``,
         ``mapping`` and the server's ``public_url``.
@@ -93,6 +103,10 @@ def crossdock_make_ingestor(source: Source) -> Ingestor | None:
         or raises :class:`crossdock.IngestError` (a 4xx with a message naming the field).
         The core validates and normalises the events (``messageId``, ``receivedAt``,
         ``timestamp``), deduplicates them, stores them durably and only then answers.
+        Optional: ``response_headers(request)``, headers added to every answer (CORS), and
+        ``web_routes()``, extra aiohttp routes that store nothing. Read the body with
+        :func:`crossdock.read_body` and :func:`crossdock.parse_json`; compare credentials with
+        :func:`crossdock.secret_in` or :func:`crossdock.signature_valid`.
         Return ``None`` to decline.
 
     Example::
@@ -107,16 +121,18 @@ def crossdock_make_ingestor(source: Source) -> Ingestor | None:
 def crossdock_make_transformer(destination: Destination) -> Transformer | None:
     """Build the transformer of one configured destination.
 
-    Called once per ``[[destinations]]`` entry at start-up. The built-in JMESPath transformer
-    answers last (``trylast``): it compiles ``destination.mapping`` (the type's default mapping
-    with the config's overrides) and ``destination.where`` once, so most plugins ship only a
-    mapping file and do not implement this hook. Implement it when JMESPath is not enough; build
-    on :func:`crossdock.compile_mapping`.
+    Called once per ``[[destinations]]`` entry at start-up, only on the plugin that declared
+    ``destination.plugin`` (no guard needed) and then on the built-in JMESPath transformer,
+    which answers last (``trylast``): it compiles ``destination.mapping`` (the type's default
+    mapping with the config's overrides) and ``destination.where`` once, so most plugins ship
+    only a mapping file and do not implement this hook. Implement it when JMESPath is not
+    enough; build on :func:`crossdock.compile_mapping`.
 
     :param destination: the validated destination (settings, merged mapping, tables, where).
     :return: a callable ``event -> payload | None`` (``None`` drops the event). It runs on the
-        event loop for every event, so it must be pure and must not block. Return ``None`` to
-        decline and let the default answer.
+        event loop for every event, so it must be pure and must not block. Optional:
+        ``matches(event)``, whether the event passes ``where``, so a ``None`` is counted as
+        filtered rather than dropped. Return ``None`` to decline and let the default answer.
 
     Example::
 
@@ -134,7 +150,8 @@ def crossdock_make_deliverer(
     """Build the deliverer of one configured destination.
 
     Called once per ``[[destinations]]`` entry at start-up, only on the plugin that declared
-    ``destination.plugin``.
+    ``destination.plugin`` (no guard needed). Optional on the deliverer: ``request_cost(batch)``,
+    the number of requests one ``deliver`` call sends, taken from the rate limit.
 
     :param destination: the validated destination.
     :param http: the shared client session; the core sets its timeouts and closes it.
