@@ -50,3 +50,79 @@ def test_builtins_implement_only_known_hooks() -> None:
         implemented = [n for n in vars(module) if n.startswith("crossdock_")]
         assert implemented, module_name
         assert set(implemented) <= set(HOOKS), module_name
+
+
+CORE = Path(crossdock.__file__).resolve().parent
+
+# Names the core looks up with getattr/hasattr on objects that are NOT a plugin's: each is here
+# with what it is read from. Anything else looked up by name is an optional member of a plugin
+# object and must be written down (below).
+NOT_PLUGIN_MEMBERS = {
+    "__notes__": "exceptions (cattrs' validation notes)",
+    "__name__": "types and modules, for messages",
+    "conflicts": "the registry",
+    "description": "a NATS server error",
+    "value": "a NATS enum",
+    "conn": "the SQLite queue's thread-local",
+    "reason": "an outcome record",
+    "_value": "an aiohttp payload",
+    "golden_events": "crossdock.testing.events",
+    "dist": "an importlib entry point",
+}
+
+
+def _looked_up_names() -> dict[str, list[str]]:
+    """Every literal attribute name passed to getattr/hasattr in the core, with where."""
+    import ast
+
+    found: dict[str, list[str]] = {}
+    for path in sorted(CORE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+            ):
+                where = f"{path.relative_to(CORE)}:{node.lineno}"
+                found.setdefault(node.args[1].value, []).append(where)
+    return found
+
+
+def _protocol_members() -> set[str]:
+    """Members declared by the Protocol classes of crossdock.types."""
+    import typing
+
+    from crossdock import types as core_types
+
+    members: set[str] = set()
+    for value in vars(core_types).values():
+        if isinstance(value, type) and getattr(value, "_is_protocol", False):
+            if value is typing.Protocol:
+                continue
+            members |= {n for n in vars(value) if not n.startswith("_")}
+    return members
+
+
+def test_every_optional_plugin_member_the_core_looks_up_is_written_down() -> None:
+    optional = {
+        name: where for name, where in _looked_up_names().items() if name not in NOT_PLUGIN_MEMBERS
+    }
+    assert {"response_headers", "web_routes", "matches", "request_cost"} <= set(optional)
+    declared = _protocol_members()
+    hook_docs = inspect.getsource(hookspecs)
+    for name, where in optional.items():
+        assert name in declared, f"{name} ({where}): declare it in a Protocol of crossdock.types"
+        assert f"``{name}(" in hook_docs, f"{name} ({where}): describe it in the hook docs"
+
+
+def test_optional_member_protocols_are_public_and_runtime_checkable() -> None:
+    from crossdock.transform.mapping import compile_mapping
+
+    for name in ("HasResponseHeaders", "HasWebRoutes", "HasMatches", "HasRequestCost"):
+        assert name in crossdock.__all__
+    assert isinstance(compile_mapping({"n": "event"}), crossdock.HasMatches)
+    assert not isinstance(object(), crossdock.HasRequestCost)
