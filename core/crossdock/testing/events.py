@@ -10,12 +10,13 @@ arguments override top-level fields, and ``drop=`` removes some::
     order = golden_event("Order Completed")  # or golden_event("order_completed")
 
 Golden events are package data (``crossdock/testing/golden/*.json``): one per Spec type
-(``identify``, ``track``, ``page``, ``screen``, ``group``, ``alias``), every e-commerce v2 event
-of ``contracts/segment.md`` §13 with the Spec's properties, and the B2B SaaS events (``Signed
-Up``, ``Signed In``, ``Signed Out``, ``Account Created``, ``Account Deleted``, ``Trial
-Started``, ``Trial Ended``). They look like stored canonical events (``messageId``,
-``receivedAt``, ``originalTimestamp``, ``sentAt``, ``timestamp`` set) but carry no
-``context.crossdock`` mark, so they can be posted to any source without being taken for a loop.
+(``identify``, ``track``, ``page``, ``screen``, ``group``, ``alias``), every event of Segment's
+E-commerce v2 Spec (``Product Viewed``, ``Checkout Step Completed``, ``Order Completed``, …)
+with the properties the Spec gives it, and the B2B SaaS events (``Signed Up``, ``Signed In``,
+``Signed Out``, ``Account Created``, ``Account Deleted``, ``Trial Started``, ``Trial Ended``).
+They look like stored canonical events (``messageId``, ``receivedAt``, ``originalTimestamp``,
+``sentAt``, ``timestamp`` set) but carry no ``context.crossdock`` mark, so they can be posted to
+any source without being taken for a loop.
 Every call returns fresh copies: mutate them freely.
 """
 

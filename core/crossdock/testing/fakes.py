@@ -4,7 +4,8 @@
 :meth:`~FakeVendor.check` (a subclass's contract checks), then scripted one-shot answers
 (:meth:`~FakeVendor.script`), then the persistent answer set by :meth:`~FakeVendor.respond`,
 then :meth:`~FakeVendor.answer` (the default handler, 200 ``{"success": true}``).
-:class:`FakeSegment` is the strict fake of Segment's tracking API (contract §15)::
+:class:`FakeSegment` is the strict fake of Segment's tracking API (its docstring lists the
+rules it enforces)::
 
     async with FakeVendor() as fake:
         fake.script([500, 500, 200])
