@@ -8,7 +8,7 @@ hold for every event in the queue, whatever the sender:
   ``previousId`` for alias) and well-typed optional ones;
 - ``messageId`` is set (a uuid4 when the sender gave none), ``receivedAt`` is the server's clock,
   ``originalTimestamp`` keeps the client's ``timestamp``, and ``timestamp`` is corrected for the
-  client's clock skew as Segment does (``contracts/segment.md`` §9); every time is rendered
+  client's clock skew as Segment does (Spec: Common, Timestamps); every time is rendered
   ``YYYY-MM-DDTHH:MM:SS.sssZ`` (UTC);
 - ``context.crossdock`` records the chain of Crossdock sources the event went through; an event
   that comes back to a source already in its chain is dropped (loop prevention).

@@ -1,6 +1,6 @@
 """Built-in source ``segment``: the Segment-compatible tracking API (``POST /v1/*``).
 
-Serves what Segment's clients post (``contracts/segment.md`` §1-§8):
+Serves what Segment's clients post (Segment's HTTP Tracking API):
 
 - ``POST /v1/{identify,track,page,screen,group,alias}``: one message; the path gives ``type``.
 - ``POST /v1/{batch,import}``: ``{"batch": [...], "context"?, "integrations"?, "writeKey"?,

@@ -1,7 +1,7 @@
 """Built-in source ``segment-webhook``: what Segment's Webhooks destination posts to us.
 
 The body is one Segment message, or (Webhooks *Actions* with batching) a JSON array of them
-(``contracts/segment.md`` §12). With a ``secret`` configured, ``X-Signature`` must be the
+(Segment's Webhooks docs). With a ``secret`` configured, ``X-Signature`` must be the
 lowercase hex HMAC-SHA1 of:
 
 - the raw body bytes, for a single message;
