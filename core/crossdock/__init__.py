@@ -50,7 +50,7 @@ from crossdock.types import (
 )
 
 if TYPE_CHECKING:
-    from crossdock.transform.jmes.functions import register_function
+    from crossdock.transform.jmes.functions import JmesFunction, register_function
     from crossdock.transform.mapping import (
         CompiledMapping,
         MappingFile,
@@ -59,7 +59,11 @@ if TYPE_CHECKING:
         load_mapping,
         load_mapping_file,
         merge_mapping,
+        parse_mapping,
     )
+    from crossdock.transform.overrides import merge_spec
+    from crossdock.transform.sections import SectionedMapping, compile_spec
+    from crossdock.transform.spec import Section
 
 __all__ = [
     "DELIVERED",
@@ -84,6 +88,7 @@ __all__ = [
     "IngestRoute",
     "Ingested",
     "Ingestor",
+    "JmesFunction",
     "Limits",
     "MappingError",
     "MappingFile",
@@ -92,6 +97,8 @@ __all__ = [
     "Rejected",
     "RetryLater",
     "Secret",
+    "Section",
+    "SectionedMapping",
     "Source",
     "SourceType",
     "Transformer",
@@ -100,6 +107,7 @@ __all__ = [
     "bearer_token",
     "compile_expression",
     "compile_mapping",
+    "compile_spec",
     "error_message",
     "hookimpl",
     "json_array",
@@ -107,10 +115,12 @@ __all__ = [
     "load_mapping_file",
     "mask_body",
     "merge_mapping",
+    "merge_spec",
     "outcome_for_error",
     "outcome_for_status",
     "outcomes_by_index",
     "parse_json",
+    "parse_mapping",
     "parse_retry_after",
     "read_body",
     "register_function",
@@ -129,6 +139,12 @@ _LAZY = {
     "merge_mapping": "crossdock.transform.mapping",
     "MappingFile": "crossdock.transform.mapping",
     "register_function": "crossdock.transform.jmes.functions",
+    "JmesFunction": "crossdock.transform.jmes.functions",
+    "parse_mapping": "crossdock.transform.mapping",
+    "merge_spec": "crossdock.transform.overrides",
+    "SectionedMapping": "crossdock.transform.sections",
+    "compile_spec": "crossdock.transform.sections",
+    "Section": "crossdock.transform.spec",
 }
 
 

@@ -14,8 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 from attrs import field, frozen
 
+from crossdock.transform.spec import MappingFile, Section
+
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from crossdock.transform.jmes.functions import JmesFunction
 
 Event = dict[str, Any]
 """A canonical event: one Segment Spec message as a JSON object."""
@@ -50,6 +54,7 @@ class SourceType:
     keys other than ``id``, ``type``, ``path`` and ``mapping`` are structured into ``settings``
     (an attrs class). ``mapping`` is an optional default JMESPath mapping (event field → expression)
     for webhook-like sources; ``default_path`` is used when the table sets no ``path``.
+    ``functions`` (:class:`crossdock.JmesFunction`) are callable from this type's mappings only.
     """
 
     name: str
@@ -57,6 +62,7 @@ class SourceType:
     description: str
     mapping: Mapping[str, str] | None = None
     default_path: str | None = None
+    functions: Sequence[JmesFunction] = ()
 
 
 @frozen
@@ -64,11 +70,13 @@ class DestinationType:
     """A kind of destination, declared by ``crossdock_destination_types``.
 
     ``name`` is the value of ``plugin`` in a ``[[destinations]]`` table. ``settings`` is the attrs
-    class that ``[destinations.settings]`` is structured into. ``mapping`` is the default mapping
-    (target path → JMESPath expression, see :mod:`crossdock.transform.mapping`), usually loaded
-    from the plugin's package data with :func:`crossdock.load_mapping`. ``tables`` are named
-    lookup tables (e.g. an event-name map) that expressions read with ``lookup('name', key)``;
-    operators can extend them from the config. ``backfill_settings`` are setting values that
+    class that ``[destinations.settings]`` is structured into. ``mapping`` is the default mapping:
+    the whole :class:`crossdock.MappingFile` read by :func:`crossdock.load_mapping_file` (common
+    fields, sections, dispatch, tables; see docs/mappings.md), or a plain table of target path →
+    JMESPath expression. ``tables`` are named lookup tables (e.g. an event-name map) that
+    expressions read with ``lookup('name', key)``, added to the mapping file's; operators can
+    extend them from the config. ``functions`` (:class:`crossdock.JmesFunction`) are callable
+    from this type's mappings only. ``backfill_settings`` are setting values that
     ``crossdock backfill`` applies on top of the configured ones when it replays historical
     events (e.g. ``{"skip_hook": True}`` so a vendor does not trigger journeys for old data).
     """
@@ -76,10 +84,22 @@ class DestinationType:
     name: str
     settings: type
     description: str
-    mapping: Mapping[str, str] = field(factory=lambda: {".": "@"})
+    mapping: Mapping[str, str] | MappingFile = field(factory=lambda: {".": "@"})
     tables: Mapping[str, Mapping[str, Any]] = field(factory=dict)
     limits: Limits = field(factory=Limits)
     backfill_settings: Mapping[str, Any] = field(factory=dict)
+    functions: Sequence[JmesFunction] = ()
+
+    @property
+    def spec(self) -> MappingFile:
+        """The whole default mapping as a :class:`crossdock.MappingFile`, ``tables`` rows added
+        to the mapping file's."""
+        mapping = self.mapping
+        base = mapping if isinstance(mapping, MappingFile) else MappingFile(fields=dict(mapping))
+        tables = {name: dict(rows) for name, rows in base.tables.items()}
+        for name, rows in self.tables.items():
+            tables.setdefault(name, {}).update(rows)
+        return attrs.evolve(base, tables=tables)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,14 +139,19 @@ class Source:
     settings: Any
     mapping: Mapping[str, str] | None = None
     public_url: str = "http://127.0.0.1:8088"
+    functions: Sequence[JmesFunction] = ()
 
 
 @frozen
 class Destination:
     """One configured ``[[destinations]]`` entry, validated and bound.
 
-    ``mapping`` is the type's default mapping with the config's overrides applied; ``where`` the
-    optional condition; ``sources`` the source ids it receives (``None``: all).
+    ``mapping`` is the type's default common fields with the config's overrides applied (a
+    flat table of target path → expression) and ``tables`` the merged lookup tables, as before
+    sections existed; ``sections`` and ``select`` are the merged sections and dispatch (by
+    default the type's). :attr:`spec` is all of it as one :class:`crossdock.MappingFile`, what
+    transformers compile (:func:`crossdock.compile_spec`). ``where`` is the optional
+    condition; ``sources`` the source ids it receives (``None``: all).
     """
 
     id: str
@@ -138,6 +163,31 @@ class Destination:
     where: str | None = None
     sources: tuple[str, ...] | None = None
     delivery: DeliverySettings = field(factory=DeliverySettings)
+    sections: Mapping[str, Section] = field()
+    select: str | None = field()
+
+    @sections.default
+    def _type_sections(self) -> Mapping[str, Section]:
+        return dict(self.type.spec.sections)
+
+    @select.default
+    def _type_select(self) -> str | None:
+        return self.type.spec.select
+
+    @property
+    def spec(self) -> MappingFile:
+        """The merged mapping: common fields, tables, sections and dispatch."""
+        return MappingFile(
+            fields=dict(self.mapping),
+            tables={name: dict(rows) for name, rows in self.tables.items()},
+            sections=dict(self.sections),
+            select=self.select,
+        )
+
+    @property
+    def functions(self) -> Sequence[JmesFunction]:
+        """The JMESPath functions its type declares (compiled into its mappings only)."""
+        return self.type.functions
 
     @property
     def limits(self) -> Limits:
@@ -301,12 +351,12 @@ class CredentialsRejected:
 class BatchRejected:
     """The vendor refused the request this event was in without naming the bad events.
 
-    The core isolates them: it resends the items of the request answered ``BatchRejected`` (in
-    halves when the whole request was, together when only some were, e.g. the batch-mates of the
-    events a vendor named), through the destination's rate limiter and concurrency, until each
-    refused event is alone; a lone refused event is dead-lettered like :class:`Rejected` with
-    ``reason``, ``status`` and ``body`` (masked, cut to 4 KB). Write ``reason`` as the reason the
-    event would get alone.
+    The core isolates them: it resends the items of the request answered ``BatchRejected`` in
+    halves (a single one alone), through the destination's rate limiter and concurrency, until
+    each refused event was refused alone; such an event is dead-lettered like :class:`Rejected`
+    with ``reason``, ``status`` and ``body`` (masked, cut to 4 KB). Write ``reason`` as the reason
+    the event would get alone. Items of the same request may get other outcomes (e.g. the events
+    a vendor named :class:`Rejected`, their batch-mates ``BatchRejected`` to be sent again).
     """
 
     reason: str

@@ -1,17 +1,21 @@
-"""The default transformer: the destination's JMESPath mapping, compiled once.
+"""The default transformer: the destination's whole mapping spec, compiled once.
 
 Registered ``trylast`` so a plugin's own ``crossdock_make_transformer`` wins; most plugins ship
-only a ``mapping.toml`` and rely on this one.
+only a ``mapping.toml`` (common fields, sections, dispatch, tables) and the functions declared
+with their type, and rely on this one.
 """
 
 from __future__ import annotations
 
 import crossdock
-from crossdock.transform.mapping import CompiledMapping, compile_mapping
+from crossdock.transform.mapping import CompiledMapping
+from crossdock.transform.sections import SectionedMapping, compile_spec
 from crossdock.types import Destination
 
 
 @crossdock.hookimpl(trylast=True)
-def crossdock_make_transformer(destination: Destination) -> CompiledMapping:
-    """Compile ``destination.mapping`` with its ``where`` condition and lookup tables."""
-    return compile_mapping(destination.mapping, where=destination.where, tables=destination.tables)
+def crossdock_make_transformer(destination: Destination) -> CompiledMapping | SectionedMapping:
+    """Compile ``destination.spec`` with its ``where`` condition and its type's functions."""
+    return compile_spec(
+        destination.spec, where=destination.where, functions=destination.type.functions
+    )

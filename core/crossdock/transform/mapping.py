@@ -41,21 +41,24 @@ Rules:
 - **Functions**: JMESPath's built-ins, Crossdock's extras (``iso_time``, ``rfc3339``,
   ``epoch``, ``epoch_ms``, ``lower``, ``upper``, ``string_join``, ``to_int``, ``to_float``,
   ``number``, ``default``, ``array``, ``e164``, ``lookup``; see
-  :mod:`crossdock.transform.jmes.functions`), functions plugins registered with
-  :func:`register_function`, and per-mapping ``functions=``. Unknown function names and
-  wrong argument counts are compile errors.
+  :mod:`crossdock.transform.jmes.functions`), and per-mapping ``functions=`` (a plugin declares
+  them with its type: ``DestinationType(functions=[crossdock.JmesFunction.create(...)])``;
+  the deprecated :func:`crossdock.register_function` still adds process-wide ones). Unknown
+  function names and wrong argument counts are compile errors.
 
 Runtime errors (e.g. ``length(`5`)``) raise :class:`~crossdock.MappingError` naming the target
 field, with a message that contains no event data.
 
 Mapping files (``mapping.toml`` in a plugin package) hold the same keys and values at top
-level; a ``[tables.<name>]`` section defines a lookup table instead of fields.
+level; ``[tables.<name>]`` defines a lookup table, ``[sections.<name>]`` and ``[dispatch]``
+vary the fields by event kind (see :mod:`crossdock.transform.spec`; compiled by
+:func:`crossdock.transform.sections.compile_spec`).
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -71,6 +74,9 @@ from crossdock.transform.jmes.functions import (
     JmesFunction,
     register_function,
 )
+from crossdock.transform.paths import flat as _flat
+from crossdock.transform.paths import format_path, merge_mapping, parse_path
+from crossdock.transform.spec import MappingFile, read_spec
 
 __all__ = [
     "CompiledMapping",
@@ -81,73 +87,15 @@ __all__ = [
     "load_mapping",
     "load_mapping_file",
     "merge_mapping",
+    "parse_mapping",
     "parse_path",
     "register_function",
     "validate_expression",
     "validate_mapping",
 ]
 
-Functions = Mapping[str, JmesFunction | Callable[..., Any]]
+Functions = Mapping[str, JmesFunction | Callable[..., Any]] | Sequence[JmesFunction]
 Tables = Mapping[str, Mapping[str, Any]]
-
-
-# ---------------------------------------------------------------------------------------------
-# Target paths
-
-
-def parse_path(path: str) -> tuple[str, ...]:
-    """Split a target path on unescaped dots (``\\.`` is a dot, ``\\\\`` a backslash).
-
-    ``"."`` gives ``()`` (the whole output). Raises ``ValueError`` for empty segments or
-    unknown escapes.
-    """
-    if path == ".":
-        return ()
-    segments: list[str] = []
-    current: list[str] = []
-    chars = iter(path)
-    for ch in chars:
-        if ch == "\\":
-            nxt = next(chars, "")
-            if nxt not in (".", "\\"):
-                raise ValueError("a backslash must be followed by '.' or '\\'")
-            current.append(nxt)
-        elif ch == ".":
-            segments.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    segments.append("".join(current))
-    if any(not s for s in segments):
-        raise ValueError("empty segment in target path")
-    return tuple(segments)
-
-
-def format_path(segments: tuple[str, ...]) -> str:
-    """The canonical text of a target path (inverse of :func:`parse_path`)."""
-    if not segments:
-        return "."
-    return ".".join(s.replace("\\", "\\\\").replace(".", "\\.") for s in segments)
-
-
-def _flatten(fields: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
-    """``(path text, value)`` pairs; nested mappings become dotted paths with literal keys."""
-    for key, value in fields.items():
-        if isinstance(value, Mapping):
-            try:
-                head = prefix + parse_path(key) if not prefix else (*prefix, key)
-            except ValueError:
-                yield key, value  # reported by the caller
-                continue
-            yield from _flatten(value, head)
-        elif prefix:
-            yield format_path((*prefix, key)), value
-        else:
-            yield key, value
-
-
-def _flat(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(_flatten(fields))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +260,14 @@ class CompiledMapping:
         # JMESPath truth: null, false, "", [] and {} are false; numbers (0 too) are true.
         return not (value is None or value is False or value in ("", [], {}))
 
+    def drop_reason(self, event: Any) -> str | None:
+        """Why ``event`` is dropped: ``"filtered"`` (``where`` is false), ``"null payload"``
+        (the ``"."`` value is null), or ``None`` when it is not dropped. Slow path: call it only
+        for events the mapping dropped."""
+        if not self.matches(event):
+            return "filtered"
+        return "null payload" if self(event) is None else None
+
     def __call__(self, event: Any) -> Any:
         """Map one event (``None`` when ``where`` is false or the ``"."`` value is null)."""
         try:
@@ -471,20 +427,42 @@ def compile_expression(
 # Files and overrides
 
 
-@frozen
-class MappingFile:
-    """A mapping file's content: ``fields`` (target path → expression) and lookup ``tables``."""
+def parse_mapping(text: str, where: str = "mapping.toml") -> MappingFile:
+    """Read mapping-file TOML ``text`` (see :mod:`crossdock.transform.spec` for the format).
 
-    fields: dict[str, str]
-    tables: dict[str, dict[str, Any]] = field(factory=dict)
+    Checks the structure and every expression (the functions of Crossdock and ``functions``
+    are known) and raises :class:`~crossdock.MappingError` with path ``<where>:<key>`` for the
+    first problem.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(where, f"cannot read mapping file: {type(exc).__name__}") from None
+    return _checked(data, where, None)
 
 
-def load_mapping_file(package: str, resource: str = "mapping.toml") -> MappingFile:
-    """Read a mapping file shipped as package data (TOML).
+def _checked(data: dict[str, Any], where: str, functions: Functions | None) -> MappingFile:
+    from crossdock.transform.sections import validate_spec
 
-    Top-level keys (and nested tables) are target paths with expression values; a
-    ``[tables.<name>]`` section is a lookup table. Raises :class:`~crossdock.MappingError`
-    (path ``<package>/<resource>`` or ``.../<key>``) for unreadable files or invalid content.
+    spec, problems = read_spec(data)
+    if not problems:
+        problems = validate_spec(spec, "", functions=functions)
+    if problems:
+        key, _, message = problems[0].partition(": ")
+        raise MappingError(f"{where}:{key}", message)
+    return spec
+
+
+def load_mapping_file(
+    package: str, resource: str = "mapping.toml", *, functions: Functions | None = None
+) -> MappingFile:
+    """Read a mapping file shipped as package data (TOML) into a :class:`MappingFile`.
+
+    Top-level keys (and nested tables) are the common fields; ``[tables.<name>]`` lookup
+    tables, ``[sections.<name>]`` event kinds and ``[dispatch]`` are read as such. Pass the
+    type's ``functions`` when the expressions call them (they are checked by name). Raises
+    :class:`~crossdock.MappingError` (path ``<package>/<resource>`` or ``.../<key>``) for
+    unreadable files or invalid content.
     """
     where = f"{package}/{resource}"
     try:
@@ -492,57 +470,9 @@ def load_mapping_file(package: str, resource: str = "mapping.toml") -> MappingFi
         data = tomllib.loads(text)
     except (OSError, ModuleNotFoundError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MappingError(where, f"cannot read mapping file: {type(exc).__name__}") from None
-    raw_tables = data.pop("tables", {})
-    if not isinstance(raw_tables, dict) or not all(
-        isinstance(t, dict) for t in raw_tables.values()
-    ):
-        raise MappingError(f"{where}:tables", "each entry must be a table ([tables.<name>])")
-    fields = _flat(data)
-    problems = validate_mapping(fields, "", tables=raw_tables)
-    if problems:
-        key, _, message = problems[0].partition(": ")
-        raise MappingError(f"{where}:{key}", message)
-    return MappingFile(fields=fields, tables=raw_tables)
+    return _checked(data, where, functions)
 
 
 def load_mapping(package: str, resource: str = "mapping.toml") -> dict[str, str]:
     """The fields of a plugin's mapping file (see :func:`load_mapping_file` for tables)."""
     return load_mapping_file(package, resource).fields
-
-
-def merge_mapping(default: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, str]:
-    """``default`` with ``overrides`` applied (see the module docstring for the rules).
-
-    Keys are compared as parsed paths (``a.b`` and ``{"a": {"b": ...}}`` are the same field);
-    keys that do not parse are kept as written, for validation to report.
-    """
-    merged: dict[str, Any] = dict(_flat(default))
-
-    def segs(key: str) -> tuple[str, ...] | None:
-        try:
-            return parse_path(key)
-        except ValueError:
-            return None
-
-    for key, expr in _flat(overrides).items():
-        target = segs(key)
-        if target is None:
-            merged[key] = expr
-            continue
-        for existing in list(merged):
-            other = segs(existing)
-            if other is None or other == target:
-                continue
-            under = other[: len(target)] == target and target != ()
-            above = expr != "" and other != () and target[: len(other)] == other
-            if under or above:
-                del merged[existing]
-        same = [k for k in merged if segs(k) == target]
-        if expr == "":
-            for k in same:
-                del merged[k]
-        elif same:
-            merged[same[0]] = expr
-        else:
-            merged[key] = expr
-    return merged

@@ -1,24 +1,30 @@
-"""JMESPath functions: the built-ins, Crossdock's extras, and the registry plugins add to.
+"""JMESPath functions: the built-ins, Crossdock's extras, and the functions plugins declare.
 
-A function is described by a :class:`JmesFunction` record: a plain Python callable plus its
-parameter types. Parameter types use JMESPath's names (``any``, ``string``, ``number``,
-``boolean``, ``array``, ``object``, ``null``, ``expref``, ``array-string``, ``array-number``);
-alternatives are joined with ``|`` (``"string|number"``); a trailing ``?`` marks an optional
-parameter (only at the end); ``variadic=True`` repeats the last parameter. Calls are checked
-exactly like JMESPath checks its own functions (``ArityError``, ``JMESPathTypeError``).
+A function is described by a :class:`JmesFunction` record (public as ``crossdock.JmesFunction``):
+a plain Python callable plus its parameter types. Parameter types use JMESPath's names (``any``,
+``string``, ``number``, ``boolean``, ``array``, ``object``, ``null``, ``expref``,
+``array-string``, ``array-number``); alternatives are joined with ``|`` (``"string|number"``); a
+trailing ``?`` marks an optional parameter (only at the end); ``variadic=True`` repeats the last
+parameter. Calls are checked exactly like JMESPath checks its own functions (``ArityError``,
+``JMESPathTypeError``).
 
-Plugins add functions without touching the core, at import time::
+A plugin declares its functions with its type; they are compiled into that type's mappings
+only (never into a process-wide registry, so two plugins cannot overwrite each other)::
 
-    from crossdock.transform.mapping import register_function
+    import crossdock
 
     def vendor_id(value):
         return None if value is None else f"v-{value}"
 
-    register_function("vendor_id", vendor_id, ["any"])
+    FUNCTIONS = [crossdock.JmesFunction.create("vendor_id", vendor_id, ["any"])]
+    MAPPING = crossdock.load_mapping_file(__name__, functions=FUNCTIONS)
+    TYPE = crossdock.DestinationType(..., mapping=MAPPING, functions=FUNCTIONS)
 
-or per mapping with ``compile_mapping(..., functions={"vendor_id": vendor_id})``. Crossdock's
-own extras (``iso_time``, ``lookup``, ...) follow one rule: they never raise on data; a value
-they cannot convert gives ``null``.
+or per mapping with ``compile_mapping(..., functions=FUNCTIONS)``. The registry reports a
+function that shadows a built-in or one of Crossdock's extras, and one name declared by two
+types with different callables. :func:`register_function` (process-wide) is deprecated.
+Crossdock's own extras (``iso_time``, ``lookup``, ...) follow one rule that plugin functions
+should follow too: they never raise on data; a value they cannot convert gives ``null``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -36,8 +43,10 @@ from jmespath import functions as jfunctions
 
 __all__ = [
     "BUILTIN_NAMES",
+    "EXTRA_NAMES",
     "CrossdockFunctions",
     "JmesFunction",
+    "function_table",
     "make_function",
     "register_function",
     "registered_functions",
@@ -63,6 +72,20 @@ class JmesFunction:
     params: tuple[tuple[str, ...], ...]
     optional: int = 0
     variadic: bool = False
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        fn: Callable[..., Any],
+        params: Sequence[str] | None = None,
+        *,
+        variadic: bool = False,
+    ) -> JmesFunction:
+        """The function ``name`` calling ``fn``; ``params`` is one type spec per parameter
+        (``"any"``, ``"string|number"``, ``"any?"``), derived from ``fn``'s signature when
+        omitted (see :func:`make_function`). Raises ``ValueError`` for a bad name or spec."""
+        return make_function(name, fn, params, variadic=variadic)
 
     @property
     def untyped(self) -> bool:
@@ -283,6 +306,9 @@ _EXTRAS: tuple[JmesFunction, ...] = (
 
 _REGISTRY: dict[str, JmesFunction] = {f.name: f for f in _EXTRAS}
 
+EXTRA_NAMES = frozenset({f.name for f in _EXTRAS} | {"lookup"})
+"""Crossdock's own functions: a plugin function must not use these names (nor JMESPath's)."""
+
 
 def register_function(
     name: str,
@@ -292,11 +318,22 @@ def register_function(
     variadic: bool = False,
     replace: bool = False,
 ) -> JmesFunction:
-    """Make ``name`` callable from every mapping compiled afterwards (process-wide).
+    """Deprecated (removed in 0.3): make ``name`` callable from every mapping compiled
+    afterwards, process-wide. Public as ``crossdock.register_function``.
 
-    See :func:`make_function` for ``params``. JMESPath's built-in names and ``lookup`` cannot be
-    replaced; an already registered name needs ``replace=True``.
+    Declare the function with its type instead: ``crossdock.DestinationType(...,
+    functions=[crossdock.JmesFunction.create(name, fn, params)])`` (or ``SourceType``); it is
+    then compiled into that type's mappings only. See :func:`make_function` for ``params``.
+    JMESPath's built-in names and ``lookup`` cannot be replaced; an already registered name
+    needs ``replace=True``.
     """
+    warnings.warn(
+        "crossdock.register_function() is deprecated and will be removed in crossdock 0.3: "
+        "declare the function with its type, DestinationType(..., functions=["
+        "crossdock.JmesFunction.create(name, fn, params)]) (or SourceType)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     func = make_function(name, fn, params, variadic=variadic)
     if name in BUILTIN_NAMES or name == "lookup":
         raise ValueError(f"{name}() is a built-in JMESPath function and cannot be replaced")
@@ -304,6 +341,26 @@ def register_function(
         raise ValueError(f"JMESPath function {name}() is already registered")
     _REGISTRY[name] = func
     return func
+
+
+def function_table(
+    functions: Mapping[str, JmesFunction | Callable[..., Any]] | Sequence[JmesFunction] | None,
+) -> dict[str, JmesFunction]:
+    """``functions`` (a sequence of :class:`JmesFunction`, or name → function or callable) as
+    name → :class:`JmesFunction`."""
+    if not functions:
+        return {}
+    if isinstance(functions, Mapping):
+        return {
+            name: fn if isinstance(fn, JmesFunction) else make_function(name, fn)
+            for name, fn in functions.items()
+        }
+    table: dict[str, JmesFunction] = {}
+    for fn in functions:
+        if not isinstance(fn, JmesFunction):
+            raise TypeError(f"expected a JmesFunction, got {type(fn).__name__}")
+        table[fn.name] = fn
+    return table
 
 
 def registered_functions() -> dict[str, JmesFunction]:
@@ -316,7 +373,8 @@ def registered_functions() -> dict[str, JmesFunction]:
 
 
 class CrossdockFunctions(jfunctions.Functions):
-    """JMESPath's built-ins, the registry, per-mapping ``extra`` functions and ``lookup`` tables.
+    """JMESPath's built-ins, Crossdock's extras, per-mapping ``extra`` functions (a type's
+    declared functions) and ``lookup`` tables.
 
     Built once per compiled mapping; the same instance serves compiled code (``call_function``)
     and the interpreter fallback (``jmespath.Options(custom_functions=...)``).
@@ -326,15 +384,17 @@ class CrossdockFunctions(jfunctions.Functions):
         self,
         *,
         tables: Mapping[str, Mapping[str, Any]] | None = None,
-        extra: Mapping[str, JmesFunction | Callable[..., Any]] | None = None,
+        extra: Mapping[str, JmesFunction | Callable[..., Any]]
+        | Sequence[JmesFunction]
+        | None = None,
     ) -> None:
         self.tables: dict[str, Mapping[str, Any]] = dict(tables or {})
         custom = dict(_REGISTRY)
         custom["lookup"] = make_function("lookup", self._lookup, ["string", "any", "any?"])
-        for name, fn in (extra or {}).items():
+        for name, fn in function_table(extra).items():
             if name in BUILTIN_NAMES or name == "lookup":
                 raise ValueError(f"{name}() is a built-in JMESPath function and cannot be replaced")
-            custom[name] = fn if isinstance(fn, JmesFunction) else make_function(name, fn)
+            custom[name] = fn
         self.custom: dict[str, JmesFunction] = custom
 
     def _lookup(self, table: str, key: Any, fallback: Any = None) -> Any:

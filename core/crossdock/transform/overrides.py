@@ -1,0 +1,118 @@
+"""Operator overrides of a mapping (``[destinations.mapping]``) merged into the type's spec.
+
+Rules (what ``crossdock check`` enforces, each problem with its full path):
+
+- plain keys are common fields (:func:`~crossdock.merge_mapping` rules), except that a key whose
+  first path segment names a section addresses that section's field:
+  ``"checkout_purchase.orderNo" = "..."`` is ``sections.checkout_purchase.fields.orderNo``
+  (a bare ``"checkout_purchase"`` is that section's ``"."``);
+- ``[destinations.mapping.sections.<name>]`` overrides a section (``where``, ``drop``,
+  ``fields.*``; ``where = ""`` removes its condition) or adds one after the declared ones;
+  an empty field expression removes the field from that section, common one included;
+- ``[destinations.mapping.dispatch] select`` replaces the dispatch (``""``: file order);
+- ``tables`` (``[destinations.tables.<name>]``) add or replace rows of the type's tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from crossdock.transform.mapping import Functions
+from crossdock.transform.paths import flat, format_path, merge_mapping, parse_path
+from crossdock.transform.sections import validate_spec
+from crossdock.transform.spec import (
+    MappingFile,
+    Section,
+    check_section_name,
+    read_dispatch,
+    read_section,
+)
+
+__all__ = ["merge_section_fields", "merge_spec"]
+
+
+def merge_section_fields(own: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, str]:
+    """A section's fields with ``overrides`` applied; an empty expression stays as a removal
+    marker, so it also removes the common field of that path from the section."""
+    over = flat(overrides)
+    merged = merge_mapping(own, over)
+    for key, expr in over.items():
+        if expr == "":
+            merged[key] = ""
+    return merged
+
+
+def merge_spec(
+    default: MappingFile,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
+    functions: Functions | None = None,
+    prefix: str = "mapping",
+) -> tuple[MappingFile, list[str]]:
+    """``default`` with an operator's ``overrides`` and extra table ``tables`` rows applied
+    (see the module docstring), and every problem as ``<prefix>.<path>: message``.
+
+    The merged spec is validated whole (expressions, function names, table names, target
+    conflicts); a problem in a field the operator wrote by shorthand is reported at the path
+    they wrote.
+    """
+    over = dict(overrides or {})
+    problems: list[str] = []
+    sections = dict(default.sections)
+    raw_sections = over.pop("sections", None)
+    if raw_sections is not None and not isinstance(raw_sections, Mapping):
+        problems.append(f"{prefix}.sections: expected tables ([sections.<name>])")
+    elif raw_sections is not None:
+        for name, raw in raw_sections.items():
+            path = f"{prefix}.sections.{name}"
+            found = check_section_name(name, path)
+            given, more = read_section(raw, path)
+            problems += found + more
+            if found:
+                continue
+            base = sections.get(name, Section())
+            sections[name] = Section(
+                fields=merge_section_fields(base.fields, given.get("fields", {})),
+                where=given.get("where", base.where),
+                drop=given.get("drop", base.drop),
+            )
+    select = default.select
+    if "dispatch" in over:
+        given, more = read_dispatch(over.pop("dispatch"), f"{prefix}.dispatch")
+        problems += more
+        select = given.get("select", select)
+    common: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for key, expr in flat(over).items():
+        try:
+            segments = parse_path(key)
+        except ValueError:
+            segments = ()
+        if not segments or segments[0] not in sections:
+            common[key] = expr
+            continue
+        name, field_key = segments[0], format_path(segments[1:])
+        origins[f"{prefix}.sections.{name}.fields.{field_key}"] = f"{prefix}.{key}"
+        section = sections[name]
+        sections[name] = Section(
+            fields=merge_section_fields(section.fields, {field_key: expr}),
+            where=section.where,
+            drop=section.drop,
+        )
+    merged_tables = {name: dict(rows) for name, rows in default.tables.items()}
+    for name, rows in (tables or {}).items():
+        merged_tables.setdefault(name, {}).update(rows)
+    spec = MappingFile(
+        fields=merge_mapping(default.fields, common),
+        tables=merged_tables,
+        sections=sections,
+        select=select,
+    )
+    if select is not None and not sections:
+        problems.append(f"{prefix}.dispatch.select: no [sections.<name>] to select from")
+    for problem in validate_spec(spec, prefix, functions=functions):
+        path, _, message = problem.partition(": ")
+        problems.append(f"{origins.get(path, path)}: {message}")
+    return spec, problems
