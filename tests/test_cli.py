@@ -67,6 +67,52 @@ def test_init_then_check(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == "ok: 1 sources, 1 destinations"
 
 
+def test_init_plugin_writes_a_distribution(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--plugin", "acme"]) == 0
+    root = tmp_path / "crossdock-acme"
+    assert (root / "pyproject.toml").is_file()
+    assert (root / "src" / "crossdock_acme" / "mapping.toml").is_file()
+    assert (root / "tests" / "test_acme.py").is_file()
+    assert "crossdock-acme" in capsys.readouterr().out
+    assert main(["init", "--plugin", "acme"]) == 1  # never overwrites without --force
+    assert "use --force" in capsys.readouterr().err
+    assert main(["init", "--plugin", "acme", "--force"]) == 0
+    assert main(["init", "--plugin", "acme", "--dir", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "src" / "crossdock_acme" / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Acme", "'Acme' is not a lower-case slug"),
+        ("acme_cloud", "'acme_cloud' is not a lower-case slug"),
+        ("acme--cloud", "'acme--cloud' is not a lower-case slug"),
+        ("acme-", "'acme-' is not a lower-case slug"),
+        ("1acme", "'1acme' is not a lower-case slug"),
+        ("crossdock-acme", "without the crossdock prefix (like 'acme')"),
+        ("webhook", "'webhook' is the name of a built-in type"),
+        ("a" * 25, "is longer than 24 characters"),
+    ],
+)
+def test_init_plugin_refuses_a_bad_name_precisely(tmp_path, monkeypatch, capsys, name, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--plugin", name]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_plugin_arguments_go_together(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "x.toml", "--plugin", "acme"]) == 2
+    assert "use --dir" in capsys.readouterr().err
+    assert main(["init", "--dir", "d"]) == 2
+    assert "--dir goes with --plugin" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["init", "--plugin", "acme", "--dir", "file", "--force"]) == 1
+    assert list(tmp_path.iterdir()) == [tmp_path / "file"]
+
+
 def test_check_config_env_var(tmp_path, monkeypatch, capsys):
     path = tmp_path / "elsewhere.toml"
     assert main(["init", str(path)]) == 0

@@ -107,9 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between progress lines when stderr is not a terminal (0: none)",
     )
 
-    p = sub.add_parser("init", help="write a starter crossdock.toml")
-    p.add_argument("path", nargs="?", default="crossdock.toml", metavar="PATH")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p = sub.add_parser("init", help="write a starter crossdock.toml, or a new plugin (--plugin)")
+    p.add_argument("path", nargs="?", default=None, metavar="PATH", help="default: crossdock.toml")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument(
+        "--plugin", metavar="NAME", help="write a new plugin distribution crossdock-NAME instead"
+    )
+    p.add_argument("--dir", metavar="DIR", help="where --plugin writes (default: ./crossdock-NAME)")
     return parser
 
 
@@ -271,10 +275,20 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """``crossdock init``: write a commented starter config (never overwrites without --force)."""
-    from crossdock.cli.init import STARTER
+    """``crossdock init``: write a commented starter config, or with ``--plugin NAME`` a new
+    plugin distribution (never overwrites without --force)."""
+    from crossdock.cli.init import STARTER, init_plugin
 
-    path = Path(args.path)
+    if args.plugin is not None:
+        if args.path is not None:
+            print("crossdock init: --plugin writes a directory: use --dir", file=sys.stderr)
+            return EXIT_USAGE
+        directory = Path(args.dir) if args.dir is not None else None
+        return init_plugin(args.plugin, directory, force=args.force)
+    if args.dir is not None:
+        print("crossdock init: --dir goes with --plugin NAME", file=sys.stderr)
+        return EXIT_USAGE
+    path = Path(args.path or "crossdock.toml")
     if path.exists() and not args.force:
         print(f"crossdock init: {path} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_PROBLEMS
