@@ -68,6 +68,7 @@ NOT_PLUGIN_MEMBERS = {
     "_value": "an aiohttp payload",
     "golden_events": "crossdock.testing.events",
     "dist": "an importlib entry point",
+    "name": "an item of DestinationType.functions, checked by the registry",
 }
 
 

@@ -8,9 +8,7 @@ with their type, and rely on this one.
 from __future__ import annotations
 
 import crossdock
-from crossdock.transform.mapping import CompiledMapping
-from crossdock.transform.sections import SectionedMapping, compile_spec
-from crossdock.types import Destination
+from crossdock import CompiledMapping, Destination, SectionedMapping, compile_spec
 
 
 @crossdock.hookimpl(trylast=True)
