@@ -14,7 +14,7 @@ import importlib.util
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal, NewType
 
@@ -30,6 +30,7 @@ from crossdock.config.converter import (
 )
 from crossdock.errors import ConfigError
 from crossdock.secrets import Secret, find_secrets
+from crossdock.transform.spec import MappingFile
 from crossdock.types import DeliverySettings, Destination, DestinationType, Source, SourceType
 
 if TYPE_CHECKING:
@@ -450,16 +451,28 @@ class _Builder:
         return dict(value)
 
     def validate_mapping(
-        self, fields: Mapping[str, Any], prefix: str, tables: Mapping[str, Any] | None = None
+        self,
+        fields: Mapping[str, Any],
+        prefix: str,
+        tables: Mapping[str, Any] | None = None,
+        functions: Sequence[Any] = (),
     ) -> None:
         from crossdock.transform.mapping import validate_mapping
 
-        self.problems += list(validate_mapping(fields, prefix, tables=tables))
+        self.problems += list(validate_mapping(fields, prefix, tables=tables, functions=functions))
 
-    def validate_where(self, where: str, prefix: str, tables: Mapping[str, Any] | None) -> None:
+    def validate_where(
+        self,
+        where: str,
+        prefix: str,
+        tables: Mapping[str, Any] | None,
+        functions: Sequence[Any] = (),
+    ) -> None:
         from crossdock.transform.mapping import validate_expression
 
-        self.problems += list(validate_expression(where, prefix, tables=tables))
+        self.problems += list(
+            validate_expression(where, prefix, tables=tables, functions=functions)
+        )
 
     def type_of(self, kind: str, key: str, name: str, prefix: str) -> Any:
         known = self.registry.source_types if kind == "source" else self.registry.destination_types
@@ -501,7 +514,7 @@ class _Builder:
         settings, problems = structure_collect(rest, st.settings, prefix)
         self.problems += problems
         if mapping is not None:
-            self.validate_mapping(mapping, f"{prefix}.mapping")
+            self.validate_mapping(mapping, f"{prefix}.mapping", functions=st.functions)
         if st.mapping is not None or mapping is not None:
             mapping = _merge(dict(st.mapping or {}), mapping or {})
         if len(self.problems) > n or id_ is None:
@@ -513,6 +526,7 @@ class _Builder:
             settings=self.resolve_paths(settings, str_path=True),
             mapping=mapping,
             public_url=public_url,
+            functions=st.functions,
         )
 
     # -- destinations -------------------------------------------------------------------------
@@ -538,17 +552,22 @@ class _Builder:
         dt: DestinationType | None = None
         if plugin is not None:
             dt = self.type_of("destination", "plugin", plugin, prefix)
-        merged_tables = {name: dict(rows) for name, rows in (dt.tables if dt else {}).items()}
-        for name, rows in tables.items():
-            merged_tables.setdefault(name, {}).update(rows)
+        from crossdock.transform.overrides import merge_spec
+
+        # the merged spec is validated whole: an override may conflict with a default target
+        # (a.b vs a); problems carry the override's path (mapping.sections.x.fields.y)
+        spec, problems = merge_spec(
+            dt.spec if dt else MappingFile(fields={}),
+            overrides,
+            tables=tables,
+            functions=dt.functions if dt else (),
+            prefix=f"{prefix}.mapping",
+        )
+        self.problems += problems
         if where is not None:
-            self.validate_where(where, f"{prefix}.where", merged_tables)
+            self.validate_where(where, f"{prefix}.where", spec.tables, dt.functions if dt else ())
         if dt is None:
-            self.validate_mapping(overrides, f"{prefix}.mapping", None)
             return None
-        mapping = _merge(dict(dt.mapping), overrides)
-        # the merged mapping: an override may conflict with a default target (a.b vs a)
-        self.validate_mapping(mapping, f"{prefix}.mapping", merged_tables)
         raw_settings = table.get("settings", {})
         settings, problems = structure_collect(raw_settings, dt.settings, f"{prefix}.settings")
         self.problems += problems
@@ -559,11 +578,13 @@ class _Builder:
             plugin=dt.name,
             type=dt,
             settings=self.resolve_paths(settings, str_path=True),
-            mapping=mapping,
-            tables=merged_tables,
+            mapping=spec.fields,
+            tables=spec.tables,
             where=where,
             sources=sources,
             delivery=delivery,
+            sections=spec.sections,
+            select=spec.select,
         )
 
     def destination_sources(

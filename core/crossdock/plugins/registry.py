@@ -19,6 +19,7 @@ import pluggy
 from crossdock.errors import PluginError
 from crossdock.plugins.discovery import PluginManagerResult, make_plugin_manager
 from crossdock.secrets import mask
+from crossdock.transform.spec import MappingFile
 from crossdock.types import (
     Deliverer,
     Destination,
@@ -43,8 +44,11 @@ class Registry:
     """Installed source and destination types, their owners, and the stage factories.
 
     ``source_types`` and ``destination_types`` are dicts sorted by name. ``problems`` holds every
-    plugin problem found while loading and declaring (``plugin <name> (<dist> <version>): ...``).
-    ``conflicts`` maps ``(kind, name)`` of a type declared more than once to its providers.
+    plugin problem found while loading and declaring (``plugin <name> (<dist> <version>): ...``),
+    a type whose ``functions`` shadow JMESPath's or Crossdock's (the type is left out) and a
+    function name two types declare with different callables (both kept: each type's functions
+    reach its own mappings only). ``conflicts`` maps ``(kind, name)`` of a type declared more
+    than once to its providers.
     """
 
     def __init__(self, result: PluginManagerResult) -> None:
@@ -53,6 +57,8 @@ class Registry:
         self.problems: list[str] = list(result.problems)
         self.conflicts: dict[tuple[str, str], list[str]] = {}
         self._owners: dict[tuple[str, str], str] = {}
+        self._functions: dict[str, list[tuple[Any, str]]] = {}
+        self._reported: set[str] = set()
         self.source_types: dict[str, SourceType] = self._collect(
             "source", "crossdock_source_types", SourceType
         )
@@ -93,7 +99,30 @@ class Registry:
             plugin, item = providers[0]
             types[name] = item
             self._owners[(kind, name)] = plugin
+        self._function_clashes(kind, types)
         return types
+
+    def _function_clashes(self, kind: Kind, types: Mapping[str, Any]) -> None:
+        """One JMESPath function name declared by several types with different callables.
+
+        Each type's functions are compiled into its own mappings only, so both types keep
+        working; the clash is reported (like a type-name clash) because an operator reading a
+        mapping cannot tell which function a name means.
+        """
+        seen = self._functions
+        for name, item in types.items():
+            provider = f"{self.result.describe(self._owners[(kind, name)])} ({kind} type {name!r})"
+            for func in item.functions:
+                seen.setdefault(func.name, []).append((func, provider))
+        for fname, declared in seen.items():
+            distinct = {id(f.fn) for f, _ in declared}
+            if len(distinct) < 2 or fname in self._reported:
+                continue
+            self._reported.add(fname)
+            self.problems.append(
+                f"JMESPath function {fname}() is declared with different callables by: "
+                + ", ".join(p for _, p in declared)
+            )
 
     def _check_record(
         self, kind: Kind, hook_name: str, plugin: str, item: Any, record: type
@@ -110,10 +139,13 @@ class Registry:
         if not (isinstance(item.settings, type) and attrs.has(item.settings)):
             bad.append("settings is not an attrs class")
         mapping = item.mapping
-        if (mapping is not None or kind == "destination") and not _is_str_mapping(mapping):
-            bad.append("mapping is not a table of str to str")
+        if (mapping is not None or kind == "destination") and not (
+            _is_str_mapping(mapping) or isinstance(mapping, MappingFile)
+        ):
+            bad.append("mapping is not a MappingFile nor a table of str to str")
         if kind == "destination" and not _is_tables(item.tables):
             bad.append("tables is not a table of tables")
+        bad += _function_problems(item.functions)
         if bad:
             self._problem(plugin, f"{kind} type {name!r}: " + "; ".join(bad))
             return None
@@ -199,6 +231,28 @@ def _is_str_mapping(value: Any) -> bool:
     return isinstance(value, Mapping) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     )
+
+
+def _function_problems(functions: Any) -> list[str]:
+    """A type's ``functions``: :class:`~crossdock.JmesFunction` records, none shadowing a
+    JMESPath built-in or one of Crossdock's own functions, no name twice."""
+    from crossdock.transform.jmes.functions import BUILTIN_NAMES, EXTRA_NAMES, JmesFunction
+
+    if isinstance(functions, str | Mapping) or not isinstance(functions, Iterable):
+        return ["functions is not a list of crossdock.JmesFunction"]
+    problems: list[str] = []
+    names: set[str] = set()
+    for func in functions:
+        if not isinstance(func, JmesFunction):
+            problems.append(f"functions holds a {type(func).__name__}, not a JmesFunction")
+        elif func.name in BUILTIN_NAMES:
+            problems.append(f"function {func.name}() shadows a JMESPath built-in")
+        elif func.name in EXTRA_NAMES:
+            problems.append(f"function {func.name}() shadows a Crossdock function")
+        elif func.name in names:
+            problems.append(f"function {func.name}() is declared twice")
+        names.add(getattr(func, "name", ""))
+    return problems
 
 
 def _is_tables(value: Any) -> bool:

@@ -56,7 +56,7 @@ class WebhookIngestor:
         self._token = settings.token.reveal().encode() if settings.token else None
         self._mapping: Callable[[Any], Any] | None = None
         if source.mapping:
-            self._mapping = compile_mapping(source.mapping)
+            self._mapping = compile_mapping(source.mapping, functions=source.functions)
 
     def routes(self) -> Sequence[IngestRoute]:
         """``POST`` on the source's path."""
