@@ -351,12 +351,12 @@ class CredentialsRejected:
 class BatchRejected:
     """The vendor refused the request this event was in without naming the bad events.
 
-    The core isolates them: it resends the items of the request answered ``BatchRejected`` in
-    halves (a single one alone), through the destination's rate limiter and concurrency, until
-    each refused event was refused alone; such an event is dead-lettered like :class:`Rejected`
-    with ``reason``, ``status`` and ``body`` (masked, cut to 4 KB). Write ``reason`` as the reason
-    the event would get alone. Items of the same request may get other outcomes (e.g. the events
-    a vendor named :class:`Rejected`, their batch-mates ``BatchRejected`` to be sent again).
+    The core isolates them, sending through the destination's rate limiter and concurrency:
+    when every item of the request is ``BatchRejected`` it resends them in halves; when only
+    some are (e.g. the vendor named the bad events, answered :class:`Rejected`, and refused their
+    batch-mates with them) it resends those together. An event refused alone is dead-lettered
+    like :class:`Rejected` with ``reason``, ``status`` and ``body`` (masked, cut to 4 KB), so write
+    ``reason`` as the reason the event would get alone.
     """
 
     reason: str

@@ -4,9 +4,11 @@ One :class:`Sender` per destination, used by the daemon's worker and by ``crossd
 alike. Every request (every ``deliver`` call) first takes ``request_cost(items)`` tokens (1 when
 the deliverer declares no cost) from the destination's :class:`~.pacing.RateLimiter`, and runs
 in one of ``concurrency`` slots. A batch whose items come back :class:`~crossdock.BatchRejected`
-is isolated here: those items are resent (in halves when the whole request was refused,
-together when only some of it was) until each refused event is alone, then it becomes
-:class:`~crossdock.Rejected` with the vendor's answer. The caller settles plain outcomes.
+is isolated here: when the whole request was refused its items are resent in halves; when only
+some items were (their batch-mates got other outcomes, e.g. the vendor named the bad ones), those
+are resent together, as they are likely innocent. This goes on until each refused event was
+refused alone, then it becomes :class:`~crossdock.Rejected` with the vendor's answer. The
+caller settles plain outcomes.
 """
 
 from __future__ import annotations

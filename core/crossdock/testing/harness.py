@@ -19,6 +19,9 @@ import aiohttp
 import orjson
 import pluggy
 
+from crossdock.deliver.outcomes import secrets_of
+from crossdock.deliver.pacing import RateLimiter
+from crossdock.deliver.sending import Sender
 from crossdock.errors import ConfigError, PluginError
 from crossdock.plugins import hookspecs
 from crossdock.transform.mapping import merge_mapping
@@ -69,6 +72,7 @@ class DestinationHarness:
     ``name`` picks the destination type when the plugin declares several. ``mapping`` overrides
     fields of the type's default mapping; ``where``, ``tables``, ``delivery`` and ``id`` are as in
     ``[[destinations]]``. ``http`` is an aiohttp session to use (one is made and closed otherwise).
+    ``limiter`` paces the requests :meth:`deliver` sends (default: none, tests run at full speed).
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class DestinationHarness:
         tables: Mapping[str, Mapping[str, Any]] | None = None,
         delivery: DeliverySettings | None = None,
         http: aiohttp.ClientSession | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.plugin = plugin
         self._pm = _plugin_manager(plugin)
@@ -112,6 +117,8 @@ class DestinationHarness:
         self._own_http = http is None
         self._transformer: Transformer | None = None
         self._deliverer: Deliverer | None = None
+        self._limiter = limiter if limiter is not None else RateLimiter(None)
+        self._sender: Sender | None = None
 
     @property
     def transformer(self) -> Transformer:
@@ -155,20 +162,37 @@ class DestinationHarness:
             self._deliverer = made
         return self._deliverer
 
+    async def sender(self) -> Sender:
+        """The core's sender for this destination, as the worker and backfill use it."""
+        if self._sender is None:
+            self._sender = Sender.of(
+                self.destination,
+                await self.deliverer(),
+                secrets=secrets_of(self.destination.settings),
+                limiter=self._limiter,
+            )
+        return self._sender
+
     async def deliver(self, events: Sequence[Event]) -> list[Outcome]:
-        """Transform ``events`` and send them as ONE batch; one outcome per non-dropped event."""
+        """Transform ``events`` and send them as ONE batch; one outcome per non-dropped event
+        (none, and no request, when every event was dropped)."""
         return await self.deliver_items(self.items(events))
 
     async def deliver_items(self, items: Sequence[BatchItem]) -> list[Outcome]:
-        """Send prepared items as one batch through the plugin's deliverer."""
-        deliverer = await self.deliverer()
-        return list(await deliverer.deliver(list(items)))
+        """Send prepared items as one batch the way the core does: through the rate limiter,
+        with the events the vendor refused as a batch isolated (:class:`~crossdock.BatchRejected`
+        never comes back; a lone refused event is :class:`~crossdock.Rejected`)."""
+        if not items:
+            return []
+        sender = await self.sender()
+        return await sender.deliver(list(items))
 
     async def close(self) -> None:
         """Close the deliverer and the session the harness made."""
         if self._deliverer is not None:
             await self._deliverer.close()
             self._deliverer = None
+            self._sender = None
         if self._own_http and self._http is not None:
             await self._http.close()
             self._http = None

@@ -17,7 +17,7 @@ import aiohttp
 from attrs import frozen
 
 import crossdock
-from crossdock.types import (
+from crossdock import (
     DELIVERED,
     BatchItem,
     Destination,

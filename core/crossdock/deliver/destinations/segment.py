@@ -8,33 +8,24 @@ the pre-serialized payloads; each item keeps its ``messageId`` (stable across re
 analytics-python), 32 KB per event.
 
 Answers: 200 → delivered; 429 → retry after ``Retry-After``, else ``X-RateLimit-Reset``; 5xx and
-timeouts → retry; 401/403 → credentials rejected (the destination pauses); 400 → the batch is
-split in halves and resent to isolate the bad events, and an event refused alone is rejected
-with Segment's message. Default mapping: the whole event, so ``integrations`` (loop-prevention
-opt-outs) and ``context.crossdock`` (the chain of sources) travel with it.
+timeouts → retry; 401/403 → credentials rejected (the destination pauses); 400 → the request is
+refused as a batch (:class:`crossdock.BatchRejected`): the core splits and resends it to isolate
+the bad events, and an event refused alone is rejected with Segment's message. Default mapping:
+the whole event, so ``integrations`` (loop-prevention opt-outs) and ``context.crossdock`` (the
+chain of sources) travel with it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from collections.abc import Sequence
 
 import aiohttp
-import orjson
 from attrs import frozen
 
 import crossdock
-from crossdock.deliver.http import send_http
-from crossdock.types import (
-    BatchItem,
-    Destination,
-    DestinationType,
-    Limits,
-    Outcome,
-    Rejected,
-)
+from crossdock import BatchItem, Destination, DestinationType, Limits, Outcome
 
 NAME = "segment"
 DEFAULT_HOST = "https://api.segment.io"
@@ -65,12 +56,7 @@ class SegmentDeliverer:
         self._headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}"}
 
     async def deliver(self, batch: Sequence[BatchItem]) -> Sequence[Outcome]:
-        """Send ``batch`` in one request; on a 400 isolate the bad events by halving."""
-        if not batch:
-            return []
-        return await self._send(batch)
-
-    async def _send(self, batch: Sequence[BatchItem]) -> list[Outcome]:
+        """Send ``batch`` in one request; a 400 refuses it as a batch (the core isolates)."""
         body = (
             b'{"batch":['
             + b",".join(item.data for item in batch)
@@ -78,29 +64,16 @@ class SegmentDeliverer:
             + _now_iso().encode()
             + b'"}'
         )
-        outcome, status, text = await send_http(
+        outcome, status, text = await crossdock.send_http(
             self.http, "POST", self.url, body, self._headers, retry_headers=RETRY_HEADERS
         )
-        if status != 400:
-            return [outcome] * len(batch)
-        if len(batch) == 1:
-            return [Rejected(f"Segment: {_message(text)}", 400, text)]
-        middle = len(batch) // 2
-        first, second = await asyncio.gather(self._send(batch[:middle]), self._send(batch[middle:]))
-        return [*first, *second]
+        if status == 400:
+            message = crossdock.error_message(text, ("message", "code"), default="bad request")
+            outcome = crossdock.BatchRejected(f"Segment: {message}", 400, text)
+        return [outcome] * len(batch)
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session belongs to the core."""
-
-
-def _message(text: str) -> str:
-    try:
-        body = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text[:200] or "bad request"
-    if isinstance(body, dict):
-        return str(body.get("message") or body.get("code") or "bad request")[:200]
-    return text[:200]
 
 
 DESTINATION_TYPE = DestinationType(

@@ -18,8 +18,7 @@ import aiohttp
 from attrs import field, frozen
 
 import crossdock
-from crossdock.deliver.http import send_http
-from crossdock.types import BatchItem, Destination, DestinationType, Limits, Outcome
+from crossdock import BatchItem, Destination, DestinationType, Limits, Outcome, send_http
 
 NAME = "webhook"
 PER_EVENT_PARALLEL = 32

@@ -4,16 +4,16 @@ Each request body is ``{"batch": [...], "timestamp": now, "sentAt": now}``; ever
 its own ``headers["Hull-Access-Token"]``, an HS256 JWT of its identity claims plus ``iss``
 (connector id) and ``iat``, signed with the connector secret (contract §2.3).
 
-The Firehose answers for the whole request: 2xx → every entry delivered; 400 → the batch is
-split in halves and resent to isolate the bad entries, an entry refused alone is rejected with
-Hull's message; 401/403 → credentials rejected (the core pauses the destination); 404/405 →
-the organization or URL is wrong, treated as credentials rejected too, so events stay queued
-until the configuration is fixed; 429, 5xx and timeouts → retry later.
+The Firehose answers for the whole request: 2xx → every entry delivered; 400 (or a body over
+1 MB) → refused as a batch (:class:`crossdock.BatchRejected`): the core splits and resends it
+to isolate the bad entries, and an entry refused alone is rejected with Hull's message;
+401/403 → credentials rejected (the core pauses the destination); 404/405 → the organization
+or URL is wrong, treated as credentials rejected too, so events stay queued until the
+configuration is fixed; 429, 5xx and timeouts → retry later.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -61,36 +61,25 @@ class HullDeliverer:
         }
 
     async def deliver(self, batch: Sequence[crossdock.BatchItem]) -> Sequence[crossdock.Outcome]:
-        """Send ``batch``; one outcome per item, in order."""
-        if not batch:
-            return []
-        return await self._send(batch)
-
-    async def _send(self, batch: Sequence[crossdock.BatchItem]) -> list[crossdock.Outcome]:
+        """Send ``batch`` in one request; one outcome per item, in order."""
         sent_at = _now_iso()
         now = int(time.time())
         entries = [self.entry(item.payload, now, sent_at) for item in batch]
         data = orjson.dumps({"batch": entries, "timestamp": sent_at, "sentAt": sent_at})
         if len(data) > MAX_REQUEST_BYTES and len(batch) > 1:
-            return await self._halves(batch)
+            reason = f"Hull: request of {len(data)} bytes is over {MAX_REQUEST_BYTES}"
+            return [crossdock.BatchRejected(reason)] * len(batch)
         outcome, status, text = await crossdock.send_http(
             self._http, "POST", self._url, data, self._headers
         )
         if status == 400:
-            if len(batch) > 1:
-                return await self._halves(batch)
-            return [crossdock.Rejected(f"Hull: {_message(text)}", 400, text[:2000])]
-        if status in (404, 405):
+            outcome = crossdock.BatchRejected(f"Hull: {_message(text)}", 400, text[:2000])
+        elif status in (404, 405):
             reason = f"Hull: HTTP {status} (check organization and firehose_url)"
             outcome = crossdock.CredentialsRejected(reason, status)
         elif isinstance(outcome, crossdock.CredentialsRejected):
             outcome = crossdock.CredentialsRejected(f"Hull: {_message(text)}", status)
         return [outcome] * len(batch)
-
-    async def _halves(self, batch: Sequence[crossdock.BatchItem]) -> list[crossdock.Outcome]:
-        middle = len(batch) // 2
-        first, second = await asyncio.gather(self._send(batch[:middle]), self._send(batch[middle:]))
-        return [*first, *second]
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session belongs to the core."""
@@ -98,10 +87,4 @@ class HullDeliverer:
 
 def _message(text: str) -> str:
     """Hull's error message (``message`` or ``error`` of a JSON answer), at most 200 chars."""
-    try:
-        body = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text[:200] or "bad request"
-    if isinstance(body, dict):
-        return str(body.get("message") or body.get("error") or "bad request")[:200]
-    return text[:200] or "bad request"
+    return crossdock.error_message(text, ("message", "error"), default="bad request")

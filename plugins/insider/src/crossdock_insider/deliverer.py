@@ -8,20 +8,20 @@ Crossdock event, so the user index in Insider's answer is the batch index.
 Answers:
 
 - 200: Insider may still refuse some users. Each key of ``data.fail.errors`` starts with
-  ``users.<index>.``; those events are rejected with Insider's messages, the others delivered.
-  Failures that name no user are isolated by splitting the batch.
+  ``users.<index>.``; those events are rejected with Insider's messages, the others delivered
+  (:func:`crossdock.outcomes_by_index`). Failures that name no user refuse the request as a
+  batch (:class:`crossdock.BatchRejected`): the core splits and resends it.
 - 400 "Partner is invalid.": the partner name is wrong for every request, a configuration
   problem like a bad token: credentials rejected (the destination pauses, events stay queued).
-- 400 "request body is bigger than …" or any other 400 for a batch of several users: split in
-  halves and resend, so one bad user cannot fail its batch-mates; alone, the user is rejected
-  with Insider's message.
+- 400 "request body is bigger than …" or any other 400: refused as a batch; the core splits
+  and resends, so one bad user cannot fail its batch-mates; alone, the user is rejected with
+  Insider's message.
 - 401/403: credentials rejected. 408, 429, 5xx, timeouts, connection errors: retry later
   (``Retry-After`` honoured).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -71,20 +71,19 @@ class InsiderDeliverer:
         """Nothing to release: the HTTP session belongs to the core."""
 
     async def _send(self, batch: Sequence[crossdock.BatchItem]) -> list[crossdock.Outcome]:
-        body = b'{"users":[' + b",".join(item.data for item in batch) + b"]" + self._tail
+        body = b'{"users":' + crossdock.json_array(batch) + self._tail
         outcome, status, text = await crossdock.send_http(
             self.http, "POST", self.url, body, self._headers
         )
         if status == 200:
-            return await self._settle_200(batch, text)
+            return self._settle_200(batch, text)
         if status == 400:
             message = _message(text)
             if message.rstrip(".").lower() == "partner is invalid":
                 reason = f"Insider: {message} (check settings.partner_name)"
                 return [crossdock.CredentialsRejected(reason, 400)] * len(batch)
-            if len(batch) > 1:
-                return await self._split(batch)
-            return [crossdock.Rejected(f"Insider: {message}", 400, text[:BODY_LIMIT])]
+            refused = crossdock.BatchRejected(f"Insider: {message}", 400, text[:BODY_LIMIT])
+            return [refused] * len(batch)
         if isinstance(outcome, crossdock.CredentialsRejected):
             return [crossdock.CredentialsRejected(f"Insider: {_message(text)}", status)] * len(
                 batch
@@ -94,30 +93,14 @@ class InsiderDeliverer:
             return [crossdock.Rejected(reason, status, text[:BODY_LIMIT])] * len(batch)
         return [outcome] * len(batch)
 
-    async def _split(self, batch: Sequence[crossdock.BatchItem]) -> list[crossdock.Outcome]:
-        middle = len(batch) // 2
-        first, second = await asyncio.gather(self._send(batch[:middle]), self._send(batch[middle:]))
-        return [*first, *second]
-
-    async def _settle_200(
+    def _settle_200(
         self, batch: Sequence[crossdock.BatchItem], text: str
     ) -> list[crossdock.Outcome]:
         failures, unattributed = parse_failures(text)
-        if unattributed and len(batch) > 1:
-            return await self._split(batch)
-        outcomes: list[crossdock.Outcome] = []
-        for i in range(len(batch)):
-            errors = failures.get(i)
-            if errors is None and unattributed:  # a lone user with failures naming no user
-                errors = unattributed
-            if errors is None:
-                outcomes.append(crossdock.DELIVERED)
-                continue
-            messages = _unique(m for msgs in errors.values() for m in msgs)
-            reason = "Insider: " + "; ".join(messages)
-            body = orjson.dumps(errors).decode()[:BODY_LIMIT]
-            outcomes.append(crossdock.Rejected(reason[:BODY_LIMIT], 200, body))
-        return outcomes
+        if unattributed:
+            return [crossdock.BatchRejected(*_explain(unattributed))] * len(batch)
+        rejected = {i: crossdock.Rejected(*_explain(errors)) for i, errors in failures.items()}
+        return crossdock.outcomes_by_index(len(batch), rejected)
 
 
 def parse_failures(text: str) -> tuple[dict[int, dict[str, list[str]]], dict[str, list[str]]]:
@@ -159,16 +142,15 @@ def _local_problem(payload: Any) -> str | None:
     return None
 
 
+def _explain(errors: dict[str, list[str]]) -> tuple[str, int, str]:
+    """Reason, status and body of a user refused in a 200 answer."""
+    messages = _unique(m for msgs in errors.values() for m in msgs)
+    reason = "Insider: " + "; ".join(messages)
+    return reason[:BODY_LIMIT], 200, orjson.dumps(errors).decode()[:BODY_LIMIT]
+
+
 def _message(text: str) -> str:
-    try:
-        body = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text[:200] or "no message"
-    if isinstance(body, dict):
-        for key in ("message", "error"):
-            if isinstance(body.get(key), str) and body[key]:
-                return body[key][:200]
-    return text[:200] or "no message"
+    return crossdock.error_message(text, ("message", "error"))
 
 
 def _unique(items: Any) -> list[str]:

@@ -5,14 +5,15 @@ the header keeps the secret out of URLs, which end up in proxy logs and error me
 
 Miso validates a request atomically: one bad record fails it with 422 and nothing is stored.
 The 422 body names the bad records (``data.<i>.<field> is invalid. …``, or FastAPI's
-``detail[].loc``); those are rejected with Miso's messages and the rest is sent again. A 422
-that names no record is narrowed down by halving the batch. Records that
+``detail[].loc``); those are rejected with Miso's messages (:func:`crossdock.outcomes_by_index`)
+and the rest answered :class:`crossdock.BatchRejected`, so the core sends them again. A 422
+that names no record, or a 413, refuses the whole request as a batch: the core narrows it down
+by halving. Records that
 :func:`~crossdock_miso.schema.problem` refuses are rejected without being sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -45,8 +46,7 @@ class MisoDeliverer:
 
     async def deliver(self, batch: Sequence[crossdock.BatchItem]) -> list[crossdock.Outcome]:
         """One outcome per item, in order: invalid records rejected before sending, the rest
-        sent together, and the records a 422 names rejected while their batch-mates are sent
-        again."""
+        sent together in one request (see the module docstring for Miso's answers)."""
         outcomes: list[crossdock.Outcome | None] = [None] * len(batch)
         pending: list[int] = []
         for i, item in enumerate(batch):
@@ -55,42 +55,29 @@ class MisoDeliverer:
                 pending.append(i)
             else:
                 outcomes[i] = crossdock.Rejected(f"Miso record not sent: {why}")
-        await self._send(batch, pending, outcomes)
+        if pending:
+            sent = await self._send([batch[i] for i in pending])
+            for i, outcome in zip(pending, sent, strict=True):
+                outcomes[i] = outcome
         return [o if o is not None else crossdock.RetryLater("not sent") for o in outcomes]
 
-    async def _send(
-        self,
-        batch: Sequence[crossdock.BatchItem],
-        indices: list[int],
-        outcomes: list[crossdock.Outcome | None],
-    ) -> None:
-        while indices:
-            body = b'{"data":[' + b",".join(batch[i].data for i in indices) + b"]}"
-            outcome, status, text = await crossdock.send_http(
-                self.http, "POST", self.url, body, self._headers
+    async def _send(self, batch: Sequence[crossdock.BatchItem]) -> list[crossdock.Outcome]:
+        body = b'{"data":' + crossdock.json_array(batch) + b"}"
+        outcome, status, text = await crossdock.send_http(
+            self.http, "POST", self.url, body, self._headers
+        )
+        if status not in (413, 422):
+            return [self._explain(outcome, text)] * len(batch)
+        reason = f"Miso {status}: {self._message(text)}"
+        refused = crossdock.BatchRejected(reason, status, self._body(text))
+        bad = record_errors(text, len(batch)) if status == 422 else {}
+        named = {
+            position: crossdock.Rejected(
+                ("Miso 422: " + "; ".join(messages))[:1000], 422, self._body(text)
             )
-            if status not in (413, 422):
-                for i in indices:
-                    outcomes[i] = self._explain(outcome, text)
-                return
-            bad = record_errors(text, len(indices)) if status == 422 else {}
-            if not bad:
-                if len(indices) == 1:
-                    reason = f"Miso {status}: {self._message(text)}"
-                    outcomes[indices[0]] = crossdock.Rejected(reason, status, self._body(text))
-                    return
-                middle = len(indices) // 2
-                await asyncio.gather(
-                    self._send(batch, indices[:middle], outcomes),
-                    self._send(batch, indices[middle:], outcomes),
-                )
-                return
-            for position, messages in bad.items():
-                reason = "Miso 422: " + "; ".join(messages)
-                outcomes[indices[position]] = crossdock.Rejected(
-                    reason[:1000], 422, self._body(text)
-                )
-            indices = [i for position, i in enumerate(indices) if position not in bad]
+            for position, messages in bad.items()
+        }
+        return crossdock.outcomes_by_index(len(batch), named, default=refused)
 
     def _explain(self, outcome: crossdock.Outcome, text: str) -> crossdock.Outcome:
         """Add Miso's message to the generic outcome of a status."""
@@ -103,22 +90,11 @@ class MisoDeliverer:
         return outcome
 
     def _body(self, text: str) -> str:
-        return self._mask(text)[:BODY_LIMIT]
-
-    def _mask(self, text: str) -> str:
-        key = self._key.reveal()
-        return text.replace(key, "***") if key else text
+        return crossdock.mask_body(text, [self._key], BODY_LIMIT)
 
     def _message(self, text: str) -> str:
-        try:
-            body = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return self._mask(text[:200]) or "no message"
-        if isinstance(body, dict) and isinstance(body.get("message"), str):
-            return self._mask(body["message"][:300])
-        if isinstance(body, dict) and body.get("detail") is not None:
-            return self._mask(orjson.dumps(body["detail"]).decode()[:300])
-        return self._mask(text[:200])
+        message = crossdock.error_message(text, ("message", "detail"), limit=300)
+        return crossdock.mask_body(message, [self._key])
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session belongs to the core."""

@@ -21,7 +21,6 @@ import hmac
 from collections.abc import Sequence
 
 import aiohttp
-import orjson
 
 import crossdock
 from crossdock_productfruits.settings import ProductFruitsSettings
@@ -91,13 +90,6 @@ class ProductFruitsDeliverer:
 
 def _message(text: str) -> str:
     """Product Fruits' reason from an error body (JSON ``error``/``message``, else the text)."""
-    try:
-        body = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text.strip()[:200] or "bad request"
-    if isinstance(body, dict):
-        for key in ("error", "message", "detail", "title"):
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                return value[:200]
-    return text.strip()[:200] or "bad request"
+    return crossdock.error_message(
+        text, ("error", "message", "detail", "title"), default="bad request"
+    )

@@ -10,9 +10,9 @@ whole request; so the body, not the HTTP status, decides:
   ``FAILED_ACCOUNT``, ``NO_DOMAIN_APIKEY_MATCH``): credentials rejected; the core pauses the
   destination and keeps its events.
 - any other error code (``NO_USERID``, ``NO_SESSIONID``, ``BAD_INPUT``, ``INVALID_EVENT``,
-  ``NO_EVENT``, unknown codes) or a 400 without one: the batch is halved and each half resent
-  until the offending events are alone; those are rejected with Segmentify's reason, their
-  batch-mates delivered.
+  ``NO_EVENT``, unknown codes) or a 400 without one: the request is refused as a batch
+  (:class:`crossdock.BatchRejected`); the core halves and resends it until the offending events
+  are alone; those are rejected with Segmentify's reason, their batch-mates delivered.
 - 2xx whose body says ``SUCCESS`` (or carries no ``statusCode``): delivered.
 """
 
@@ -52,13 +52,8 @@ class SegmentifyDeliverer:
         }
 
     async def deliver(self, batch: Sequence[crossdock.BatchItem]) -> list[crossdock.Outcome]:
-        """Send ``batch`` as one JSON array; isolate events Segmentify refuses by halving."""
-        if not batch:
-            return []
-        return await self._send(batch)
-
-    async def _send(self, batch: Sequence[crossdock.BatchItem]) -> list[crossdock.Outcome]:
-        body = b"[" + b",".join(item.data for item in batch) + b"]"
+        """Send ``batch`` as one JSON array; one outcome per item, in order."""
+        body = crossdock.json_array(batch)
         outcome, status, text = await crossdock.send_http(
             self.http, "POST", self._url, body, self._headers
         )
@@ -76,20 +71,12 @@ class SegmentifyDeliverer:
         per_event = (code is not None and code != SUCCESS) or status == 400
         if not per_event:
             return [outcome] * len(batch)
-        if len(batch) == 1:
-            label = code or f"HTTP {status}"
-            reason = f"Segmentify {label}: {message}" if message else f"Segmentify {label}"
-            return [crossdock.Rejected(reason, status, text)]
-        # One half after the other: isolating several bad events costs up to 2n-1 requests,
-        # and a burst of them would run into the vendor's rate limit.
-        middle = len(batch) // 2
-        first = await self._send(batch[:middle])
-        return [*first, *await self._send(batch[middle:])]
+        label = code or f"HTTP {status}"
+        reason = f"Segmentify {label}: {message}" if message else f"Segmentify {label}"
+        return [crossdock.BatchRejected(reason, status, text)] * len(batch)
 
     def _mask(self, text: str) -> str:
-        if self._secret and len(self._secret) >= 4:
-            text = text.replace(self._secret, "***").replace(quote(self._secret, safe=""), "***")
-        return text
+        return crossdock.mask_body(text, [self._secret])
 
     def _masked(self, outcome: crossdock.Outcome) -> crossdock.Outcome:
         """The outcome with the API key masked in its reason (connection errors may echo the
