@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import version
 
 import orjson
 import pytest
@@ -61,7 +62,7 @@ def test_crossdock_plugins_lists_productfruits() -> None:
     ).stdout
     [entry] = [p for p in orjson.loads(out) if p["name"] == "productfruits"]
     assert entry["distribution"] == "crossdock-productfruits"
-    assert entry["version"] == "0.1.0"
+    assert entry["version"] == version("crossdock-productfruits")
     assert entry["status"] == "ok"
     assert entry["destination_types"] == ["productfruits"]
     assert entry["source_types"] == []
