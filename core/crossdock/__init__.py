@@ -107,7 +107,6 @@ __all__ = [
     "bearer_token",
     "compile_expression",
     "compile_mapping",
-    "error_message",
     "compile_spec",
     "error_message",
     "hookimpl",
