@@ -427,18 +427,20 @@ def compile_expression(
 # Files and overrides
 
 
-def parse_mapping(text: str, where: str = "mapping.toml") -> MappingFile:
-    """Read mapping-file TOML ``text`` (see :mod:`crossdock.transform.spec` for the format).
+def parse_mapping(
+    text: str, where: str = "mapping.toml", *, functions: Functions | None = None
+) -> MappingFile:
+    """Read mapping-file TOML ``text`` (the format of :func:`load_mapping_file`).
 
-    Checks the structure and every expression (the functions of Crossdock and ``functions``
-    are known) and raises :class:`~crossdock.MappingError` with path ``<where>:<key>`` for the
+    Checks the structure and every expression (Crossdock's functions and ``functions`` are
+    known) and raises :class:`~crossdock.MappingError` with path ``<where>:<key>`` for the
     first problem.
     """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MappingError(where, f"cannot read mapping file: {type(exc).__name__}") from None
-    return _checked(data, where, None)
+    return _checked(data, where, functions)
 
 
 def _checked(data: dict[str, Any], where: str, functions: Functions | None) -> MappingFile:
