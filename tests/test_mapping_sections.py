@@ -437,6 +437,8 @@ def test_every_toml_example_in_mappings_md_loads_and_compiles(index: int) -> Non
         for d in loaded.destinations:
             assert transform(d)(golden_event("order_completed")) is not None or d.where
         return
-    made = crossdock.compile_spec(crossdock.parse_mapping(block), functions=FUNCTIONS)
+    made = crossdock.compile_spec(
+        crossdock.parse_mapping(block, functions=FUNCTIONS), functions=FUNCTIONS
+    )
     for event in golden_events().values():
         made(event)
