@@ -18,7 +18,9 @@ the suite checks that the vendor URL is overridable. Checks: settings structure 
 missing-field paths, default mapping compiles, sample events map or are dropped on purpose,
 secrets absent from repr/str/errors, base URL overridable, 2xx → delivered, vendor "invalid" →
 rejected with a reason, 5xx and timeouts → retry, 429 honours ``Retry-After``, batch count and
-bytes limits respected.
+bytes limits respected, and one bad event among four isolated (3 delivered, 1 rejected, every
+request paid for in the rate limiter): the deliverer maps the vendor's per-index answer, or
+answers :class:`~crossdock.BatchRejected` and the core splits.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import attrs
 import orjson
 import pytest
 
+from crossdock.deliver.pacing import RateLimiter
 from crossdock.errors import ConfigError
 from crossdock.secrets import Secret
-from crossdock.testing.fakes import AnswerLike, FakeVendor
+from crossdock.testing.fakes import AnswerLike, FakeVendor, RecordedRequest, _as_answer
 from crossdock.testing.harness import DestinationHarness, destination_types
 from crossdock.types import Delivered, Event, Rejected, RetryLater
 
@@ -94,6 +97,7 @@ def destination_contract_tests(
     name: str | None = None,
     events: Sequence[Event] | None = None,
     invalid_answer: AnswerLike = 400,
+    invalid_at: Callable[[int], AnswerLike] | None = None,
     expect_dropped: Sequence[str] = (),
     timeout: float = 0.5,
 ) -> type:
@@ -107,6 +111,8 @@ def destination_contract_tests(
     :param name: the destination type, when the plugin declares several.
     :param events: events to check the mapping with (default :func:`sample_events`).
     :param invalid_answer: what the fake answers to mean "this event is invalid".
+    :param invalid_at: for a vendor that names the bad event: what the fake answers when the
+        event at index ``i`` of a request is invalid (default: ``invalid_answer``, naming none).
     :param expect_dropped: ``messageId`` of sample events the mapping drops on purpose.
     :param timeout: the client timeout used to check that a slow vendor means retry.
     """
@@ -244,11 +250,76 @@ def destination_contract_tests(
                 for request in fake.requests:
                     assert len(request.content) <= limits.max_batch_bytes + 1024
 
+        async def test_one_bad_event_among_four_is_isolated(self) -> None:
+            limiter = _CountingLimiter(None)
+            async with fake_factory() as fake, harness(fake, limiter=limiter) as h:
+                template = deliverable()[0]
+                batch = [
+                    {**template, "messageId": f"{_MARKER}{i}", "userId": f"{_MARKER}{i}"}
+                    for i in range(4)
+                ]
+                bad = f"{_MARKER}2"
+                _refuse_requests_holding(fake, bad, invalid_at or (lambda i: invalid_answer))
+                outcomes = await h.deliver(batch)
+                kinds = [type(o).__name__ for o in outcomes]
+                assert kinds == ["Delivered", "Delivered", "Rejected", "Delivered"], outcomes
+                assert outcomes[2].reason  # type: ignore[union-attr]
+                assert any(bad in r.text() for r in fake.requests), "the marker was not sent"
+                assert len(fake.requests) <= limiter.granted, "requests bypassed the rate limit"
+
     DestinationContract.__name__ = (
         f"DestinationContract_{name or getattr(plugin, '__name__', 'plugin')}"
     )
     _mark_async_tests(DestinationContract)
     return DestinationContract
+
+
+_MARKER = "crossdock-contract-user-"
+
+
+@attrs.define
+class _CountingLimiter(RateLimiter):
+    """An unlimited rate limiter that counts the tokens it grants."""
+
+    granted: float = 0.0
+
+    async def acquire(self, tokens: float = 1.0) -> None:
+        self.granted += tokens
+
+
+def _refuse_requests_holding(
+    fake: FakeVendor, marker: str, answer: Callable[[int], AnswerLike]
+) -> None:
+    """Make ``fake`` answer ``answer(i)`` to requests holding ``marker`` (after its own checks);
+    ``i`` is the position of the item holding it in the request's JSON array."""
+    checks = fake.check
+
+    async def check(request: RecordedRequest) -> Any:
+        refusal = await checks(request)
+        if refusal is not None or marker not in request.text():
+            return refusal
+        try:
+            index = _position(request.json(), marker)
+        except orjson.JSONDecodeError:
+            index = 0
+        return _as_answer(answer(index)).response()
+
+    fake.check = check  # type: ignore[method-assign]
+
+
+def _position(value: Any, marker: str) -> int:
+    """Index of the element holding ``marker`` in the outermost JSON array that holds it (found
+    through objects, e.g. ``{"users": [...]}``); 0 when there is none."""
+    if isinstance(value, list):
+        for i, element in enumerate(value):
+            if marker in orjson.dumps(element).decode():
+                return i
+        return 0
+    if isinstance(value, dict):
+        for element in value.values():
+            if marker in orjson.dumps(element).decode():
+                return _position(element, marker)
+    return 0
 
 
 def _mark_async_tests(cls: type) -> None:

@@ -18,13 +18,18 @@ SETTINGS = {
 DROPPED = [e["messageId"] for e in golden_events().values() if e["type"] != "identify"
            and e["type"] != "track"]  # fmt: skip
 
-# What Insider answers for an invalid user: 200 with a per-user failure.
-INVALID = Answer(
-    200,
-    {"data": {"successful": {}, "fail": {"count": 1, "errors": {
-        "users.0.events.0.event_name.regexp(^[a-z0-9][a-zA-Z0-9._-]*$)": [
-            "invalid event name: homepageView"]}}}},
-)  # fmt: skip
+
+def invalid_at(index: int) -> Answer:
+    """What Insider answers when user ``index`` is invalid: 200 with a per-user failure."""
+    return Answer(
+        200,
+        {"data": {"successful": {}, "fail": {"count": 1, "errors": {
+            f"users.{index}.events.0.event_name.regexp(^[a-z0-9][a-zA-Z0-9._-]*$)": [
+                "invalid event name: homepageView"]}}}},
+    )  # fmt: skip
+
+
+INVALID = invalid_at(0)
 
 TestInsiderContract = destination_contract_tests(
     crossdock_insider,
@@ -32,5 +37,6 @@ TestInsiderContract = destination_contract_tests(
     fake_factory=FakeInsider,
     name="insider",
     invalid_answer=INVALID,
+    invalid_at=invalid_at,
     expect_dropped=DROPPED,
 )

@@ -25,6 +25,7 @@ TestMisoContract = destination_contract_tests(
     fake_factory=FakeMiso,
     name="miso",
     invalid_answer=invalid_answer(["data.0.product_ids is invalid. 'x' is not of type 'array'"]),
+    invalid_at=lambda i: invalid_answer([f"data.{i}.product_ids is invalid. 'x' is not an array"]),
     expect_dropped=[_GOLDEN[name]["messageId"] for name in DROPPED],
 )
 

@@ -4,7 +4,8 @@ Settings: ``url`` (required), ``method`` (``POST``), ``headers`` (table), ``secr
 ``X-Signature`` = lowercase hex HMAC-SHA1 over the exact body sent, like Segment's Webhooks
 destination; for a JSON-array batch the first element is signed, like Segment's Actions webhook),
 ``batch`` (``false``: one request per event, sent concurrently; ``true``: one JSON array per
-batch). Default mapping: the whole event.
+batch, and a 4xx refusing it is :class:`crossdock.BatchRejected`, so the core splits the array to
+isolate the bad events). Default mapping: the whole event.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ class WebhookDeliverer:
         if not batch:
             return []
         if self.settings.batch:
-            body = b"[" + b",".join(item.data for item in batch) + b"]"
-            outcome = await self._send(body, batch[0].data)
+            outcome = await self._send(crossdock.json_array(batch), batch[0].data)
+            if isinstance(outcome, crossdock.Rejected):
+                outcome = crossdock.BatchRejected(outcome.reason, outcome.status, outcome.body)
             return [outcome] * len(batch)
         if len(batch) == 1:
             return [await self._send(batch[0].data, batch[0].data)]
