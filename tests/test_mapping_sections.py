@@ -188,8 +188,16 @@ def test_plain_mapping_drop_reason() -> None:
 def test_routing_is_one_generated_function() -> None:
     m = compiled()
     assert m.source.count("def ") == 1
-    assert "lookup" in m.source
-    assert ".get(" in m.source
+    assert "_call(" not in m.source  # lookups on literal tables are plain dict lookups
+
+
+@pytest.mark.parametrize("key", ["a", "zz", 1, 1.5, None, True, ["a"], {"a": 1}])
+def test_literal_table_lookup_fast_path_keeps_the_rules(key: Any) -> None:
+    tables = {"t": {"a": "A", "1": "one", "true": "T"}}
+    fast = crossdock.compile_mapping({"v": "lookup('t', k)"}, tables=tables)
+    slow = crossdock.compile_mapping({"v": "lookup('t', k, `null`)"}, tables=tables)
+    assert "_call(" not in fast.source
+    assert fast({"k": key}) == slow({"k": key})
 
 
 def test_runtime_error_names_the_section_field() -> None:

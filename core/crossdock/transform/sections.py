@@ -4,8 +4,8 @@
 :func:`~crossdock.compile_mapping`. With sections, each section that does not ``drop`` is
 compiled into one function (the common fields with the section's fields laid over them), and
 the routing (the destination's ``where``, then ``select`` or the sections' ``where`` in file
-order) into one more, which returns the chosen section's function or ``None``. Per event: the
-routing function, one dict lookup, the section's function.
+order) into one more, which calls the chosen section's function. Per event: the routing
+function, one dict lookup, the section's function.
 
 Routing:
 
@@ -112,8 +112,9 @@ class SectionedMapping:
     """A compiled sectioned mapping: call it with an event for the payload, or ``None``.
 
     ``sections`` holds the compiled mapping of each section that does not drop; ``route`` is the
-    generated routing function (event → a section's function, or ``None``) and ``source`` its
-    code. :meth:`matches` and :meth:`drop_reason` are the slow path for dropped events.
+    generated function that routes an event and calls its section's function (``None`` when no
+    section takes it) and ``source`` its code. :meth:`matches` and :meth:`drop_reason` are the
+    slow path for dropped events.
     """
 
     spec: MappingFile
@@ -172,8 +173,7 @@ class SectionedMapping:
     def __call__(self, event: Any) -> Any:
         """The payload for ``event``, or ``None`` when it is dropped (see :meth:`drop_reason`)."""
         try:
-            fn = self.route(event)
-            return None if fn is None else fn(event)
+            return self.route(event)
         except Exception as exc:
             raise self._locate(event, exc) from exc
 
@@ -239,7 +239,8 @@ def _route(
     functions: CrossdockFunctions,
 ) -> tuple[Callable[[Any], Any], str]:
     """Generate ``_route(d)``: the destination's ``where``, then ``select`` (one dict lookup) or
-    the sections' conditions in file order; returns a section's function or ``None``."""
+    the sections' conditions in file order; returns what the chosen section's function returns
+    for ``d`` (``None`` when no section takes it)."""
     gen = CodeGen(functions)
     gen.begin_function()
     out: list[str] = []
@@ -258,7 +259,8 @@ def _route(
     if spec.select is not None:
         name = condition(spec.select, "dispatch.select")
         table = gen.const({n: m.fn for n, m in compiled.items()})
-        out.append(f"{ind}return {table}.get({name}) if type({name}) is str else None")
+        out.append(f"{ind}f = {table}.get({name}) if type({name}) is str else None")
+        out.append(f"{ind}return None if f is None else f(d)")
     else:
         out.append(_file_order(gen, spec.sections, compiled, condition, out, ind))
     gen.defs.append("\n".join(["def _route(d):", *out]))
@@ -274,9 +276,10 @@ def _file_order(
     out: list[str],
     ind: str,
 ) -> str:
-    """Append ``if <where>: return <section fn>`` per section; the final statement is returned."""
+    """Append ``if <where>: return <section fn>(d)`` per section; the final statement is
+    returned."""
     for name, section in sections.items():
-        target = gen.const(compiled[name].fn) if name in compiled else "None"
+        target = f"{gen.const(compiled[name].fn)}(d)" if name in compiled else "None"
         if section.where is None:
             return f"{ind}return {target}"
         value = condition(section.where, f"sections.{name}.where")

@@ -514,6 +514,19 @@ class CodeGen:
                 return self.materialize(body, out, ind)
             call = f"_call({name!r}, [{', '.join(args)}])"
             return self.materialize(f"({body} if {guard} else {call})", out, ind)
+        if name == "lookup" and count == 2:
+            table = node["children"][0]
+            rows = self.functions.tables.get(table["value"]) if table["type"] == "literal" else None
+            if isinstance(rows, dict) and isinstance(table["value"], str):
+                # a literal table: a string key is one dict lookup (other keys: the full rules)
+                key = args[1]
+                lk = self.const(self.functions.custom["lookup"].fn)
+                return self.materialize(
+                    f"({self.const(rows)}.get({key}) if type({key}) is str"
+                    f" else {lk}({args[0]}, {key}))",
+                    out,
+                    ind,
+                )
         if name == "not_null" and count >= 1:
             expr = "None"
             for a in reversed(args):
