@@ -51,7 +51,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("crossdock_events_dead_lettered_total", "counter",
            "Events moved to the dead-letter queue, by reason.", ("destination", "reason")),
     Family("crossdock_delivery_requests_total", "counter",
-           "Requests sent to vendors, by outcome.", ("destination", "outcome")),
+           "Requests sent to vendors, by outcome (delivered, partial, rejected, batch_rejected, "
+           "retry, credentials_rejected, timeout, error, plugin_error).",
+           ("destination", "outcome")),
     Family("crossdock_queue_pending", "gauge",
            "Events waiting for a destination (not yet delivered).", ("destination",)),
     Family("crossdock_queue_retrying", "gauge",

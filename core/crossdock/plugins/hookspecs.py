@@ -158,10 +158,15 @@ def crossdock_make_deliverer(
     :return: a :class:`crossdock.Deliverer`: ``async deliver(batch)`` returns one outcome per
         item, in order: :class:`~crossdock.Delivered`, :class:`~crossdock.RetryLater`,
         :class:`~crossdock.Rejected` (the vendor says the event is invalid; it is dead-lettered
-        with the reason), or :class:`~crossdock.CredentialsRejected` (401/403: the core pauses
-        the destination). Plugins say what happened; the core decides retry, pause or dead
-        letter. An exception escaping ``deliver`` means retry-later for the whole batch, never
-        a lost event. ``async close()`` is called at shutdown. Return ``None`` to decline.
+        with the reason), :class:`~crossdock.BatchRejected` (the vendor refused the request
+        without naming the bad events: the core resends the batch in halves, through the rate
+        limit and concurrency, until each refused event is alone, and dead-letters it with
+        this reason), or :class:`~crossdock.CredentialsRejected` (401/403: the core pauses
+        the destination). One request per call: never resend inside ``deliver``; map a
+        vendor's per-index failures with :func:`crossdock.outcomes_by_index`. Plugins say what
+        happened; the core decides retry, pause or dead letter. An exception escaping
+        ``deliver`` means retry-later for the whole batch, never a lost event. ``async
+        close()`` is called at shutdown. Return ``None`` to decline.
 
     Example::
 
