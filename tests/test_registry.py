@@ -100,8 +100,8 @@ def test_invalid_records_are_problems():
         "plugin messy: crossdock_source_types raised RuntimeError: boom",
         "plugin messy: destination type 'Bad_Name': name 'Bad_Name' is not a lower-case slug "
         "([a-z][a-z0-9-]*)",
-        "plugin messy: destination type 'badmap': mapping is not a MappingFile nor a table of str to "
-        "str",
+        "plugin messy: destination type 'badmap': mapping is not a MappingFile nor a table of "
+        "str to str",
         "plugin messy: destination type 'nosettings': settings is not an attrs class",
     ]
     assert not {"Bad_Name", "nosettings", "badmap"} & set(registry.destination_types)
