@@ -159,10 +159,10 @@ def destination_contract_tests(
             assert any(p.startswith("settings") for p in info.value.problems)
 
         def test_default_mapping_compiles(self) -> None:
-            from crossdock.transform.mapping import compile_mapping
+            from crossdock.transform.sections import compile_spec
 
             h = DestinationHarness(plugin, _fill(settings, "http://127.0.0.1:9"), name=name)
-            compile_mapping(h.type.mapping, tables=h.type.tables)
+            compile_spec(h.type.spec, functions=h.type.functions)
 
         def test_sample_events_map_or_are_dropped_on_purpose(self) -> None:
             h = DestinationHarness(plugin, _fill(settings, "http://127.0.0.1:9"), name=name)

@@ -24,7 +24,8 @@ from crossdock.deliver.pacing import RateLimiter
 from crossdock.deliver.sending import Sender
 from crossdock.errors import ConfigError, PluginError
 from crossdock.plugins import hookspecs
-from crossdock.transform.mapping import merge_mapping
+from crossdock.transform.overrides import merge_spec
+from crossdock.transform.sections import compile_spec
 from crossdock.types import (
     BatchItem,
     Deliverer,
@@ -97,19 +98,26 @@ class DestinationHarness:
         if len(types) != 1:
             raise PluginError(str(plugin), f"expected one destination type named {name!r}")
         self.type: DestinationType = types[0]
-        # Overrides merge exactly as ``[destinations.mapping]`` does (see merge_mapping).
-        merged = merge_mapping(self.type.mapping, mapping) if mapping else dict(self.type.mapping)
+        # Overrides and table rows merge exactly as ``[destinations.mapping]`` and
+        # ``[destinations.tables.<name>]`` do (see crossdock.merge_spec).
+        spec, problems = merge_spec(
+            self.type.spec,
+            mapping or {},
+            tables=tables or {},
+            functions=self.type.functions,
+            prefix="mapping",
+        )
+        if problems:
+            raise ConfigError(problems)
         self.destination = Destination(
             id=id,
             plugin=self.type.name,
             type=self.type,
             settings=structure_settings(self.type, settings),
-            mapping=merged,
-            # Rows are added to the type's tables, as ``[destinations.tables.<name>]`` does.
-            tables={
-                name: {**self.type.tables.get(name, {}), **rows}
-                for name, rows in {**self.type.tables, **(tables or {})}.items()
-            },
+            mapping=spec.fields,
+            tables=spec.tables,
+            sections=spec.sections,
+            select=spec.select,
             where=where,
             delivery=delivery or DeliverySettings(),
         )
@@ -126,12 +134,10 @@ class DestinationHarness:
         if self._transformer is None:
             made = self._pm.hook.crossdock_make_transformer(destination=self.destination)
             if made is None:
-                from crossdock.transform.mapping import compile_mapping
-
-                made = compile_mapping(
-                    self.destination.mapping,
+                made = compile_spec(
+                    self.destination.spec,
                     where=self.destination.where,
-                    tables=self.destination.tables,
+                    functions=self.destination.functions,
                 )
             self._transformer = made
         return self._transformer
