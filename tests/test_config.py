@@ -646,3 +646,21 @@ def test_a_secret_fields_converter_and_validator_words_are_never_shown():
     with pytest.raises(Exception) as info:  # noqa: PT011
         structure({"key": SECRET}, S)
     assert render_errors(info.value, "d") == ["d.key: invalid value"]
+
+
+def test_settings_table_holds_the_non_secret_settings(registry, tmp_path):
+    """Mappings read the destination's own settings through the ``settings`` table; secrets
+    never reach it."""
+    text = GOOD.replace(
+        '"traits.plan" = "traits.plan"',
+        "partner = \"lookup('settings', 'partner_name')\"\n"
+        "leak = \"lookup('settings', 'token')\"",
+    )
+    config = parse_config(text, registry, ENV, base_dir=tmp_path)
+    dest = config.destinations[0]
+    rows = dest.tables["settings"]
+    assert rows["partner_name"] == "p"
+    assert "token" not in rows
+    assert SECRET not in repr(rows)
+    payload = crossdock.compile_spec(dest.spec)({"type": "track", "event": "x"})
+    assert payload == {"name": "x", "partner": "p"}

@@ -552,8 +552,19 @@ class _Builder:
         dt: DestinationType | None = None
         if plugin is not None:
             dt = self.type_of("destination", "plugin", plugin, prefix)
-        from crossdock.transform.overrides import merge_spec
+        from crossdock.transform.overrides import SETTINGS_TABLE, merge_spec, settings_rows
 
+        settings: Any = None
+        if dt is not None:
+            raw_settings = table.get("settings", {})
+            settings, problems = structure_collect(raw_settings, dt.settings, f"{prefix}.settings")
+            self.problems += problems
+            if settings is not None:
+                settings = self.resolve_paths(settings, str_path=True)
+                # the destination's own settings, for mappings that depend on them
+                rows = settings_rows(settings)
+                if rows:
+                    tables = {**tables, SETTINGS_TABLE: {**tables.get(SETTINGS_TABLE, {}), **rows}}
         # the merged spec is validated whole: an override may conflict with a default target
         # (a.b vs a); problems carry the override's path (mapping.sections.x.fields.y)
         spec, problems = merge_spec(
@@ -568,16 +579,13 @@ class _Builder:
             self.validate_where(where, f"{prefix}.where", spec.tables, dt.functions if dt else ())
         if dt is None:
             return None
-        raw_settings = table.get("settings", {})
-        settings, problems = structure_collect(raw_settings, dt.settings, f"{prefix}.settings")
-        self.problems += problems
         if len(self.problems) > n or id_ is None or delivery is None:
             return None
         return Destination(
             id=id_,
             plugin=dt.name,
             type=dt,
-            settings=self.resolve_paths(settings, str_path=True),
+            settings=settings,
             mapping=spec.fields,
             tables=spec.tables,
             where=where,

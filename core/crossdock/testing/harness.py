@@ -24,7 +24,7 @@ from crossdock.deliver.pacing import RateLimiter
 from crossdock.deliver.sending import Sender
 from crossdock.errors import ConfigError, PluginError
 from crossdock.plugins import hookspecs
-from crossdock.transform.overrides import merge_spec
+from crossdock.transform.overrides import SETTINGS_TABLE, merge_spec, settings_rows
 from crossdock.transform.sections import compile_spec
 from crossdock.types import (
     BatchItem,
@@ -100,10 +100,15 @@ class DestinationHarness:
         self.type: DestinationType = types[0]
         # Overrides and table rows merge exactly as ``[destinations.mapping]`` and
         # ``[destinations.tables.<name>]`` do (see crossdock.merge_spec).
+        structured = structure_settings(self.type, settings)
+        extra = dict(tables or {})
+        rows = settings_rows(structured)
+        if rows:
+            extra[SETTINGS_TABLE] = {**extra.get(SETTINGS_TABLE, {}), **rows}
         spec, problems = merge_spec(
             self.type.spec,
             mapping or {},
-            tables=tables or {},
+            tables=extra,
             functions=self.type.functions,
             prefix="mapping",
         )
@@ -113,7 +118,7 @@ class DestinationHarness:
             id=id,
             plugin=self.type.name,
             type=self.type,
-            settings=structure_settings(self.type, settings),
+            settings=structured,
             mapping=spec.fields,
             tables=spec.tables,
             sections=spec.sections,

@@ -10,13 +10,19 @@ Rules (what ``crossdock check`` enforces, each problem with its full path):
   ``fields.*``; ``where = ""`` removes its condition) or adds one after the declared ones;
   an empty field expression removes the field from that section, common one included;
 - ``[destinations.mapping.dispatch] select`` replaces the dispatch (``""``: file order);
-- ``tables`` (``[destinations.tables.<name>]``) add or replace rows of the type's tables.
+- ``tables`` (``[destinations.tables.<name>]``) add or replace rows of the type's tables;
+- the ``settings`` table holds the destination's own non-secret scalar settings by attribute
+  name (:func:`settings_rows`), so a mapping can depend on them
+  (``where = "lookup('settings', 'store_page_calls')"``); a plugin declares it with defaults in
+  its ``mapping.toml`` (``[tables.settings]``) to use it in its default mapping.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import attrs
 
 from crossdock.transform.mapping import Functions
 from crossdock.transform.paths import flat, format_path, merge_mapping, parse_path
@@ -29,7 +35,27 @@ from crossdock.transform.spec import (
     read_section,
 )
 
-__all__ = ["merge_section_fields", "merge_spec"]
+__all__ = ["SETTINGS_TABLE", "merge_section_fields", "merge_spec", "settings_rows"]
+
+SETTINGS_TABLE = "settings"
+"""The lookup table that holds a destination's non-secret scalar settings."""
+
+
+def settings_rows(settings: Any) -> dict[str, Any]:
+    """``{attribute: value}`` of ``settings`` (an attrs instance) for the ``settings`` table:
+    strings, numbers and booleans only, never a :class:`~crossdock.Secret`."""
+    from crossdock.secrets import Secret
+
+    if not attrs.has(type(settings)):
+        return {}
+    rows: dict[str, Any] = {}
+    for a in attrs.fields(type(settings)):
+        value = getattr(settings, a.name, None)
+        if isinstance(value, Secret):
+            continue
+        if isinstance(value, str | int | float | bool):
+            rows[a.name] = value
+    return rows
 
 
 def merge_section_fields(own: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, str]:
