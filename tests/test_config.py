@@ -651,11 +651,11 @@ def test_a_secret_fields_converter_and_validator_words_are_never_shown():
 def test_settings_table_holds_the_non_secret_settings(registry, tmp_path):
     """Mappings read the destination's own settings through the ``settings`` table; secrets
     never reach it."""
-    text = GOOD.replace(
-        '"traits.plan" = "traits.plan"',
-        "partner = \"lookup('settings', 'partner_name')\"\n"
+    fields = [
+        "partner = \"lookup('settings', 'partner_name')\"",
         "leak = \"lookup('settings', 'token')\"",
-    )
+    ]
+    text = GOOD.replace('"traits.plan" = "traits.plan"', "\n".join(fields))
     config = parse_config(text, registry, ENV, base_dir=tmp_path)
     dest = config.destinations[0]
     rows = dest.tables["settings"]

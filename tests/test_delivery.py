@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from attrs import define, field
 
+import crossdock
 from crossdock import (
     DELIVERED,
     BatchItem,
@@ -374,7 +375,7 @@ async def test_routing_filter_drop_transform_failure_and_too_large() -> None:
     assert dead["m3"].startswith("too large")
     assert dead["m4"].startswith("transform failed: TypeError")
     assert metrics.get("crossdock_events_filtered_total", ("dest",)) == 1
-    assert metrics.get("crossdock_events_dropped_total", ("dest",)) == 1
+    assert metrics.get("crossdock_events_dropped_total", ("dest", "mapping")) == 1
     assert metrics.get("crossdock_events_dead_lettered_total", ("dest", "transform_failed")) == 2
     assert metrics.get("crossdock_events_dead_lettered_total", ("dest", "too_large")) == 1
     assert worker.transform(events[0]) == events[0]
@@ -759,4 +760,44 @@ async def test_false_where_counts_as_filtered_and_empty_mapping_as_dropped() -> 
     await worker.stop(5)
     assert sorted(p["messageId"] for b in deliverer.batches for p in b) == ["m0", "m3"]
     assert metrics.get("crossdock_events_filtered_total", ("dest",)) == 1
-    assert metrics.get("crossdock_events_dropped_total", ("dest",)) == 1
+    assert metrics.get("crossdock_events_dropped_total", ("dest", "null payload")) == 1
+
+
+async def test_dropped_events_are_counted_by_the_mapping_rule() -> None:
+    """A sectioned mapping names why it dropped an event; the worker counts by that reason and
+    the dry run (``worker.drop_reason``) says the same."""
+    spec = crossdock.parse_mapping(
+        """
+        user = "userId"
+        [dispatch]
+        select = "lookup('kinds', event)"
+        [sections.click.fields]
+        kind = "'click'"
+        [sections.refund]
+        drop = true
+        [tables.kinds]
+        Clicked = "click"
+        Refunded = "refund"
+        """
+    )
+    transformer = crossdock.compile_spec(spec, where="properties.i != `9`")
+    deliverer = ScriptedDeliverer()
+    dest = destination()
+    queue = MemoryQueue()
+    await queue.open([dest.id])
+    events = [make_event(i) for i in range(5)]
+    events[1]["event"] = "Refunded"
+    events[2]["event"] = "Refunded"
+    events[3]["event"] = "Viewed"
+    events[4]["properties"] = {"i": 9}
+    await queue.append(events)
+    worker, queue, metrics = await start_worker(dest, deliverer, queue, transformer)
+    await until(lambda: len(queue.done[dest.id]) == 5)
+    await worker.stop(5)
+    assert [p["kind"] for b in deliverer.batches for p in b] == ["click"]
+    dropped = "crossdock_events_dropped_total"
+    assert metrics.get(dropped, ("dest", "section refund: drop")) == 2
+    assert metrics.get(dropped, ("dest", "no section (type track)")) == 1
+    assert metrics.get("crossdock_events_filtered_total", ("dest",)) == 1
+    assert worker.drop_reason(events[1]) == "section refund: drop"
+    assert worker.drop_reason(events[4]) == "filtered"

@@ -43,7 +43,8 @@ FAMILIES: tuple[Family, ...] = (
            "Events a destination skipped: its sources or where condition did not match.",
            ("destination",)),
     Family("crossdock_events_dropped_total", "counter",
-           "Events a destination's mapping dropped (no payload).", ("destination",)),
+           "Events a destination's mapping dropped (no payload), by reason (the section rule, "
+           "or 'mapping').", ("destination", "reason")),
     Family("crossdock_events_delivered_total", "counter",
            "Events the vendor accepted.", ("destination",)),
     Family("crossdock_events_retried_total", "counter",

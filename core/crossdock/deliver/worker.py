@@ -239,6 +239,18 @@ class DestinationWorker:
         """The payload this destination would send for ``event`` (``None``: dropped). Dry runs."""
         return self.transformer(event)
 
+    def drop_reason(self, event: Event) -> str:
+        """Why ``event`` yields no payload, as the metrics name it: ``filtered`` (the
+        destination's sources or ``where``), the mapping's rule, or ``mapping``."""
+        sources = self.destination.sources
+        if sources is not None and _source_of(event) not in sources:
+            return "filtered"
+        matches = getattr(self.transformer, "matches", None)
+        if matches is not None and not matches(event):
+            return "filtered"
+        drop_reason = getattr(self.transformer, "drop_reason", None)
+        return (drop_reason(event) if drop_reason else None) or "mapping"
+
     # ------------------------------------------------------------------------------------------
     # Main loop
 
@@ -367,10 +379,13 @@ class DestinationWorker:
         caps = self._caps
         order = self._order
         now = self.clock()
-        filtered = dropped = 0
+        filtered = 0
+        dropped: dict[str, int] = {}
         # A transformer built on CompiledMapping tells a false ``where`` (filtered) from a
-        # mapping that produced nothing (dropped); other transformers only say "dropped".
+        # mapping that produced nothing (dropped), and names why it dropped; other transformers
+        # only say "dropped".
         matches = getattr(transformer, "matches", None)
+        drop_reason = getattr(transformer, "drop_reason", None)
         full = False
         for q in fetched:
             event = q.event
@@ -390,7 +405,8 @@ class DestinationWorker:
                     if matches is not None and not matches(event):
                         filtered += 1
                     else:
-                        dropped += 1
+                        why = (drop_reason(event) if drop_reason else None) or "mapping"
+                        dropped[why] = dropped.get(why, 0) + 1
                     continue
                 data = dumps(payload)
             except Exception as exc:
@@ -412,9 +428,9 @@ class DestinationWorker:
         if filtered:
             self.metrics.inc("crossdock_events_filtered_total", self._labels, filtered)
             self._counts["filtered"] += filtered
-        if dropped:
-            self.metrics.inc("crossdock_events_dropped_total", self._labels, dropped)
-            self._counts["dropped"] += dropped
+        for why, count in dropped.items():
+            self.metrics.inc("crossdock_events_dropped_total", (*self._labels, why), count)
+            self._counts["dropped"] += count
         return size, full or len(items) >= caps.count
 
     # ------------------------------------------------------------------------------------------

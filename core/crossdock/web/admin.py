@@ -92,7 +92,10 @@ async def dry_run(request: web.Request) -> web.Response:
     except Exception as exc:
         message = f"transform failed: {type(exc).__name__}: {exc}"
         return json_response(422, error_body("transform_failed", message))
-    return json_response(200, {"dropped": payload is None, "payload": payload})
+    answer: dict[str, Any] = {"dropped": payload is None, "payload": payload}
+    if payload is None:
+        answer["reason"] = worker.drop_reason(event)
+    return json_response(200, answer)
 
 
 async def _ids_body(request: web.Request) -> tuple[str | None, list[int] | None]:
