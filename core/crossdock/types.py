@@ -301,6 +301,21 @@ class HasMatches(Protocol):
         ...
 
 
+@runtime_checkable
+class HasDropReason(Protocol):
+    """Optional on a :class:`Transformer`: why it returned ``None`` for an event.
+
+    Asked only for dropped events (the slow path); the answer labels
+    ``crossdock_events_dropped_total{reason}`` and the admin dry run, so it must be short and
+    low-cardinality (a rule's name, never event data). :class:`crossdock.CompiledMapping` and
+    :class:`crossdock.SectionedMapping` have it. Default: ``mapping``.
+    """
+
+    def drop_reason(self, event: Event) -> str | None:
+        """A short reason (``section refund: drop``), or ``None`` when it does not know."""
+        ...
+
+
 @attrs.define(slots=True)
 class BatchItem:
     """One event ready to send: the event, its payload and the payload serialized once as JSON."""

@@ -23,7 +23,8 @@ apart by ``source.type`` or ``destination.plugin``.)
 Optional members of the returned objects, each a Protocol in :mod:`crossdock.types` and looked
 up once at start-up: an ingestor's ``response_headers(request)``
 (:class:`crossdock.HasResponseHeaders`) and ``web_routes()`` (:class:`crossdock.HasWebRoutes`),
-a transformer's ``matches(event)`` (:class:`crossdock.HasMatches`), a deliverer's
+a transformer's ``matches(event)`` (:class:`crossdock.HasMatches`) and
+``drop_reason(event)`` (:class:`crossdock.HasDropReason`), a deliverer's
 ``request_cost(batch)`` (:class:`crossdock.HasRequestCost`).
 """
 
