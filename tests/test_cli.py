@@ -242,7 +242,7 @@ def test_test_invalid_event(hook_config, tmp_path, capsys):
     event = tmp_path / "e.json"
     event.write_text('{"type": "track", "userId": "u"}')
     assert main(["test", "hook", "--event", str(event), "-c", str(hook_config)]) == 1
-    assert "invalid event" in capsys.readouterr().err
+    assert "event 0: invalid: event: required for track" in capsys.readouterr().out
 
 
 async def _dead_letter_two(path: Path) -> None:
@@ -391,3 +391,104 @@ def test_check_builds_transformers_and_reports_their_failures_masked():
     assert problem.startswith("destinations[1] (bad): ")
     assert "names no fields" in problem
     assert secret.reveal() not in problem
+
+
+ROUTED_CONFIG = """
+[queue]
+path = "q.db"
+
+[[sources]]
+id = "web"
+type = "segment"
+write_keys = ["wk-test"]
+
+[[sources]]
+id = "app"
+type = "webhook"
+path = "/hooks/app"
+
+[[destinations]]
+id = "orders"
+plugin = "webhook"
+sources = ["app"]
+where = "event != 'Ignored'"
+[destinations.settings]
+url = "https://hooks.example.com/orders"
+"""
+
+
+@pytest.fixture
+def routed_config(tmp_path):
+    path = tmp_path / "crossdock.toml"
+    path.write_text(ROUTED_CONFIG)
+    return path
+
+
+def _captured(event: str, source: str) -> dict[str, object]:
+    """An event as /admin/tail or a file destination shows it: already accepted by ``source``."""
+    return {
+        "type": "track",
+        "event": event,
+        "userId": "u1",
+        "messageId": f"m-{event}",
+        "context": {"crossdock": {"source": source, "sources": [source]}},
+    }
+
+
+def test_test_numbers_events_as_in_the_input_and_says_would_send(routed_config, tmp_path, capsys):
+    events = tmp_path / "events.json"
+    plain = {"type": "track", "event": "Ordered", "userId": "u1"}
+    events.write_bytes(orjson.dumps([{**plain, "event": "Ignored"}, plain]))
+    assert main(["test", "orders", "--event", str(events), "-c", str(routed_config)]) == 0
+    out = capsys.readouterr().out
+    assert "event 0: not sent: filtered: the destination's where condition is false" in out
+    assert "event 1: would send" in out
+    assert "Delivered" not in out
+    assert "event 0: would send" not in out
+
+
+def test_test_fails_when_every_event_is_dropped_unless_allowed(routed_config, tmp_path, capsys):
+    events = tmp_path / "events.json"
+    events.write_bytes(orjson.dumps({"type": "track", "event": "Ignored", "userId": "u1"}))
+    args = ["test", "orders", "--event", str(events), "-c", str(routed_config)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "event 0: not sent: filtered: the destination's where condition is false" in captured.out
+    assert "--allow-dropped" in captured.err
+    assert main([*args, "--allow-dropped"]) == 0
+    assert "nothing would be sent" in capsys.readouterr().out
+
+
+def test_test_checks_a_captured_event_as_its_own_source_saw_it(routed_config, tmp_path, capsys):
+    """A captured event is neither looped (it already names its source) nor tested as the
+    destination's first source: its own source decides the routing, as live."""
+    events = tmp_path / "events.json"
+    events.write_bytes(orjson.dumps([_captured("A", "app"), _captured("B", "web")]))
+    args = ["test", "orders", "--event", str(events), "-c", str(routed_config)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "event 0: would send" in out
+    assert (
+        "event 1: not sent: filtered: source 'web' is not among this destination's sources" in out
+    )
+    assert "loop" not in out
+
+
+def test_test_source_option_and_the_loop_check(routed_config, tmp_path, capsys):
+    events = tmp_path / "events.json"
+    # not captured (no source of its own), but it already passed "app", where it is tested
+    looped = {"type": "track", "event": "A", "userId": "u", "context": {"crossdock": {}}}
+    looped["context"]["crossdock"]["sources"] = ["app"]
+    events.write_bytes(orjson.dumps(looped))
+    args = ["test", "orders", "--event", str(events), "-c", str(routed_config)]
+    assert main(args) == 1
+    assert "event 0: not sent: loop check: it already passed source 'app'" in (
+        capsys.readouterr().out
+    )
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(orjson.dumps({"type": "track", "event": "A", "userId": "u"}))
+    base = ["test", "orders", "--event", str(plain), "-c", str(routed_config)]
+    assert main([*base, "--source", "web"]) == 1
+    assert "source 'web' is not among" in capsys.readouterr().out
+    assert main([*base, "--source", "nope"]) == 1
+    assert 'unknown source "nope" (known: web, app)' in capsys.readouterr().err

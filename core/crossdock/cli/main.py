@@ -72,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--event", required=True, metavar="FILE", help="JSON event (or list), '-' = stdin"
     )
     p.add_argument("--send", action="store_true", help="really deliver and show the response")
+    p.add_argument(
+        "--source",
+        metavar="SOURCE",
+        help="test the event as accepted by this source (default: the source a captured event "
+        "names, else the destination's first source)",
+    )
+    p.add_argument(
+        "--allow-dropped",
+        action="store_true",
+        help="exit 0 even when no event would be sent",
+    )
 
     p = sub.add_parser("dlq", help="dead-letter queue: list, replay, purge")
     dlq = p.add_subparsers(dest="dlq_command", metavar="ACTION", parser_class=_Parser)

@@ -33,7 +33,14 @@ _AUTH_HEADERS = ("authorization", "proxy-authorization")
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    """Transform the event(s) for ``DEST`` and show (or, with ``--send``, make) the requests."""
+    """Transform the event(s) for ``DEST`` as the live path would and show (or, with ``--send``,
+    make) the requests.
+
+    Every input event is reported by its number in the input (``event 0`` is the first): what
+    would be sent, or why nothing would (the loop check, the destination's ``sources`` or
+    ``where``, the mapping's reason, a failed transform). Exit 1 when nothing would be sent,
+    unless ``--allow-dropped``; with ``--send``, also when the vendor did not accept an event.
+    """
     loaded = load(args.config)
     if loaded is None:
         return EXIT_PROBLEMS
@@ -45,29 +52,60 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(f'unknown destination "{args.destination}" (known: {listing})', file=sys.stderr)
         return EXIT_PROBLEMS
     secrets = config.secrets()
+    source = getattr(args, "source", None)
+    if source is not None and source not in {s.id for s in config.sources}:
+        listing = ", ".join(s.id for s in config.sources) or "none configured"
+        print(f'unknown source "{source}" (known: {listing})', file=sys.stderr)
+        return EXIT_PROBLEMS
     try:
-        events = _read_events(args.event, destination, config)
+        messages = _read_messages(args.event)
         transform = registry.make_transformer(destination)
     except (CrossdockError, OSError, ValueError) as exc:
         print(f"crossdock test: {mask(str(exc), secrets)}", file=sys.stderr)
         return EXIT_PROBLEMS
+    default_source = source or _default_source(destination, config)
     items: list[BatchItem] = []
-    for i, event in enumerate(events):
-        payload = transform(event)
-        if payload is None:
-            print(f"event {i}: dropped (the where condition or the mapping filtered it out)")
+    numbers: list[int] = []
+    failed = False
+    for i, message in enumerate(messages):
+        try:
+            event, why = _ingest(message, default_source)
+            if event is not None:
+                why = _route(event, destination)
+            if event is None or why is not None:
+                print(f"event {i}: not sent: {why}")
+                continue
+            payload = transform(event)
+            if payload is None:
+                print(f"event {i}: not sent: {_drop_reason(transform, event)}")
+                continue
+            data = orjson.dumps(payload)
+        except IngestError as exc:
+            print(f"event {i}: invalid: {mask(exc.message, secrets)}")
+            failed = True
             continue
-        items.append(BatchItem(event=event, payload=payload, data=orjson.dumps(payload)))
+        except Exception as exc:
+            text = mask(f"{type(exc).__name__}: {exc}", secrets)
+            print(f"event {i}: not sent: transform failed (dead-lettered when live): {text}")
+            failed = True
+            continue
+        items.append(BatchItem(event=event, payload=payload, data=data))
+        numbers.append(i)
     if not items:
-        return EXIT_OK
+        if getattr(args, "allow_dropped", False) and not failed:
+            print("nothing would be sent")
+            return EXIT_OK
+        print("nothing would be sent (add --allow-dropped if that is expected)", file=sys.stderr)
+        return EXIT_PROBLEMS
     try:
-        return asyncio.run(_deliver(registry, destination, items, secrets, send=args.send))
+        code = asyncio.run(_deliver(registry, destination, items, numbers, secrets, send=args.send))
     except CrossdockError as exc:
         print(f"crossdock test: {mask(str(exc), secrets)}", file=sys.stderr)
         return EXIT_PROBLEMS
+    return EXIT_PROBLEMS if failed else code
 
 
-def _read_events(name: str, destination: Any, config: Any) -> list[dict[str, Any]]:
+def _read_messages(name: str) -> list[dict[str, Any]]:
     raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     try:
         data = orjson.loads(raw)
@@ -77,57 +115,131 @@ def _read_events(name: str, destination: Any, config: Any) -> list[dict[str, Any
     if not all(isinstance(m, dict) for m in messages):
         msg = f"{name}: expected a JSON object, a list of them, or NDJSON"
         raise ValueError(msg)
-    source_id = (destination.sources or [s.id for s in config.sources] or ["crossdock-test"])[0]
+    return messages
+
+
+def _default_source(destination: Any, config: Any) -> str:
+    """The source an uncaptured event is tested as coming from: the destination's first source,
+    else the first configured source."""
+    return (destination.sources or [s.id for s in config.sources] or ["crossdock-test"])[0]
+
+
+def _captured_source(message: Mapping[str, Any]) -> str | None:
+    """The source a captured event (from ``/admin/tail``, a dead letter or a file destination)
+    was accepted by: the last hop of its ``context.crossdock`` chain."""
+    context = message.get("context")
+    mark = context.get("crossdock") if isinstance(context, dict) else None
+    source = mark.get("source") if isinstance(mark, dict) else None
+    chain = mark.get("sources") if isinstance(mark, dict) else None
+    if isinstance(source, str) and isinstance(chain, list) and chain and chain[-1] == source:
+        return source
+    return None
+
+
+def _ingest(message: dict[str, Any], default_source: str) -> tuple[Any, str | None]:
+    """The event as the live path stores it, or ``(None, why)`` when ingest would drop it.
+
+    A captured event is replayed as the source that accepted it (its last hop is taken off the
+    chain and added again), so the loop check and the destination's ``sources`` see what they
+    saw live; any other message is ingested as ``default_source``.
+    """
     from crossdock.ingest.normalize import normalize
 
-    try:
-        normalized = normalize(
-            Ingested(events=messages), source_id=source_id, received_at=time.time()
-        )
-    except IngestError as exc:
-        msg = f"{name}: invalid event: {exc.message}"
-        raise ValueError(msg) from None
-    return normalized.events
+    source = _captured_source(message) or default_source
+    if _captured_source(message) is not None:
+        mark = dict(message["context"]["crossdock"])
+        mark["sources"] = mark["sources"][:-1]
+        message = {**message, "context": {**message["context"], "crossdock": mark}}
+    normalized = normalize(Ingested(events=[message]), source_id=source, received_at=time.time())
+    if not normalized.events:
+        return None, f"loop check: it already passed source {source!r}"
+    return normalized.events[0], None
+
+
+def _route(event: Mapping[str, Any], destination: Any) -> str | None:
+    """Why the destination's ``sources`` filter would skip ``event`` (``None``: it is routed)."""
+    if destination.sources is None:
+        return None
+    source = event["context"]["crossdock"]["source"]
+    if source in destination.sources:
+        return None
+    return f"filtered: source {source!r} is not among this destination's sources"
+
+
+def _drop_reason(transform: Any, event: Mapping[str, Any]) -> str:
+    matches = getattr(transform, "matches", None)
+    if matches is not None and not matches(event):
+        return "filtered: the destination's where condition is false"
+    reason = getattr(transform, "drop_reason", None)
+    return f"dropped by the mapping: {(reason(event) if reason else None) or 'no payload'}"
 
 
 async def _deliver(
-    registry: Any, destination: Any, items: list[BatchItem], secrets: list[Secret], *, send: bool
+    registry: Any,
+    destination: Any,
+    items: list[BatchItem],
+    numbers: list[int],
+    secrets: list[Secret],
+    *,
+    send: bool,
 ) -> int:
     captured: list[CapturedRequest]
     if send:
         recorder = _TraceRecorder()
         timeout = aiohttp.ClientTimeout(total=destination.delivery.timeout)
         async with aiohttp.ClientSession(timeout=timeout, trace_configs=[recorder.config]) as http:
-            outcomes = await _run_deliverer(registry, destination, http, items)
+            outcomes = await _run_deliverer(registry, destination, http, items, secrets)
         captured = recorder.requests
     else:
         session = CaptureSession()
-        outcomes = await _run_deliverer(registry, destination, session, items)
+        outcomes = await _run_deliverer(registry, destination, session, items, secrets)
         captured = session.requests
     if not captured:
         print("no request was made")
     for request in captured:
         print(render_request(request, secrets, response=send))
+    if not send:
+        for number in numbers:
+            print(f"event {number}: would send")
+        print("(dry run: nothing was sent; add --send to deliver)")
+        return EXIT_OK
     ok = True
-    for i, outcome in enumerate(outcomes):
+    for number, outcome in zip(numbers, outcomes, strict=True):
         name = type(outcome).__name__
         reason = getattr(outcome, "reason", "")
-        text = f"event {i}: {name}" + (f": {mask(reason, secrets)}" if reason else "")
+        text = f"event {number}: {name}" + (f": {mask(reason, secrets)}" if reason else "")
         print(text)
         ok = ok and isinstance(outcome, Delivered)
-    if not send:
-        print("(dry run: nothing was sent; add --send to deliver)")
-    return EXIT_OK if ok or not send else EXIT_PROBLEMS
+    return EXIT_OK if ok else EXIT_PROBLEMS
 
 
 async def _run_deliverer(
-    registry: Any, destination: Any, http: Any, items: list[BatchItem]
-) -> Sequence[Any]:
+    registry: Any, destination: Any, http: Any, items: list[BatchItem], secrets: list[Secret]
+) -> list[Any]:
+    """Send ``items`` in the batches the live worker would form, through the core's sender
+    (rate limit, isolation of refused batches): one outcome per item, in order."""
+    from crossdock.deliver.batching import SEPARATOR_BYTES, BatchCaps
+    from crossdock.deliver.sending import Sender
+
     deliverer = registry.make_deliverer(destination, http)
+    sender = Sender.of(destination, deliverer, secrets=tuple(secrets))
+    caps = BatchCaps.of(destination)
+    batches: list[list[BatchItem]] = [[]]
+    size = 0
+    for item in items:
+        cost = len(item.data) + SEPARATOR_BYTES
+        if caps.full(len(batches[-1]), size, cost):
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += cost
+    outcomes: list[Any] = []
     try:
-        return await deliverer.deliver(items)
+        for batch in batches:
+            outcomes += await sender.deliver(batch)
     finally:
         await deliverer.close()
+    return outcomes
 
 
 class _TraceRecorder:
