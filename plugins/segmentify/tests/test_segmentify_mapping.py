@@ -1,10 +1,13 @@
 """Golden mapping cases: Spec event in → the exact Segmentify event out, one per mapped kind,
-plus the id derivation, the common fields, and how overrides and tables apply."""
+plus the id derivation, the common fields, the dispatch and its drop reasons, and how overrides,
+sections and tables apply. Everything goes through the plugin's ``mapping.toml`` compiled by the
+core (the plugin has no Python transformer)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 import crossdock
@@ -228,7 +231,33 @@ def test_spec_v1_names_map_like_v2(old: str, slug: str) -> None:
 
 
 def test_group_is_dropped_on_purpose() -> None:
-    assert transform(golden_event("group")) is None
+    h = harness()
+    assert h.transform(golden_event("group")) is None
+    assert h.transformer.drop_reason(golden_event("group")) == "no section (type group)"
+
+
+def test_name_and_step_lead_every_event_then_the_common_fields() -> None:
+    """The key order of the requests (golden bodies are compared byte for byte)."""
+    h = harness()
+    common = [k for k in h.destination.mapping if k not in ("name", "step")]
+    for slug in GOLDEN:
+        payload = h.transform(golden_event(slug))
+        keys = list(payload)
+        lead = ["name", "step"] if "step" in payload else ["name"]
+        assert keys[: len(lead)] == lead, slug
+        present = [k for k in common if k in payload]
+        assert keys[len(lead) : len(lead) + len(present)] == present, slug
+
+
+def test_exact_bytes_of_a_purchase() -> None:
+    assert orjson.dumps(transform(golden_event("order_completed"))) == (
+        b'{"name":"CHECKOUT","step":"purchase","userId":"u-1042",'
+        b'"sessionId":"0b9a6c1e-8f55-4f0e-9d2b-6a3c1f7e2d40","device":"PC","os":"Mac OS",'
+        b'"lang":"EN","currency":"EUR","pageUrl":"https://shop.example.com/checkout/done",'
+        b'"totalPrice":56.71,"productList":[{"productId":"507f1f77bcf86cd799439011",'
+        b'"price":14.95,"quantity":2},{"productId":"505bd76785ebb509fc183733","price":19.0,'
+        b'"quantity":1}],"orderNo":"A-5521","coupon":"SPRING10"}'
+    )
 
 
 def test_every_golden_event_but_group_is_accepted_by_the_fake_rules() -> None:
@@ -412,12 +441,13 @@ def test_tables_extend_the_event_table() -> None:
 
 def test_a_new_section_from_overrides_and_tables() -> None:
     h = harness(
-        mapping={"wishlist.name": "'CUSTOM_EVENT'", "wishlist.type": "'wishlist'",
+        mapping={"sections": {"wishlist": {"fields": {"name": "'CUSTOM_EVENT'"}}},
+                 "wishlist.type": "'wishlist'",  # once declared, the shorthand reaches it
                  "wishlist.params.productId": "properties.product_id"},
         tables={"events": {"Product Added to Wishlist": "wishlist"}},
     )  # fmt: skip
     payload = h.transform(golden_event("product_added_to_wishlist"))
-    assert payload["type"] == "wishlist"
+    assert (payload["name"], payload["type"]) == ("CUSTOM_EVENT", "wishlist")
     assert payload["params"] == {"productId": "507f1f77bcf86cd799439011"}
     assert payload["userId"] == "u-1042"
 
@@ -425,8 +455,11 @@ def test_a_new_section_from_overrides_and_tables() -> None:
 def test_tables_can_drop_events() -> None:
     h = harness(tables={"types": {"track": "", "group": ""}, "events": {"Signed Out": ""}})
     assert h.transform(golden_event("track")) is None
-    assert h.transform(golden_event("signed_out")) is None
+    assert h.transform(golden_event("signed_out")) is None  # "" in events: not types.track
+    assert h.transformer.drop_reason(golden_event("signed_out")) == "no section (type track)"
     assert h.transform(golden_event("order_completed"))["step"] == "purchase"
+    # the kinds no table names any more add nothing to the others
+    assert set(h.transform(golden_event("identify"))) == set(GOLDEN["identify"])
 
 
 def test_tables_extend_page_types() -> None:
@@ -439,19 +472,72 @@ def test_where_filters_and_counts_as_filtered() -> None:
     transformer = h.transformer
     assert transformer(golden_event("page")) is None
     assert transformer.matches(golden_event("page")) is False
+    assert transformer.drop_reason(golden_event("page")) == "filtered"
     assert transformer(golden_event("group")) is None
     assert transformer.matches(golden_event("group")) is True  # dropped, not filtered
     assert transformer(golden_event("identify"))["step"] == "update"
 
 
-def test_a_table_naming_a_section_without_fields_is_an_error() -> None:
-    h = harness(tables={"events": {"X": "no_such_section"}})
-    with pytest.raises(crossdock.MappingError, match="kind 'no_such_section' is named"):
-        _ = h.transformer
+# --- sections -------------------------------------------------------------------------------
 
 
-def test_invalid_section_override_names_the_section() -> None:
-    h = harness(mapping={"search.query": "properties.("})
-    with pytest.raises(crossdock.MappingError) as info:
-        _ = h.transformer
-    assert info.value.path.startswith("search.")
+def test_every_kind_the_tables_name_is_a_section() -> None:
+    spec = crossdock_segmentify.DESTINATION_TYPE.spec
+    named = {v for t in ("types", "events") for v in spec.tables[t].values() if v}
+    assert named <= set(spec.sections)
+    assert set(spec.sections) - named == set()  # and every section is reachable
+
+
+def test_a_table_naming_an_undeclared_kind_drops_the_event_with_the_reason() -> None:
+    h = harness(tables={"events": {"Order Completed": "no_such_kind"}})
+    assert h.transform(golden_event("order_completed")) is None
+    reason = h.transformer.drop_reason(golden_event("order_completed"))
+    assert reason == "unknown section (type track)"
+
+
+def test_a_section_override_replaces_its_where_and_fields() -> None:
+    h = harness(
+        mapping={"sections": {"page_view": {"where": "properties.path != '/admin'",
+                                            "fields": {"category": "properties.path"}}}}
+    )  # fmt: skip
+    assert h.transform(golden_event("page"))["category"] == "/mugs"
+    assert h.transform(page("Admin", {"path": "/admin"})) is None
+    assert h.transformer.drop_reason(page("Admin", {"path": "/admin"})) == (
+        "section page_view: where false"
+    )
+
+
+def test_a_section_can_be_dropped_by_the_operator() -> None:
+    h = harness(mapping={"sections": {"user_signout": {"drop": True}}})
+    assert h.transform(golden_event("signed_out")) is None
+    assert h.transformer.drop_reason(golden_event("signed_out")) == "section user_signout: drop"
+    assert h.transform(golden_event("signed_in"))["step"] == "signin"
+
+
+def test_an_empty_section_field_removes_the_common_field_for_that_kind_only() -> None:
+    h = harness(mapping={"product_view.pageUrl": ""})
+    assert "pageUrl" not in h.transform(golden_event("product_viewed"))
+    assert "pageUrl" in h.transform(golden_event("product_added"))
+
+
+def test_the_dispatch_can_be_replaced() -> None:
+    h = harness(mapping={"dispatch": {"select": "type == 'track' && 'custom_event' || ''"}})
+    assert h.transform(golden_event("order_completed"))["name"] == "CUSTOM_EVENT"
+    assert h.transform(golden_event("page")) is None
+
+
+def test_an_invalid_section_override_is_reported_with_its_path() -> None:
+    with pytest.raises(crossdock.ConfigError) as info:
+        harness(mapping={"search.query": "properties.("})
+    [problem] = info.value.problems
+    assert problem.startswith("mapping.search.query: invalid JMESPath")
+
+
+def test_functions_are_the_types_not_process_wide() -> None:
+    assert {f.name for f in crossdock_segmentify.FUNCTIONS} >= {"segmentify_id", "segmentify_os"}
+    with pytest.raises(crossdock.MappingError, match="unknown function segmentify_id"):
+        crossdock.compile_expression("segmentify_id(userId)")
+    expr = crossdock.compile_expression(
+        "segmentify_id(userId)", functions=crossdock_segmentify.FUNCTIONS
+    )
+    assert expr({"userId": 7.0}) == "7"

@@ -1,4 +1,5 @@
-"""JMESPath functions the default mapping uses, registered process-wide at import.
+"""The JMESPath functions of the ``segmentify`` type (:data:`FUNCTIONS`), callable from its
+mappings only: the default ``mapping.toml`` and operators' ``[destinations.mapping]`` overrides.
 
 Each follows Crossdock's rule for mapping functions: never raise on data; a value that cannot be
 converted gives ``null`` (the field is then left out).
@@ -14,6 +15,7 @@ from typing import Any
 import crossdock
 
 __all__ = [
+    "FUNCTIONS",
     "flat_params",
     "language",
     "operating_system",
@@ -160,18 +162,13 @@ def flat_params(properties: Any) -> dict[str, Any] | None:
     return out
 
 
-_FUNCTIONS = (
-    ("segmentify_id", string_id, ["any"]),
-    ("segmentify_session_id", session_id, ["any", "any"]),
-    ("segmentify_lang", language, ["any"]),
-    ("segmentify_os", operating_system, ["any", "any"]),
-    ("segmentify_products", product_list, ["any"]),
-    ("segmentify_total", total_price, ["any"]),
-    ("segmentify_params", flat_params, ["any"]),
-)
-
-
-def register() -> None:
-    """Make the functions callable from every mapping (idempotent)."""
-    for name, fn, params in _FUNCTIONS:
-        crossdock.register_function(name, fn, params, replace=True)
+FUNCTIONS = [
+    crossdock.JmesFunction.create("segmentify_id", string_id, ["any"]),
+    crossdock.JmesFunction.create("segmentify_session_id", session_id, ["any", "any"]),
+    crossdock.JmesFunction.create("segmentify_lang", language, ["any"]),
+    crossdock.JmesFunction.create("segmentify_os", operating_system, ["any", "any"]),
+    crossdock.JmesFunction.create("segmentify_products", product_list, ["any"]),
+    crossdock.JmesFunction.create("segmentify_total", total_price, ["any"]),
+    crossdock.JmesFunction.create("segmentify_params", flat_params, ["any"]),
+]
+"""Declared with the destination type (``DestinationType(functions=FUNCTIONS)``)."""
