@@ -51,16 +51,19 @@ class SourceType:
     """A kind of source, declared by ``crossdock_source_types``.
 
     ``name`` is the value of ``type`` in a ``[[sources]]`` table (lower-case slug). The table's
-    keys other than ``id``, ``type``, ``path`` and ``mapping`` are structured into ``settings``
-    (an attrs class). ``mapping`` is an optional default JMESPath mapping (event field → expression)
-    for webhook-like sources; ``default_path`` is used when the table sets no ``path``.
+    keys other than ``id``, ``type``, ``path``, ``mapping`` and ``tables`` are structured into
+    ``settings`` (an attrs class). ``mapping`` is an optional default JMESPath mapping (event
+    field → expression) for webhook-like sources, or a whole :class:`crossdock.MappingFile`
+    (sections, dispatch, tables): the config then merges ``[sources.mapping]`` and
+    ``[sources.tables.*]`` into it as for a destination and binds the result as
+    :attr:`Source.spec`. ``default_path`` is used when the table sets no ``path``.
     ``functions`` (:class:`crossdock.JmesFunction`) are callable from this type's mappings only.
     """
 
     name: str
     settings: type
     description: str
-    mapping: Mapping[str, str] | None = None
+    mapping: Mapping[str, str] | MappingFile | None = None
     default_path: str | None = None
     functions: Sequence[JmesFunction] = ()
 
@@ -131,6 +134,9 @@ class Source:
 
     ``settings`` is an instance of the type's settings class. ``public_url`` is the server's
     public base URL (for sources that tell clients where to send, like analytics.js settings).
+    ``spec`` is set when the type's mapping is a :class:`crossdock.MappingFile`: that file with
+    the config's ``[sources.mapping]`` overrides and ``[sources.tables.*]`` rows merged
+    (:func:`crossdock.merge_spec`); ``mapping`` is then its common fields.
     """
 
     id: str
@@ -140,6 +146,7 @@ class Source:
     mapping: Mapping[str, str] | None = None
     public_url: str = "http://127.0.0.1:8088"
     functions: Sequence[JmesFunction] = ()
+    spec: MappingFile | None = None
 
 
 @frozen

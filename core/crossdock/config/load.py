@@ -300,7 +300,7 @@ def _under(problem: str, failed: set[str]) -> bool:
 
 
 _TOP_KEYS = ("server", "queue", "log", "sources", "destinations")
-_SOURCE_KEYS = ("id", "type", "path", "mapping")
+_SOURCE_KEYS = ("id", "type", "path", "mapping", "tables")
 _DESTINATION_KEYS = (
     "id",
     "plugin",
@@ -513,10 +513,28 @@ class _Builder:
         rest = {k: v for k, v in table.items() if k not in _SOURCE_KEYS}
         settings, problems = structure_collect(rest, st.settings, prefix)
         self.problems += problems
-        if mapping is not None:
-            self.validate_mapping(mapping, f"{prefix}.mapping", functions=st.functions)
-        if st.mapping is not None or mapping is not None:
-            mapping = _merge(dict(st.mapping or {}), mapping or {})
+        spec: MappingFile | None = None
+        if isinstance(st.mapping, MappingFile):
+            from crossdock.transform.overrides import merge_spec
+
+            # a mapping file: overrides and tables merge as a destination's do
+            tables = self.extra_tables(table.get("tables", {}), f"{prefix}.tables")
+            spec, problems = merge_spec(
+                st.mapping,
+                mapping,
+                tables=tables,
+                functions=st.functions,
+                prefix=f"{prefix}.mapping",
+            )
+            self.problems += problems
+            mapping = spec.fields
+        else:
+            if "tables" in table:
+                self.problems.append(f"{prefix}.tables: unknown key (the type has no mapping file)")
+            if mapping is not None:
+                self.validate_mapping(mapping, f"{prefix}.mapping", functions=st.functions)
+            if st.mapping is not None or mapping is not None:
+                mapping = _merge(dict(st.mapping or {}), mapping or {})
         if len(self.problems) > n or id_ is None:
             return None
         return Source(
@@ -527,6 +545,7 @@ class _Builder:
             mapping=mapping,
             public_url=public_url,
             functions=st.functions,
+            spec=spec,
         )
 
     # -- destinations -------------------------------------------------------------------------
