@@ -5,6 +5,7 @@ from __future__ import annotations
 import crossdock_miso
 from crossdock.testing.contract import destination_contract_tests
 from crossdock.testing.events import golden_events
+from crossdock_miso.schema import INTERACTION_TYPES
 from crossdock_miso.testing import FakeMiso, invalid_answer
 
 # Golden events with no Miso interaction in the default mapping: dropped on purpose.
@@ -42,10 +43,18 @@ def test_declared_limits() -> None:
     assert limits.rate_limit is None  # Miso publishes none
 
 
-def test_mapping_is_package_data_with_its_tables() -> None:
+def test_mapping_is_package_data_with_its_tables_sections_and_functions() -> None:
     from crossdock import load_mapping_file
 
-    mapping = load_mapping_file("crossdock_miso")
-    assert mapping.fields == dict(crossdock_miso.DESTINATION_TYPE.mapping)
+    mapping = load_mapping_file("crossdock_miso", functions=crossdock_miso.FUNCTIONS)
+    assert mapping == crossdock_miso.DESTINATION_TYPE.spec
     assert set(mapping.tables) == {"miso_events", "miso_pages"}
     assert mapping.tables["miso_events"]["Order Completed"] == "checkout"
+    assert list(mapping.sections) == ["track", "page"]
+    assert crossdock_miso.DESTINATION_TYPE.functions == crossdock_miso.FUNCTIONS
+
+
+def test_every_default_table_entry_is_a_miso_interaction_type() -> None:
+    tables = crossdock_miso.DESTINATION_TYPE.spec.tables
+    types = {t for rows in tables.values() for t in rows.values()}
+    assert types <= INTERACTION_TYPES

@@ -80,7 +80,7 @@ async def test_daemon_delivers_exact_miso_records_and_dead_letters_a_refused_one
 
         tables = {
             "miso_events": {
-                **crossdock_miso.DESTINATION_TYPE.tables["miso_events"],
+                **crossdock_miso.DESTINATION_TYPE.spec.tables["miso_events"],
                 "Signed Up": "custom",
             }
         }

@@ -18,7 +18,7 @@ SAFARI = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/17.5 Safari/605.1.15"
 )
-TABLE = dict(crossdock_miso.DESTINATION_TYPE.tables["miso_events"])
+TABLE = dict(crossdock_miso.DESTINATION_TYPE.spec.tables["miso_events"])
 MUG = "507f1f77bcf86cd799439011"
 PLATE = "505bd76785ebb509fc183733"
 

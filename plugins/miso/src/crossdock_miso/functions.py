@@ -1,5 +1,6 @@
-"""JMESPath functions the default mapping uses, registered process-wide at import.
+"""JMESPath functions of the ``miso`` type, declared with it (:data:`FUNCTIONS`).
 
+They are compiled into ``miso`` mappings only (the default one and operators' overrides).
 Each one follows Crossdock's rule for extra functions: it never raises on data; a value it
 cannot convert gives ``null`` (and the field is left out).
 """
@@ -15,7 +16,14 @@ import orjson
 
 import crossdock
 
-__all__ = ["miso_category", "miso_filters", "miso_keywords", "miso_rating", "miso_truncated_ip"]
+__all__ = [
+    "FUNCTIONS",
+    "miso_category",
+    "miso_filters",
+    "miso_keywords",
+    "miso_rating",
+    "miso_truncated_ip",
+]
 
 _CATEGORY_SPLIT = re.compile(r"\s*[>/]\s*")
 
@@ -104,11 +112,8 @@ def miso_truncated_ip(value: Any) -> str | None:
     return str(ipaddress.IPv4Address(int(address) & 0xFFFFFF00))
 
 
-for _name, _fn in (
-    ("miso_category", miso_category),
-    ("miso_rating", miso_rating),
-    ("miso_keywords", miso_keywords),
-    ("miso_filters", miso_filters),
-    ("miso_truncated_ip", miso_truncated_ip),
-):
-    crossdock.register_function(_name, _fn, ["any"], replace=True)
+FUNCTIONS: tuple[crossdock.JmesFunction, ...] = tuple(
+    crossdock.JmesFunction.create(fn.__name__, fn, ["any"])
+    for fn in (miso_category, miso_rating, miso_keywords, miso_filters, miso_truncated_ip)
+)
+"""The functions the ``miso`` type declares (``DestinationType(functions=FUNCTIONS)``)."""

@@ -1,43 +1,68 @@
-"""The ``miso`` transformer: the destination's mapping, the id fields from the settings, and
-:func:`~crossdock_miso.schema.shape` for Miso's strict types."""
+"""The ``miso`` transformer: the core's compiled mapping, then Miso's strict schema.
+
+Everything that picks and computes fields is in ``mapping.toml`` (sections, tables, the
+functions in :mod:`.functions`); this module is kept only for what a mapping cannot express:
+
+- **Miso's schema applies after the operator's overrides.** :func:`~.schema.shape` keeps only
+  the fields the record's ``type`` has and leaves out a value of the wrong type, whatever
+  expression produced it (the README promises it: an override that yields a string ``category``
+  is left out, a string ``rating`` becomes a number). An override replaces the default
+  expression with its coercing function, so no mapping field can guarantee this; a record
+  Miso refuses would otherwise be dead-lettered for a field it could have done without.
+- **Two deprecated settings hold JMESPath expressions.** ``user_id_field`` and
+  ``anonymous_id_field`` (replaced by the mapping fields ``user_id`` / ``anonymous_id``,
+  removed in crossdock-miso 0.3) are expressions to evaluate, not values; the ``settings``
+  lookup table can only give their text. While they exist, a non-default value replaces the
+  default expression of its field, unless ``[destinations.mapping]`` sets that field.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+import attrs
 
 import crossdock
 
 from .schema import shape
 
+__all__ = ["ID_SETTINGS", "MisoTransformer", "id_fields"]
+
+ID_SETTINGS = {"user_id": "user_id_field", "anonymous_id": "anonymous_id_field"}
+"""Mapping field → the deprecated setting that used to give its expression."""
+
+
+def id_fields(destination: crossdock.Destination) -> dict[str, str]:
+    """The destination's common fields with the deprecated id settings applied: a setting that
+    is not its default replaces its field's expression when the field is still the type's
+    default (an operator's ``[destinations.mapping]`` entry wins). Warns once per setting."""
+    fields = dict(destination.mapping)
+    defaults = destination.type.spec.fields
+    for key, setting in ID_SETTINGS.items():
+        expression = getattr(destination.settings, setting)
+        if expression == defaults[key]:
+            continue
+        warnings.warn(
+            f"miso destination {destination.id!r}: the setting {setting} is deprecated and will "
+            f"be removed in crossdock-miso 0.3; set {key} under [destinations.mapping] instead",
+            FutureWarning,
+            stacklevel=2,
+        )
+        if fields.get(key) == defaults[key]:
+            fields[key] = expression
+    return fields
+
 
 class MisoTransformer:
-    """``event -> Miso record | None``, compiled once per destination.
-
-    The mapping is ``destination.mapping`` (the plugin's defaults with the config's
-    ``[destinations.mapping]`` overrides already applied), plus ``user_id`` and
-    ``anonymous_id`` read with the settings' ``user_id_field`` / ``anonymous_id_field``
-    expressions unless the mapping names those fields itself. ``where`` and the lookup tables
-    (defaults extended by ``[destinations.tables.<name>]``) are the destination's.
-    """
+    """``event -> Miso record | None``: the destination's whole mapping spec (sections,
+    dispatch, tables, the type's functions, its ``where``), compiled once, then
+    :func:`~.schema.shape` (see the module docstring for why this step is Python)."""
 
     def __init__(self, destination: crossdock.Destination) -> None:
-        settings = destination.settings
-        ids = {
-            key: expression
-            for key, expression in (
-                ("user_id", settings.user_id_field),
-                ("anonymous_id", settings.anonymous_id_field),
-            )
-            if key not in destination.mapping
-        }
-        fields: dict[str, Any] = {}
-        for key, expression in destination.mapping.items():
-            fields[key] = expression
-            if key == "type":  # ids right after the type: easier to read in dry runs
-                fields.update(ids)
-        fields.update(ids)
-        self.mapping = crossdock.compile_mapping(
-            fields, where=destination.where, tables=destination.tables
+        spec = attrs.evolve(destination.spec, fields=id_fields(destination))
+        self.mapping = crossdock.compile_spec(
+            spec, where=destination.where, functions=destination.functions
         )
 
     def matches(self, event: Any) -> bool:
@@ -45,7 +70,14 @@ class MisoTransformer:
         as filtered rather than dropped)."""
         return self.mapping.matches(event)
 
+    def drop_reason(self, event: Any) -> str | None:
+        """Why ``event`` is dropped: the mapping's reason (``no section (type identify)``, …),
+        or ``no type`` when an override left the record without a Miso ``type``."""
+        reason = self.mapping.drop_reason(event)
+        if reason is None and self(event) is None:
+            return "no type"
+        return reason
+
     def __call__(self, event: Any) -> dict[str, Any] | None:
-        """The Miso record for ``event``; ``None`` when ``where`` is false or the event maps
-        to no interaction type (dropped on purpose)."""
+        """The Miso record for ``event``; ``None`` when it is dropped (see :meth:`drop_reason`)."""
         return shape(self.mapping(event))
