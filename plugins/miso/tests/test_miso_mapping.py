@@ -3,10 +3,12 @@ plus the typing rules, the id settings, overrides, tables and ``where``."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
 
+import crossdock
 import crossdock_miso
 from crossdock.testing.events import golden_event, page, track
 from crossdock.testing.harness import DestinationHarness
@@ -247,7 +249,8 @@ def test_id_fields_come_from_the_settings() -> None:
         settings={"user_id_field": "context.traits.customer_id", "anonymous_id_field": "`null`"}
     )
     event = track("Product Viewed", context={"traits": {"customer_id": 4711}})
-    record = h.transform(event)
+    with pytest.warns(FutureWarning, match="deprecated"):  # a deprecated alias, still working
+        record = h.transform(event)
     assert record["user_id"] == "4711"
     assert "anonymous_id" not in record
 
@@ -276,7 +279,9 @@ def test_mapping_override_wins_field_by_field() -> None:
 
 def test_override_of_user_id_wins_over_the_setting() -> None:
     h = harness(mapping={"user_id": "traits.email || userId"}, settings={"user_id_field": "x"})
-    assert h.transform(track("Product Viewed"))["user_id"] == USER
+    with pytest.warns(FutureWarning, match="user_id_field"):
+        record = h.transform(track("Product Viewed"))
+    assert record["user_id"] == USER
 
 
 def test_override_still_gets_strict_types() -> None:
@@ -306,3 +311,87 @@ def test_where_filters_and_is_told_apart_from_a_drop() -> None:
     identify = golden_event("identify")
     assert h.transform(identify) is None
     assert h.transformer.matches(identify) is True
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (golden_event("identify"), "no section (type identify)"),
+        (golden_event("page"), "no section (type page)"),  # a "Category" page: no table row
+        (track("Something Custom"), "no section (type track)"),
+        (golden_event("Product Viewed"), None),
+    ],
+)
+def test_drop_reasons_name_the_spec_type(event: Any, reason: str | None) -> None:
+    assert harness().transformer.drop_reason(event) == reason
+
+
+def test_a_table_entry_set_to_empty_drops_with_a_reason() -> None:
+    h = harness(tables={"miso_events": {"Product Clicked": ""}})
+    assert h.transformer.drop_reason(golden_event("Product Clicked")) == "no section (type track)"
+
+
+def test_an_override_leaving_no_type_is_dropped_as_no_type() -> None:
+    h = harness(mapping={"track.type": "`42`"})
+    viewed = golden_event("Product Viewed")
+    assert h.transform(viewed) is None
+    assert h.transformer.drop_reason(viewed) == "no type"
+
+
+def test_id_fields_are_mapping_fields_an_operator_overrides() -> None:
+    h = harness(mapping={"user_id": "context.traits.customer_id", "anonymous_id": ""})
+    event = track("Product Viewed", context={"traits": {"customer_id": 4711}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the mapping way is not deprecated
+        record = h.transform(event)
+    assert record["user_id"] == "4711"  # Miso's schema: ids are strings
+    assert "anonymous_id" not in record
+    assert list(record)[:3] == ["type", "user_id", "timestamp"]
+
+
+def test_id_settings_are_deprecated_aliases_that_warn_with_the_replacement() -> None:
+    h = harness(settings={"user_id_field": "traits.email"})
+    with pytest.warns(FutureWarning, match=r"user_id_field is deprecated .* set user_id under"):
+        record = h.transform(track("Product Viewed", traits={"email": "a@example.com"}))
+    assert record["user_id"] == "a@example.com"
+    assert list(record)[:3] == ["type", "user_id", "anonymous_id"]  # in place, as before
+
+
+def test_default_id_settings_do_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert harness().transform(golden_event("Product Viewed")) == GOLDEN["Product Viewed"]
+
+
+def test_operator_overrides_a_section() -> None:
+    # every named page: Home stays home_page_view, the others become custom interactions
+    h = harness(
+        mapping={
+            "sections": {
+                "page": {
+                    "where": "type == 'page' && name != null",
+                    "fields": {"type": "lookup('miso_pages', name) || 'custom'"},
+                }
+            }
+        }
+    )
+    assert h.transform(page("Home"))["type"] == "home_page_view"
+    pricing = h.transform(page("Pricing", {"url": "https://shop.example.com/pricing"}))
+    assert pricing["type"] == "custom"
+    assert pricing["custom_action_name"] == "Pricing"
+    assert h.transformer.drop_reason(page(None)) == "no section (type page)"
+
+
+def test_operator_overrides_a_section_field_by_shorthand() -> None:
+    h = harness(mapping={"page.type": "lookup('miso_pages', name) || 'promo_page_view'"})
+    assert h.transform(page("Home"))["type"] == "home_page_view"
+    assert h.transform(page("Sale", category="Home"))["type"] == "promo_page_view"
+
+
+def test_functions_are_declared_with_the_type_not_registered_globally() -> None:
+    names = {f.name for f in crossdock_miso.DESTINATION_TYPE.functions}
+    assert names == {
+        "miso_category", "miso_rating", "miso_keywords", "miso_filters", "miso_truncated_ip",
+    }  # fmt: skip
+    with pytest.raises(crossdock.MappingError, match="miso_category"):
+        crossdock.compile_expression("miso_category(properties.category)")
