@@ -37,8 +37,9 @@ class MisoSettings:
     """Settings of a ``miso`` destination.
 
     ``api_key`` is Miso's **secret** key (the environment is told apart by the key);
-    ``base_url`` Miso's API host; ``user_id_field`` and ``anonymous_id_field`` are JMESPath
-    expressions on the event that give Miso's ``user_id`` and ``anonymous_id``.
+    ``base_url`` Miso's API host. ``user_id_field`` and ``anonymous_id_field`` (JMESPath
+    expressions on the event) are deprecated aliases of the mapping fields ``user_id`` and
+    ``anonymous_id``, removed in crossdock-miso 0.3 (see :mod:`crossdock_miso.transform`).
     """
 
     api_key: crossdock.Secret = field(validator=_non_empty_secret)
