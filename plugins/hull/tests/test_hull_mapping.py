@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
+import crossdock
 import crossdock_hull
-from crossdock import Delivered
+from crossdock import Delivered, MappingError
 from crossdock.testing.events import golden_event, identify, track
 from crossdock.testing.harness import DestinationHarness
 from crossdock_hull.testing import (
@@ -278,9 +280,52 @@ def test_integrations_opt_out_is_honoured(integrations: dict[str, bool], dropped
 
 def test_mapping_override_changes_event_source() -> None:
     h = DestinationHarness(
-        crossdock_hull, settings("http://127.0.0.1:9"), mapping={"source": "'crossdock'"}
+        crossdock_hull, settings("http://127.0.0.1:9"), mapping={"body.source": "'crossdock'"}
     )
     assert h.transform(golden_event("Order Completed"))["body"]["source"] == "crossdock"
+    assert h.transform(golden_event("page"))["body"]["source"] == "crossdock"
+
+
+def test_mapping_override_of_a_section_field_and_a_section() -> None:
+    h = DestinationHarness(
+        crossdock_hull,
+        settings("http://127.0.0.1:9"),
+        mapping={
+            "page.body.event": "'pageview'",  # shorthand: [sections.page.fields]
+            "sections": {"alias": {"drop": True}},
+        },
+    )
+    assert h.transform(golden_event("page"))["body"]["event"] == "pageview"
+    assert h.transform(golden_event("screen"))["body"]["event"] == "screen"
+    assert h.transform(golden_event("alias")) is None
+    assert h.transformer.drop_reason(golden_event("alias")) == "section alias: drop"
+
+
+def test_mapping_override_removes_a_claim() -> None:
+    event = golden_event("group")
+    event["traits"]["domain"] = "acme.example.com"
+    h = DestinationHarness(
+        crossdock_hull,
+        settings("http://127.0.0.1:9", handle_groups=True),
+        mapping={r"group.claims.io\.hull\.asAccount.domain": ""},
+    )
+    assert h.transform(event)["claims"]["io.hull.asAccount"] == {"external_id": "c-77"}
+
+
+@pytest.mark.parametrize(
+    ("mapping", "path"),
+    [
+        ({"source": "'crossdock'"}, "mapping.source"),
+        ({"user.external_id": "userId"}, "mapping.user.external_id"),
+        ({"track.event": "event"}, "mapping.sections.track.fields.event"),
+    ],
+)
+def test_field_outside_the_entry_is_reported(mapping: dict[str, str], path: str) -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"), mapping=mapping)
+    with pytest.raises(MappingError) as info:
+        h.transformer  # noqa: B018 (building it runs the check)
+    assert info.value.path == path
+    assert "not a field of a Hull entry" in info.value.message
 
 
 def test_where_filters() -> None:
@@ -293,10 +338,66 @@ def test_entry_without_identity_is_an_error() -> None:
     h = DestinationHarness(
         crossdock_hull,
         settings("http://127.0.0.1:9"),
-        mapping={"user.external_id": "", "user.anonymous_id": ""},
+        mapping={
+            r"claims.io\.hull\.asUser.external_id": "",
+            r"claims.io\.hull\.asUser.anonymous_id": "",
+        },
     )
-    with pytest.raises(ValueError, match="no identity claim"):
+    with pytest.raises(ValueError, match=r"^track: no identity claim"):
         h.transform(golden_event("Order Completed"))
+
+
+@pytest.mark.parametrize(
+    ("name", "remove", "problem"),
+    [
+        ("group", "groupId", "group: no account claim (groupId)"),
+        ("alias", "previousId", "alias: previousId required"),
+        ("Order Completed", "event", "track: event name required"),
+    ],
+)
+def test_entry_hull_would_refuse_is_an_error(name: str, remove: str, problem: str) -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9", handle_groups=True))
+    event = golden_event(name)
+    del event[remove]
+    with pytest.raises(ValueError, match=f"^{re.escape(problem)}$"):
+        h.transform(event)
+
+
+def test_every_spec_type_has_a_section() -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9", handle_groups=True))
+    spec = h.destination.spec
+    assert spec.select == "type"
+    assert set(spec.sections) == {"identify", "track", "page", "screen", "group", "alias"}
+    for name in ("identify", "Order Completed", "page", "screen", "group", "alias"):
+        assert h.transform(golden_event(name)) is not None, name
+    other = {**golden_event("identify"), "type": "login"}
+    assert h.transform(other) is None
+    assert h.transformer.drop_reason(other) == "unknown section (type other)"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {**golden_event("Order Completed"), "integrations": {"Hull": False}},
+        golden_event("group"),  # handle_groups is off by default
+    ],
+)
+def test_skipped_events_count_as_filtered(event: dict[str, Any]) -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"), where="type != 'alias'")
+    assert h.transform(event) is None
+    assert h.transformer.matches(event) is False
+    assert h.transformer.drop_reason(event) == "filtered"
+    alias = golden_event("alias")
+    assert h.transform(alias) is None  # the operator's where still applies
+    assert h.transformer.drop_reason(alias) == "filtered"
+
+
+def test_functions_are_declared_with_the_type_only() -> None:
+    assert crossdock_hull.DESTINATION_TYPE.functions == crossdock_hull.FUNCTIONS
+    names = {f.name for f in crossdock_hull.FUNCTIONS}
+    assert names == {"hull_opted_out", "hull_attributes", "hull_claim", "hull_email"}
+    with pytest.raises(MappingError, match="unknown function hull_attributes"):
+        crossdock.compile_mapping({"body": "hull_attributes(traits)"})  # not process-wide
 
 
 async def test_wire_request_shape() -> None:

@@ -345,9 +345,5 @@ async def test_oversized_body_is_413_like_hulls_toolkit(monkeypatch: pytest.Monk
 async def test_invalid_json_names_the_byte() -> None:
     status, answer = await post(HullIngestor(make_source()), b'{"channel": nope}')
     assert (status, answer["code"]) == (400, "invalid_json")
-    assert (
-        answer["message"].startswith("body: invalid JSON (")
-    )
-    assert (
-        "at byte 12" in answer["message"]
-    )
+    assert answer["message"].startswith("body: invalid JSON (")
+    assert "at byte 12" in answer["message"]

@@ -19,12 +19,14 @@ import aiohttp
 
 import crossdock
 from crossdock_hull.deliverer import HullDeliverer
+from crossdock_hull.functions import FUNCTIONS
 from crossdock_hull.ingestor import DEFAULT_PATH, HullIngestor
 from crossdock_hull.settings import HullDestinationSettings, HullSourceSettings
 from crossdock_hull.transform import HullTransformer, make_transformer
 
 __all__ = [
     "DESTINATION_TYPE",
+    "FUNCTIONS",
     "NAME",
     "SOURCE_TYPE",
     "HullDeliverer",
@@ -40,7 +42,8 @@ DESTINATION_TYPE = crossdock.DestinationType(
     name=NAME,
     settings=HullDestinationSettings,
     description="Hull's Firehose: user traits, user events, accounts and aliases",
-    mapping=crossdock.load_mapping(__name__),
+    mapping=crossdock.load_mapping_file(__name__, functions=FUNCTIONS),
+    functions=FUNCTIONS,
     limits=crossdock.Limits(
         max_batch_count=100,
         # The Firehose publishes no limit; requests stay under 1 MB. Each entry gains a JWT
@@ -72,26 +75,21 @@ def crossdock_source_types() -> Iterable[crossdock.SourceType]:
 
 
 @crossdock.hookimpl
-def crossdock_make_transformer(destination: crossdock.Destination) -> HullTransformer | None:
-    """Build the transformer of a ``hull`` destination (mapping + entry shaping)."""
-    if destination.plugin != NAME:
-        return None
+def crossdock_make_transformer(destination: crossdock.Destination) -> HullTransformer:
+    """Build the transformer of a ``hull`` destination: its mapping, filtered events and entry
+    checks (see :mod:`crossdock_hull.transform`)."""
     return make_transformer(destination)
 
 
 @crossdock.hookimpl
 def crossdock_make_deliverer(
     destination: crossdock.Destination, http: aiohttp.ClientSession
-) -> HullDeliverer | None:
+) -> HullDeliverer:
     """Build the deliverer of a ``hull`` destination."""
-    if destination.plugin != NAME:
-        return None
     return HullDeliverer(destination.settings, http)
 
 
 @crossdock.hookimpl
-def crossdock_make_ingestor(source: crossdock.Source) -> HullIngestor | None:
+def crossdock_make_ingestor(source: crossdock.Source) -> HullIngestor:
     """Build the ingestor of a ``hull`` source."""
-    if source.type != NAME:
-        return None
     return HullIngestor(source)

@@ -1,208 +1,110 @@
-"""Event → Firehose entry (without its JWT): the ``hull`` destination's transformer.
+"""The ``hull`` destination's transformer: its mapping (``mapping.toml``, compiled by the core's
+:func:`crossdock.compile_spec`) plus what a mapping cannot say.
 
-The default mapping (``mapping.toml``, overridable) picks the fields; this module shapes them
-into an entry ``{"type", "body", "timestamp", "claims"}``. The deliverer signs ``claims`` into
-the entry's ``Hull-Access-Token`` at send time (``iss``/``iat`` added then), so a retried entry
-carries a fresh token.
+``mapping.toml`` builds every entry ``{"timestamp", "type", "body", "claims"}``. What remains
+here, because a mapping file cannot express it:
+
+- **Filtered, not dropped.** The loop guard (events whose ``integrations`` opt Hull out) and
+  the calls a setting switches off are *filtered* (``crossdock_events_filtered_total``, drop
+  reason ``filtered``), as documented. A mapping counts its own drops as *dropped*; only the
+  destination's ``where`` counts as filtered, so :data:`FILTER` is joined to it.
+- **Dead-lettered with a reason.** An entry Hull would refuse (no identity claim, a group
+  without an account, a track without a name, an alias without ``previousId``) is an error
+  naming what is missing. A mapping function that raises is reported by the core without its
+  message (on purpose: messages could carry event data), so the entry is checked here.
+- **Stray fields reported.** The deliverer reads only an entry's ``timestamp``, ``type``,
+  ``body`` and ``claims``; another top-level field (a typo, or a key of the mapping format before
+  this version, such as ``source``) would be ignored silently, so it is an error that
+  ``crossdock check`` shows with its path.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import crossdock
-from crossdock_hull.settings import HullDestinationSettings
 
-RENAMED_TRAITS: Final[Mapping[str, str]] = {
-    "firstname": "first_name",
-    "lastname": "last_name",
-    "createdat": "created_at",
-}
-"""Top-level trait names (compared lower-cased) Hull's Segment connector renames."""
+FILTER: Final = (
+    "!hull_opted_out(integrations)"
+    " && (type != 'page' || lookup('settings', 'store_page_calls'))"
+    " && (type != 'screen' || lookup('settings', 'store_screen_calls'))"
+    " && (type != 'group' || lookup('settings', 'handle_groups'))"
+)
+"""The events a ``hull`` destination takes: Hull not opted out, the call not switched off."""
 
-DROPPED_TRAITS: Final = frozenset({"id", "external_id", "guest_id", "uniqToken", "visitToken"})
-"""Top-level traits Hull's Segment connector never stores (they are identity, not data)."""
-
-OPERATIONS: Final = frozenset({"set", "setIfNull", "inc", "dec"})
-"""Operations a trait value may carry (``{"operation": "inc", "value": 1}``)."""
-
-_EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+ENTRY_KEYS: Final = ("timestamp", "type", "body", "claims")
+"""The top-level fields of an entry: what the deliverer sends."""
 
 
-def hull_disabled(event: Mapping[str, Any]) -> bool:
-    """Whether the event's ``integrations`` opt Hull out (``Hull: false``, or ``All: false``
-    without ``Hull: true``): the loop guard Hull's own Segment connector applies."""
-    integrations = event.get("integrations")
-    if not isinstance(integrations, dict):
-        return False
-    hull = integrations.get("Hull")
-    if hull is False:
-        return True
-    return integrations.get("All") is False and not hull
+def stray_fields(spec: crossdock.MappingFile) -> list[str]:
+    """The paths (as ``[destinations.mapping]`` names them) of fields outside :data:`ENTRY_KEYS`."""
+    found = [f"mapping.{key}" for key, expr in spec.fields.items() if _stray(key, expr)]
+    for name, section in spec.sections.items():
+        found += [
+            f"mapping.sections.{name}.fields.{key}"
+            for key, expr in section.fields.items()
+            if _stray(key, expr)
+        ]
+    return found
 
 
-def flatten_traits(traits: Mapping[str, Any], *, rename: bool = True) -> dict[str, Any]:
-    """Hull attributes from Segment traits: nulls dropped, nested objects flattened with ``/``
-    (``address.city`` → ``address/city``), operation objects kept, identity traits dropped and
-    ``firstName``/``lastName``/``createdAt`` renamed (top level only)."""
-    out: dict[str, Any] = {}
-    for key, value in traits.items():
-        if rename:
-            if key in DROPPED_TRAITS:
-                continue
-            key = RENAMED_TRAITS.get(key.lower(), key)
-        _put(out, key, value)
-    return out
+def _stray(key: str, expr: str) -> bool:
+    return expr != "" and key != "." and key.split(".", 1)[0] not in ENTRY_KEYS
 
 
-def _put(out: dict[str, Any], key: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, dict):
-        if value.get("operation") in OPERATIONS and "value" in value:
-            out[key] = value
-            return
-        for sub, inner in value.items():
-            _put(out, f"{key}/{sub}", inner)
-        return
-    out[key] = value
-
-
-def email_claim(value: Any) -> str | None:
-    """The ``email`` claim: lower-cased, only when it looks like an email address."""
-    if isinstance(value, str) and _EMAIL.match(value.strip()):
-        return value.strip().lower()
+def entry_problem(kind: Any, entry: dict[str, Any]) -> str | None:
+    """Why Hull would refuse ``entry`` (mapped from an event of Spec type ``kind``), or
+    ``None``."""
+    claims = entry.get("claims", {})
+    body = entry.get("body", {})
+    if claims.get("io.hull.subjectType") == "account":
+        if "io.hull.asAccount" not in claims:
+            return "group: no account claim (groupId)"
+        return None
+    if entry.get("type") == "track" and not _text(body.get("event")):
+        return "track: event name required"
+    if entry.get("type") == "alias" and not _text(body.get("anonymous_id")):
+        return "alias: previousId required"
+    if "io.hull.asUser" not in claims:
+        return f"{kind}: no identity claim (userId, anonymousId or email)"
     return None
 
 
-def _claims_of(values: Any, keys: tuple[str, ...]) -> dict[str, str]:
-    if not isinstance(values, dict):
-        return {}
-    claims: dict[str, str] = {}
-    for key in keys:
-        value = values.get(key)
-        if key == "email":
-            value = email_claim(value)
-        if isinstance(value, str) and value:
-            claims[key] = value
-    return claims
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
 
 
 class HullTransformer:
     """``event → entry | None`` for one ``hull`` destination (see the module docstring).
 
-    ``None`` (filtered) for events whose ``integrations`` opt Hull out and for the calls the
-    settings switch off; :class:`ValueError` (dead-lettered) for an entry without identity.
+    ``None`` for filtered and dropped events (:meth:`matches`, :meth:`drop_reason` tell which);
+    :class:`ValueError` (dead-lettered) for an entry Hull would refuse.
     """
 
-    def __init__(self, settings: HullDestinationSettings, mapping: Callable[[Any], Any]) -> None:
-        self._settings = settings
+    def __init__(self, mapping: crossdock.CompiledMapping | crossdock.SectionedMapping) -> None:
         self._mapping = mapping
-
-    def skipped(self, event: dict[str, Any]) -> bool:
-        """Whether the event is not for Hull: its ``integrations`` opt Hull out, or it is a
-        call the settings switch off."""
-        if hull_disabled(event):
-            return True
-        kind = event.get("type")
-        settings = self._settings
-        return (
-            (kind == "page" and not settings.store_page_calls)
-            or (kind == "screen" and not settings.store_screen_calls)
-            or (kind == "group" and not settings.handle_groups)
-        )
-
-    def matches(self, event: dict[str, Any]) -> bool:
-        """Asked by the core for dropped events: ``False`` counts the event as *filtered*
-        (skipped on purpose, or the destination's ``where`` is false)."""
-        if self.skipped(event):
-            return False
-        matches = getattr(self._mapping, "matches", None)
-        return True if matches is None else bool(matches(event))
+        self.matches = mapping.matches
+        self.drop_reason = mapping.drop_reason
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        if self.skipped(event):
+        entry = self._mapping(event)
+        if entry is None:
             return None
-        fields = self._mapping(event)
-        if fields is None:  # the destination's `where` is false
-            return None
-        return build_entry(fields)
-
-
-def build_entry(fields: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Shape mapped ``fields`` into an entry; ``None`` for a kind Hull has no entry for."""
-    kind = fields.get("kind")
-    user = _claims_of(fields.get("user"), ("external_id", "email", "anonymous_id"))
-    claims: dict[str, Any] = {"io.hull.subjectType": "user"}
-    if fields.get("active") is True:
-        claims["io.hull.active"] = True
-    entry: dict[str, Any] = {"timestamp": fields.get("timestamp")}
-    if kind == "identify":
-        entry["type"] = "traits"
-        entry["body"] = flatten_traits(_object(fields.get("traits")))
-    elif kind in ("track", "page", "screen"):
-        entry["type"] = "track"
-        entry["body"] = _event_body(kind, fields)
-    elif kind == "group":
-        account = _claims_of(fields.get("account"), ("external_id", "domain"))
-        if not account:
-            msg = "group: no account claim (groupId)"
-            raise ValueError(msg)
-        claims["io.hull.subjectType"] = "account"
-        claims["io.hull.asAccount"] = account
-        entry["type"] = "traits"
-        entry["body"] = flatten_traits(_object(fields.get("traits")))
-    elif kind == "alias":
-        previous = fields.get("previous_id")
-        if not isinstance(previous, str) or not previous:
-            msg = "alias: previousId required"
-            raise ValueError(msg)
-        entry["type"] = "alias"
-        entry["body"] = {"anonymous_id": previous}
-    else:
-        return None
-    if user:
-        claims["io.hull.asUser"] = user
-    elif kind != "group":
-        msg = f"{kind}: no identity claim (userId, anonymousId or email)"
-        raise ValueError(msg)
-    entry["claims"] = claims
-    return entry
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _event_body(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    properties = dict(_object(fields.get("properties")))
-    if kind == "track":
-        name = fields.get("event")
-    else:
-        name = kind
-        if fields.get("name") is not None:
-            properties["name"] = fields["name"]
-    if not isinstance(name, str) or not name:
-        msg = "track: event name required"
-        raise ValueError(msg)
-    return {
-        "event": name,
-        "properties": properties,
-        "event_id": fields.get("event_id"),
-        "created_at": fields.get("created_at"),
-        "source": fields.get("source"),
-        "type": kind,
-        "ip": fields.get("ip"),
-        "url": fields.get("url"),
-        "referer": fields.get("referer"),
-    }
+        problem = entry_problem(event.get("type"), entry)
+        if problem is not None:
+            raise ValueError(problem)
+        return entry
 
 
 def make_transformer(destination: crossdock.Destination) -> HullTransformer:
-    """Compile the destination's mapping once and wrap it in a :class:`HullTransformer`."""
-    mapping = crossdock.compile_mapping(
-        destination.mapping, where=destination.where, tables=destination.tables
-    )
-    return HullTransformer(destination.settings, mapping)
+    """Compile the destination's whole mapping, its ``where`` joined to :data:`FILTER`.
+
+    Raises :class:`crossdock.MappingError` for a field outside the entry (:func:`stray_fields`).
+    """
+    stray = stray_fields(destination.spec)
+    if stray:
+        keys = ", ".join(ENTRY_KEYS)
+        raise crossdock.MappingError(stray[0], f"not a field of a Hull entry ({keys})")
+    where = FILTER if destination.where is None else f"({FILTER}) && ({destination.where})"
+    mapping = crossdock.compile_spec(destination.spec, where=where, functions=destination.functions)
+    return HullTransformer(mapping)
