@@ -383,9 +383,11 @@ def test_operator_overrides_a_section() -> None:
 
 
 def test_operator_overrides_a_section_field_by_shorthand() -> None:
-    h = harness(mapping={"page.type": "lookup('miso_pages', name) || 'promo_page_view'"})
-    assert h.transform(page("Home"))["type"] == "home_page_view"
-    assert h.transform(page("Sale", category="Home"))["type"] == "promo_page_view"
+    h = harness(mapping={"track.miso_id": "properties.miso_id || context.miso_id"})
+    viewed = track("Product Viewed", {"product_id": "p"}, context={"miso_id": "m-1"})
+    assert h.transform(viewed)["miso_id"] == "m-1"
+    home = page("Home", {"url": "https://shop.example.com/"}, context={"miso_id": "m-2"})
+    assert "miso_id" not in h.transform(home)  # the page section keeps the common field
 
 
 def test_functions_are_declared_with_the_type_not_registered_globally() -> None:
