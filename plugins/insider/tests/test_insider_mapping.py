@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 
-import crossdock
 import crossdock_insider
 from crossdock.testing.events import golden_event, identify, track
 from crossdock.testing.harness import DestinationHarness
 from crossdock_insider.testing import validate_user
-from crossdock_insider.transform import event_name
 
 SETTINGS = {"partner_name": "acme", "request_token": "ucd-test-token-0123456789"}
 ANON = "0b9a6c1e-8f55-4f0e-9d2b-6a3c1f7e2d40"
@@ -298,8 +296,12 @@ def test_calls_without_attributes_or_events_are_dropped(harness, kind) -> None:
         ("!!!", None),
     ],
 )
-def test_event_names_are_put_in_insiders_form(name, expected) -> None:
-    assert event_name(name) == expected
+def test_event_names_are_put_in_insiders_form(harness, name, expected) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match=r"\[a-z0-9._-\]"):
+            harness.transform(track(name))
+    else:
+        assert harness.transform(track(name))["events"][0]["event_name"] == expected
 
 
 def test_an_event_name_with_nothing_valid_fails_the_transform(harness) -> None:
@@ -349,10 +351,7 @@ def test_operators_extend_the_event_name_table(harness) -> None:
 
 def configured(overrides: dict[str, str], **kwargs: Any) -> DestinationHarness:
     """A harness whose mapping is merged like ``[destinations.mapping]`` in a config."""
-    default = crossdock_insider.DESTINATION_TYPE.mapping
-    merged = crossdock.merge_mapping(default, overrides)
-    removed = {key: "" for key in default if key not in merged}
-    return DestinationHarness(crossdock_insider, SETTINGS, mapping={**removed, **merged}, **kwargs)
+    return DestinationHarness(crossdock_insider, SETTINGS, mapping=overrides, **kwargs)
 
 
 def test_mapping_overrides_replace_add_and_remove_fields() -> None:
