@@ -301,6 +301,23 @@ def test_override_shorthand_addresses_a_section_field() -> None:
     assert t(golden_event("page"))["category"] == "fixed"
 
 
+def test_a_dotted_override_for_a_kind_the_tables_name_must_declare_the_section() -> None:
+    """``"wishlist.name"`` with a table row naming ``wishlist`` but no such section would
+    silently become a common object on every event: ``check`` says to declare the section."""
+    text = (
+        '[destinations.mapping]\n"wishlist.name" = "\'WISH\'"\n'
+        '[destinations.tables.events]\n"Wishlisted" = "wishlist"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        config(text)
+    [problem] = [p for p in info.value.problems if "wishlist" in p]
+    assert problem.startswith("destinations[0].mapping.wishlist.name: 'wishlist' is named by")
+    assert "[destinations.mapping.sections.wishlist]" in problem
+    declared = text + '[destinations.mapping.sections.wishlist.fields]\ntype = "event"\n'
+    event = {**golden_event("order_completed"), "event": "Wishlisted"}
+    assert transform(config(declared))(event)["name"] == "WISH"
+
+
 def test_override_sections_and_dispatch() -> None:
     d = config(
         textwrap.dedent(

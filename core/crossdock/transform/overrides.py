@@ -111,12 +111,21 @@ def merge_spec(
         select = given.get("select", select)
     common: dict[str, Any] = {}
     origins: dict[str, str] = {}
+    # With a dispatch, a table value that is not a section looks like a kind the operator meant
+    # to add; a dotted override under that name would otherwise become a common object.
+    kinds_named = _table_values(default.tables, tables) - set(sections) if select else set()
     for key, expr in flat(over).items():
         try:
             segments = parse_path(key)
         except ValueError:
             segments = ()
         if not segments or segments[0] not in sections:
+            if segments and segments[0] in kinds_named:
+                problems.append(
+                    f"{prefix}.{key}: {segments[0]!r} is named by the lookup tables but is not "
+                    f"a section; declare [destinations.mapping.sections.{segments[0]}] to add it"
+                )
+                continue
             common[key] = expr
             continue
         name, field_key = segments[0], format_path(segments[1:])
@@ -142,3 +151,14 @@ def merge_spec(
         path, _, message = problem.partition(": ")
         problems.append(f"{origins.get(path, path)}: {message}")
     return spec, problems
+
+
+def _table_values(*groups: Mapping[str, Mapping[str, Any]] | None) -> set[str]:
+    """Every non-empty string value in the rows of the given tables."""
+    return {
+        value
+        for group in groups
+        for rows in (group or {}).values()
+        for value in rows.values()
+        if isinstance(value, str) and value
+    }
