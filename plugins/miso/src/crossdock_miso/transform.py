@@ -36,7 +36,7 @@ ID_SETTINGS = {"user_id": "user_id_field", "anonymous_id": "anonymous_id_field"}
 def id_fields(destination: crossdock.Destination) -> dict[str, str]:
     """The destination's common fields with the deprecated id settings applied: a setting that
     is not its default replaces its field's expression when the field is still the type's
-    default (an operator's ``[destinations.mapping]`` entry wins). Warns once per setting."""
+    default (an operator's ``[destinations.mapping]`` entry wins), with a FutureWarning each."""
     fields = dict(destination.mapping)
     defaults = destination.type.spec.fields
     for key, setting in ID_SETTINGS.items():
