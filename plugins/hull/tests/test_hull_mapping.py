@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -419,3 +421,28 @@ async def test_wire_request_shape() -> None:
         assert [set(e) for e in body["batch"]] == [{"type", "body", "headers", "timestamp"}] * 2
         header, _, _ = body["batch"][0]["headers"]["Hull-Access-Token"].partition(".")
         assert header == "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9"
+
+
+def readme_overrides() -> dict[str, Any]:
+    """The ``[destinations.mapping]`` example of the README's mapping section."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("Override a field or a section")[1].split("```toml\n")[1].split("```")[0]
+    return tomllib.loads(block)["destinations"]["mapping"]
+
+
+def test_readme_override_example() -> None:
+    h = DestinationHarness(
+        crossdock_hull,
+        settings("http://127.0.0.1:9", handle_groups=True),
+        mapping=readme_overrides(),
+    )
+    track = golden_event("Order Completed")
+    track["context"]["traits"] = {"customer_id": "cust-9"}
+    entry = h.transform(track)
+    assert entry["body"]["source"] == "crossdock"
+    assert entry["claims"]["io.hull.asUser"]["external_id"] == "cust-9"
+    page = h.transform(golden_event("page"))
+    assert (page["body"]["event"], page["body"]["source"]) == ("pageview", "crossdock")
+    group = {**golden_event("group"), "traits": {"domain": "acme.example.com"}}
+    assert h.transform(group)["claims"]["io.hull.asAccount"] == {"external_id": "c-77"}
+    assert h.transform(golden_event("alias")) is None
