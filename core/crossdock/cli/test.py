@@ -52,7 +52,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(f'unknown destination "{args.destination}" (known: {listing})', file=sys.stderr)
         return EXIT_PROBLEMS
     secrets = config.secrets()
-    source = getattr(args, "source", None)
+    source = args.source
     if source is not None and source not in {s.id for s in config.sources}:
         listing = ", ".join(s.id for s in config.sources) or "none configured"
         print(f'unknown source "{source}" (known: {listing})', file=sys.stderr)
@@ -92,7 +92,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         items.append(BatchItem(event=event, payload=payload, data=data))
         numbers.append(i)
     if not items:
-        if getattr(args, "allow_dropped", False) and not failed:
+        if args.allow_dropped and not failed:
             print("nothing would be sent")
             return EXIT_OK
         print("nothing would be sent (add --allow-dropped if that is expected)", file=sys.stderr)
