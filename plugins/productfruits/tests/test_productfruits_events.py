@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import crossdock
 import crossdock_productfruits
 from crossdock.testing.events import golden_events, identify, page, track
+from crossdock_productfruits import functions
 from crossdock_productfruits.events import (
+    FEATURES,
     VERIFIED_EVENTS,
     ProductFruitsEvent,
     describe,
@@ -130,3 +135,54 @@ def test_jmespath_function_is_registered_for_where_and_mappings() -> None:
     assert flag(track("Tour Finished", {"id": 1})) == {"pf": True}
     assert flag(track("Order Completed")) is None
     assert crossdock.compile_mapping({"pf": "is_product_fruits_event(`3`)"})({}) == {"pf": False}
+
+
+@pytest.mark.parametrize("word", sorted(FEATURES))
+def test_every_feature_word_starts_an_event_in_both_forms(word: str) -> None:
+    assert describe(track(f"{word.capitalize()} Opened")).feature == FEATURES[word]
+    assert describe(track(f"{word}_opened")).feature == FEATURES[word]
+    assert describe(track(f"{word}-opened")).feature == FEATURES[word]
+
+
+def test_the_mapping_function_takes_the_operators_answer_for_the_name() -> None:
+    booked = track("Tour Booked")
+    custom = track("Widget Closed")
+    assert functions.is_product_fruits_event(booked) is True
+    assert functions.is_product_fruits_event(booked, False) is False
+    assert functions.is_product_fruits_event(booked, "no") is False
+    assert functions.is_product_fruits_event(custom) is False
+    assert functions.is_product_fruits_event(custom, True) is True
+    assert functions.is_product_fruits_event(custom, "yes") is True
+    assert functions.is_product_fruits_event(["not", "an", "event"], True) is False
+    assert functions.is_product_fruits_event(page("Tour Finished"), True) is False
+
+
+def test_the_lookup_table_reaches_the_function_in_a_mapping() -> None:
+    flag = crossdock.compile_mapping(
+        {"pf": "is_product_fruits_event(@, lookup('pf', event))"},
+        tables={"pf": {"Tour Booked": False, "Widget Closed": True}},
+        functions=functions.FUNCTIONS,
+    )
+    assert flag(track("Tour Booked")) == {"pf": False}
+    assert flag(track("Widget Closed")) == {"pf": True}
+    assert flag(track("Tour Finished")) == {"pf": True}
+    assert flag({"type": "track", "event": ["x"]}) == {"pf": False}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("u-1", True), ("ana@example.com", True), ("", False), ("  \t", False), (None, False),
+     (5, False), (["u"], False)],
+)  # fmt: skip
+def test_pf_nonblank(value: object, expected: bool) -> None:
+    assert functions.pf_nonblank(value) is expected
+
+
+def test_loading_the_plugin_warns_about_nothing() -> None:
+    # The process-wide registration (for other types' mappings) is deliberate: its
+    # DeprecationWarning is for authors migrating, not for operators loading the plugin.
+    subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import crossdock_productfruits"],
+        check=True,
+        timeout=60,
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from importlib import resources
 from typing import Any
 
 import pytest
 
+import crossdock
 import crossdock_productfruits
 from crossdock.testing.events import golden_event, golden_events, identify, track
 from crossdock.testing.harness import DestinationHarness
@@ -134,3 +136,95 @@ def test_tables_extend_the_recognised_events() -> None:
     assert h.transform(booked) == booked
     assert h.transform(track("Widget Closed")) is None
     assert h.transform(track("Tour Finished")) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The mapping file carries the rules: sections, dispatch, drop reasons, overrides
+
+
+def test_the_mapping_file_is_valid_on_its_own_with_the_types_functions() -> None:
+    text = resources.files("crossdock_productfruits").joinpath("mapping.toml").read_text()
+    spec = crossdock.parse_mapping(text, functions=crossdock_productfruits.FUNCTIONS)
+    assert list(spec.sections) == ["product_fruits_event", "identify", "track"]
+    assert spec.sections["product_fruits_event"].drop is True
+    with pytest.raises(crossdock.MappingError, match=r"unknown function pf_nonblank\(\)"):
+        crossdock.parse_mapping(text)
+
+
+def test_every_section_the_dispatch_names_exists() -> None:
+    # A name the dispatch gives that no section has drops the event at run time
+    # ("unknown section"), so the tables and the select literal must name declared sections.
+    spec = crossdock_productfruits.DESTINATION_TYPE.spec
+    named = set(spec.tables["types"].values()) | {"product_fruits_event"}
+    assert "'product_fruits_event'" in (spec.select or "")
+    assert named <= set(spec.sections)
+
+
+def test_functions_are_declared_with_the_type() -> None:
+    declared = {f.name for f in crossdock_productfruits.DESTINATION_TYPE.functions}
+    assert declared == {"is_product_fruits_event", "pf_nonblank"}
+
+
+@pytest.mark.parametrize(
+    ("event", "reason", "filtered"),
+    [
+        (golden_event("page"), "no section (type page)", True),
+        (golden_event("group"), "no section (type group)", True),
+        ({"userId": "u-1", "event": "Report Exported"}, "no section (type other)", True),
+        (track("Tour Finished", userId="u-1"), "section product_fruits_event: drop", True),
+        (track("Report Exported", userId=None), "section track: where false", False),
+        (identify({"plan": "pro"}, userId="  "), "section identify: where false", False),
+    ],
+)
+def test_drop_reasons_and_what_counts_as_filtered(
+    event: dict[str, Any], reason: str, filtered: bool
+) -> None:
+    # Kinds Product Fruits never takes count as filtered (as before the mapping had sections);
+    # an identify or track it cannot match to a user counts as dropped, with its reason.
+    transformer = harness().transformer
+    assert transformer(event) is None
+    assert transformer.drop_reason(event) == reason
+    assert transformer.matches(event) is not filtered
+
+
+def test_a_sent_event_has_no_drop_reason() -> None:
+    transformer = harness().transformer
+    assert transformer.drop_reason(TRACK) is None
+    assert transformer.matches(TRACK) is True
+
+
+def test_where_false_is_filtered_before_any_section() -> None:
+    transformer = harness(where="type == 'identify'").transformer
+    assert transformer.drop_reason(TRACK) == "filtered"
+    assert transformer.matches(golden_event("page")) is False
+
+
+def test_operator_overrides_a_sections_where() -> None:
+    # README: send track calls only with a userId (an email alone is no longer enough).
+    h = harness(mapping={"sections": {"track": {"where": "pf_nonblank(userId)"}}})
+    by_email = track("Report Exported", userId=None)
+    by_email["context"]["traits"] = {"email": "ana@example.com"}
+    assert h.transform(by_email) is None
+    assert h.transformer.drop_reason(by_email) == "section track: where false"
+    assert h.transform(TRACK) == TRACK
+    assert h.transform(identify({"email": "ana@example.com"}, userId=None)) is not None
+
+
+def test_operator_sets_a_field_of_one_section_by_shorthand() -> None:
+    # README: "track.context.app" adds a field to track calls only.
+    h = harness(mapping={"track.context.app": "'web'"})
+    assert h.transform(TRACK)["context"] == {**TRACK["context"], "app": "web"}
+    assert "app" not in h.transform(IDENTIFY)["context"]
+
+
+def test_operator_can_send_another_type_through_a_section() -> None:
+    h = harness(tables={"types": {"screen": "track"}})
+    screen = golden_event("screen")
+    assert h.transform(screen) == screen
+
+
+def test_a_bad_override_is_reported_with_its_path() -> None:
+    with pytest.raises(crossdock.ConfigError) as info:
+        harness(mapping={"sections": {"track": {"where": "pf_nonblank("}}})
+    [problem] = info.value.problems
+    assert problem.startswith("mapping.sections.track.where: invalid JMESPath")

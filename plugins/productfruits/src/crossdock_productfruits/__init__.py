@@ -3,29 +3,32 @@
 Declares the ``productfruits`` destination: identify and track events POSTed to the Webhook
 URL of Product Fruits' Segment integration, one Segment message per request, signed with the
 Webhook Secret (``X-Signature``, HMAC-SHA1) exactly as Segment's Webhooks destination does.
+Which events go and what is sent is ``mapping.toml``, with the JMESPath functions of
+:mod:`crossdock_productfruits.functions` declared with the type.
 
 Product Fruits' own analytics events (tours, checklists, announcements, hints, surveys,
 feedback) arrive through the ordinary ``segment`` source; :mod:`crossdock_productfruits.events`
 recognises them, the destination never sends them back, and the JMESPath function
-``is_product_fruits_event(@)`` (registered when the plugin loads) lets any destination's
-``where`` or mapping use the same rule, e.g. to flag them for Segment.
+``is_product_fruits_event(@)`` lets any destination's ``where`` or mapping use the same rule,
+e.g. to flag them for Segment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import warnings
 
 import aiohttp
 
 import crossdock
 from crossdock_productfruits.deliverer import ProductFruitsDeliverer
 from crossdock_productfruits.events import is_product_fruits_event
+from crossdock_productfruits.functions import FUNCTIONS, IS_PRODUCT_FRUITS_EVENT
 from crossdock_productfruits.settings import ProductFruitsSettings
 from crossdock_productfruits.transform import ProductFruitsTransformer, make_transformer
 
 __all__ = [
     "DESTINATION_TYPE",
+    "FUNCTIONS",
     "NAME",
     "ProductFruitsDeliverer",
     "ProductFruitsSettings",
@@ -37,23 +40,26 @@ __all__ = [
 ]
 
 NAME = "productfruits"
-JMES_FUNCTION = "is_product_fruits_event"
+JMES_FUNCTION = IS_PRODUCT_FRUITS_EVENT.name
 
+# Other destinations' mappings use is_product_fruits_event(@) too (the `segment` destination
+# flags Product Fruits' events, examples/productfruits-to-segment.toml), and a type's declared
+# functions reach only its own mappings. The core has no replacement yet for a function meant
+# for every type, so the deprecated process-wide registration stays for that use alone.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    crossdock.register_function(
+        JMES_FUNCTION, IS_PRODUCT_FRUITS_EVENT.fn, ["any", "any?"], replace=True
+    )
 
-def _jmes_is_product_fruits_event(event: Any) -> bool:
-    return isinstance(event, Mapping) and is_product_fruits_event(event)
-
-
-crossdock.register_function(JMES_FUNCTION, _jmes_is_product_fruits_event, ["any"], replace=True)
-
-_MAPPING = crossdock.load_mapping_file(__name__)
+_MAPPING = crossdock.load_mapping_file(__name__, functions=FUNCTIONS)
 
 DESTINATION_TYPE = crossdock.DestinationType(
     name=NAME,
     settings=ProductFruitsSettings,
     description="Product Fruits (Segment-format webhook intake, signed like Segment)",
-    mapping=_MAPPING.fields,
-    tables=_MAPPING.tables,
+    mapping=_MAPPING,
+    functions=FUNCTIONS,
     # One Segment message per request (Product Fruits' docs do not mention batches); 32 KB is
     # the largest message Segment itself would ever forward.
     limits=crossdock.Limits(
@@ -69,20 +75,14 @@ def crossdock_destination_types() -> list[crossdock.DestinationType]:
 
 
 @crossdock.hookimpl
-def crossdock_make_transformer(
-    destination: crossdock.Destination,
-) -> ProductFruitsTransformer | None:
-    """Build the transformer: the mapping behind the identify/track, no-loop and identity gates."""
-    if destination.plugin != NAME:
-        return None
+def crossdock_make_transformer(destination: crossdock.Destination) -> ProductFruitsTransformer:
+    """Build the transformer: the compiled mapping spec, counting skipped kinds as filtered."""
     return make_transformer(destination)
 
 
 @crossdock.hookimpl
 def crossdock_make_deliverer(
     destination: crossdock.Destination, http: aiohttp.ClientSession
-) -> ProductFruitsDeliverer | None:
+) -> ProductFruitsDeliverer:
     """Build the deliverer of a ``productfruits`` destination."""
-    if destination.plugin != NAME:
-        return None
     return ProductFruitsDeliverer(destination.settings, http)

@@ -71,6 +71,7 @@ _HUMAN: Final = re.compile(
 )
 # Raw form: "tour_finished", "tour-skipped", "checklist_item_launched" (lower case only).
 _RAW: Final = re.compile(rf"^(?P<feature>{_WORDS})[_-](?P<action>[a-z0-9]+(?:[_-][a-z0-9]+)*)$")
+_INITIALS: Final = frozenset(w[0] for w in FEATURES) | frozenset(w[0].upper() for w in FEATURES)
 _ORIGINS: Final = frozenset({"productfruits", "product fruits", "product-fruits"})
 
 
@@ -93,24 +94,26 @@ class ProductFruitsEvent:
 
 
 def describe(
-    event: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    event: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, *, forced: Any = None
 ) -> ProductFruitsEvent | None:
     """What Product Fruits event ``event`` is, or ``None`` if it is not one (module docstring).
 
     :param event: a Spec message.
     :param overrides: event name → ``true``/``false`` (the destination's
         ``product_fruits_events`` table); a name listed ``false`` is never recognised.
+    :param forced: the operator's answer for this event's name, already looked up (what
+        ``overrides`` would give; ``None``: no answer). Used when ``overrides`` is not given.
     """
     if event.get("type") != "track":
         return None
     name = event.get("event")
     if not isinstance(name, str):
         return None
-    forced = overrides.get(name) if overrides else None
+    if overrides:
+        forced = overrides.get(name)
     if forced is not None and not _truthy(forced):
         return None
     feature = _feature(name)
-    verified = name in VERIFIED_EVENTS or name in _RAW_TO_NAME
     if not (feature or _truthy(forced) or _origin_marked(event)):
         return None
     properties = event.get("properties")
@@ -119,7 +122,7 @@ def describe(
     return ProductFruitsEvent(
         name=name,
         feature=feature,
-        verified=verified,
+        verified=name in VERIFIED_EVENTS or name in _RAW_TO_NAME,
         id=properties.get("id"),
         internal_id=properties.get("internalId"),
     )
@@ -133,6 +136,10 @@ def is_product_fruits_event(
 
 
 def _feature(name: str) -> str | None:
+    # Both forms start with a feature word: most names are ruled out by their first letter,
+    # which is much cheaper than the two patterns (this runs for every track call).
+    if name[:1] not in _INITIALS:
+        return None
     match = _HUMAN.match(name) or _RAW.match(name)
     if match is None:
         return None
@@ -144,13 +151,18 @@ def _feature(name: str) -> str | None:
 
 def _origin_marked(event: Mapping[str, Any]) -> bool:
     context = event.get("context")
-    if not isinstance(context, Mapping):
+    if not _is_mapping(context):
         return False
     integration = context.get("integration")
-    if not isinstance(integration, Mapping):
+    if not _is_mapping(integration):
         return False
     name = integration.get("name")
     return isinstance(name, str) and name.strip().lower() in _ORIGINS
+
+
+def _is_mapping(value: Any) -> bool:
+    # dict first: the events are JSON, and the ABC check costs several times more
+    return isinstance(value, dict) or (value is not None and isinstance(value, Mapping))
 
 
 def _truthy(value: Any) -> bool:

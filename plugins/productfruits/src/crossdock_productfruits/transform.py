@@ -1,82 +1,56 @@
-"""The ``productfruits`` transformer: the JMESPath mapping behind two fixed gates.
+"""Why a Python transformer remains: which drops count as *filtered*.
 
-Only ``identify`` and ``track`` go to Product Fruits (the other Spec calls have no effect
-there), never Product Fruits' own events (:mod:`crossdock_productfruits.events`; routing them
-back is useless and can loop), and never a payload without a ``userId`` or an email, which
-Product Fruits could only match by creating an orphan user. Everything else is the
-destination's compiled mapping: the default ``mapping.toml`` with ``[destinations.mapping]``
-overrides, the configured ``where`` and the lookup tables.
+``mapping.toml`` says everything about the payload and about which events are sent, and this
+transformer calls the compiled mapping unchanged. What a mapping cannot say is how the core
+counts a drop: with the default transformer, only a false destination ``where`` is *filtered*
+and every other drop is *dropped* (with the mapping's reason). Product Fruits has always
+counted the kinds of events it never takes as *filtered* (``crossdock_events_filtered_total``,
+the admin API's ``filtered``): page, screen, group and alias calls (no section) and Product
+Fruits' own events (a ``drop`` section). Only an identify or track call it cannot match to a
+user (its section's ``where``) is *dropped*. :meth:`ProductFruitsTransformer.matches` keeps
+that from the mapping's drop reason; it runs only for events the mapping dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
+from attrs import frozen
+
 import crossdock
-from crossdock_productfruits.events import is_product_fruits_event
 
-FORWARDED_TYPES = frozenset({"identify", "track"})
-"""Spec types sent to Product Fruits."""
-
-EVENTS_TABLE = "product_fruits_events"
-"""Lookup table of event names forced to count (``true``) or not (``false``) as Product Fruits'
-own events."""
+NOT_TAKEN = ("no section ", "unknown section ")
+"""Drop reasons of an event no section takes (see docs/mappings.md)."""
 
 
+@frozen
 class ProductFruitsTransformer:
-    """Event → webhook payload for Product Fruits, or ``None`` (module docstring)."""
+    """The compiled mapping, with drops of kinds Product Fruits never takes counted as
+    filtered (module docstring)."""
 
-    def __init__(self, mapping: crossdock.CompiledMapping, overrides: Mapping[str, Any]) -> None:
-        self.mapping = mapping
-        self.overrides = dict(overrides)
-
-    def eligible(self, event: crossdock.Event) -> bool:
-        """Whether the fixed gates let ``event`` through (type, not a Product Fruits event)."""
-        return event.get("type") in FORWARDED_TYPES and not is_product_fruits_event(
-            event, self.overrides
-        )
-
-    def matches(self, event: crossdock.Event) -> bool:
-        """False when ``event`` is filtered out (gates or ``where``), for the worker's counts."""
-        return self.eligible(event) and self.mapping.matches(event)
+    mapping: crossdock.CompiledMapping | crossdock.SectionedMapping
 
     def __call__(self, event: crossdock.Event) -> Any:
-        """The payload for ``event``, or ``None`` when it must not go to Product Fruits."""
-        if not self.eligible(event):
-            return None
-        payload = self.mapping(event)
-        if payload is None or not identified(payload):
-            return None
-        return payload
+        """The payload for ``event``, or ``None`` when it is not sent to Product Fruits."""
+        return self.mapping(event)
 
+    def matches(self, event: crossdock.Event) -> bool:
+        """False for an event the destination's ``where`` filters out, that no section takes,
+        or that a ``drop`` section takes; the core counts these as filtered."""
+        if not self.mapping.matches(event):
+            return False
+        reason = self.mapping.drop_reason(event) or ""
+        return not (reason.startswith(NOT_TAKEN) or reason.endswith(": drop"))
 
-def identified(payload: Any) -> bool:
-    """Whether Product Fruits can match ``payload`` to a user: a ``userId``, ``traits.email`` or
-    ``context.traits.email``. A payload that is not an object (an operator's own ``"."``) is
-    left alone."""
-    if not isinstance(payload, Mapping):
-        return True
-    if _text(payload.get("userId")):
-        return True
-    traits = payload.get("traits")
-    if isinstance(traits, Mapping) and _text(traits.get("email")):
-        return True
-    context = payload.get("context")
-    if isinstance(context, Mapping):
-        traits = context.get("traits")
-        if isinstance(traits, Mapping) and _text(traits.get("email")):
-            return True
-    return False
-
-
-def _text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+    def drop_reason(self, event: crossdock.Event) -> str | None:
+        """The mapping's reason for dropping ``event`` (docs/mappings.md)."""
+        return self.mapping.drop_reason(event)
 
 
 def make_transformer(destination: crossdock.Destination) -> ProductFruitsTransformer:
-    """Compile ``destination``'s mapping, ``where`` and tables behind the gates."""
-    compiled = crossdock.compile_mapping(
-        destination.mapping, where=destination.where, tables=destination.tables
+    """Compile ``destination``'s whole mapping spec as the core's default transformer does."""
+    return ProductFruitsTransformer(
+        crossdock.compile_spec(
+            destination.spec, where=destination.where, functions=destination.functions
+        )
     )
-    return ProductFruitsTransformer(compiled, destination.tables.get(EVENTS_TABLE, {}))
