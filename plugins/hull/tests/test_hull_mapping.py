@@ -330,6 +330,18 @@ def test_field_outside_the_entry_is_reported(mapping: dict[str, str], path: str)
     assert "not a field of a Hull entry" in info.value.message
 
 
+def test_removing_a_field_outside_the_entry_is_no_problem() -> None:
+    mapping = {"source": "", "track.user.email": ""}
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"), mapping=mapping)
+    assert h.transform(golden_event("Order Completed"))["body"]["source"] == "segment"
+
+
+def test_body_that_is_not_an_object_is_an_error() -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"), mapping={"body": "'x'"})
+    with pytest.raises(ValueError, match=r"^track: event name required$"):
+        h.transform(golden_event("Order Completed"))
+
+
 def test_where_filters() -> None:
     h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"), where="type == 'track'")
     assert h.transform(golden_event("identify")) is None

@@ -55,8 +55,8 @@ def _stray(key: str, expr: str) -> bool:
 def entry_problem(kind: Any, entry: dict[str, Any]) -> str | None:
     """Why Hull would refuse ``entry`` (mapped from an event of Spec type ``kind``), or
     ``None``."""
-    claims = entry.get("claims", {})
-    body = entry.get("body", {})
+    claims = _object(entry.get("claims"))
+    body = _object(entry.get("body"))
     if claims.get("io.hull.subjectType") == "account":
         if "io.hull.asAccount" not in claims:
             return "group: no account claim (groupId)"
@@ -68,6 +68,10 @@ def entry_problem(kind: Any, entry: dict[str, Any]) -> str | None:
     if "io.hull.asUser" not in claims:
         return f"{kind}: no identity claim (userId, anonymousId or email)"
     return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _text(value: Any) -> bool:
