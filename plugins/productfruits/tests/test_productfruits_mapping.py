@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import re
+import tomllib
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,3 +231,36 @@ def test_a_bad_override_is_reported_with_its_path() -> None:
         harness(mapping={"sections": {"track": {"where": "pf_nonblank("}}})
     [problem] = info.value.problems
     assert problem.startswith("mapping.sections.track.where: invalid JMESPath")
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's mapping section
+
+
+def readme_block(containing: str) -> dict[str, Any]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if containing in b]
+    return tomllib.loads(block)
+
+
+def test_the_readme_shows_the_shipped_mapping() -> None:
+    shipped = resources.files("crossdock_productfruits").joinpath("mapping.toml").read_text()
+    assert readme_block("[sections.product_fruits_event]") == tomllib.loads(shipped)
+
+
+def test_the_readme_overrides_work_as_described() -> None:
+    example = readme_block("[destinations.mapping.sections.track]")["destinations"]
+    h = harness(mapping=example["mapping"], tables=example["tables"])
+    event = identify({"email": "ana@example.com", "subscription": "gold"})
+    payload = h.transform(event)
+    assert payload["traits"]["plan"] == "gold"
+    assert "traits" not in payload["context"]
+    assert "app" not in payload["context"]
+    tracked = h.transform(TRACK)
+    assert tracked["context"] == {"ip": "203.0.113.9", "traits": TRACK["context"]["traits"],
+                                  "app": "web"}  # fmt: skip
+    by_email = copy.deepcopy(TRACK)
+    del by_email["userId"]
+    assert h.transform(by_email) is None
+    screen = golden_event("screen")
+    assert h.transform(screen)["context"]["app"] == "web"
