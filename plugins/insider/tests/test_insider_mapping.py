@@ -6,6 +6,9 @@ what Insider accepts.
 
 from __future__ import annotations
 
+import textwrap
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -487,3 +490,80 @@ def test_default_currency_table_and_no_currency_without_price() -> None:
 def test_timestamps_are_rfc3339_utc(harness) -> None:
     event = track("Signed In", timestamp="2025-03-02T12:15:04.120+02:00")
     assert harness.transform(event)["events"][0]["timestamp"] == "2025-03-02T10:15:04Z"
+
+
+# -- the mapping file, its functions and what the transformer adds ----------------------------
+
+
+def test_other_calls_and_empty_identifies_are_dropped_with_a_reason(harness) -> None:
+    for kind in ["page", "screen", "group", "alias"]:
+        assert harness.transformer.drop_reason(golden_event(kind)) == f"no section (type {kind})"
+    empty = identify({}, context={})
+    assert harness.transformer.drop_reason(empty) == "nothing to send (type identify)"
+    assert harness.transformer.drop_reason(golden_event("identify")) is None
+    h = DestinationHarness(crossdock_insider, SETTINGS, where="type == 'identify'")
+    assert h.transformer.drop_reason(golden_event("Order Completed")) == "filtered"
+
+
+def test_functions_are_declared_with_the_type_not_registered_globally() -> None:
+    from crossdock.transform.jmes.functions import registered_functions
+
+    declared = {f.name for f in crossdock_insider.DESTINATION_TYPE.functions}
+    assert declared == {f.name for f in crossdock_insider.FUNCTIONS}
+    assert all(name.startswith("insider_") for name in declared)
+    assert not declared & set(registered_functions())
+
+
+def test_the_mapping_file_has_the_identify_and_track_sections() -> None:
+    spec = crossdock_insider.DESTINATION_TYPE.spec
+    assert list(spec.sections) == ["identify", "track"]
+    assert spec.tables["settings"] == {"not_append": False}
+
+
+def test_not_append_comes_from_the_settings_table() -> None:
+    h = DestinationHarness(
+        crossdock_insider,
+        {**SETTINGS, "not_append": True},
+        tables={"settings": {"not_append": False}},  # replaced by the configured setting
+    )
+    assert h.transform(golden_event("identify"))["not_append"] is True
+
+
+def readme_page_section() -> dict[str, Any]:
+    """The README's example of a new section (``[destinations.mapping.sections.page]``)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("```toml\n  [destinations.mapping.sections.page]", 1)[1]
+    text = "[destinations.mapping.sections.page]" + block.split("```", 1)[0]
+    return tomllib.loads(textwrap.dedent(text))["destinations"]["mapping"]["sections"]
+
+
+def test_readme_section_overrides_change_where_and_add_a_kind() -> None:
+    h = configured(
+        {
+            "sections": {
+                "track": {"where": "type == 'track' && !starts_with(event, 'Internal ')"},
+                **readme_page_section(),
+            },
+            "track.event.event_params.coupon_code": "properties.coupon",
+        }
+    )
+    assert h.transform(track("Internal Ping")) is None
+    assert h.transformer.drop_reason(track("Internal Ping")) == "no section (type track)"
+    [viewed] = h.transform(golden_event("Product Viewed"))["events"]
+    assert viewed["event_params"]["coupon_code"] == "SPRING10"
+    page = h.transform(golden_event("page"))
+    assert [e["event_name"] for e in page["events"]] == ["page_view"]
+    assert "attributes" not in page
+    assert validate_user(page) == {}
+
+
+def test_an_override_calls_the_plugins_functions() -> None:
+    h = configured({"attributes.birthday": "insider_date(traits.dob)"})
+    person = h.transform(identify({"dob": "1990-04-12T08:00:00Z"}, context={}))
+    assert person["attributes"]["birthday"] == "1990-04-12T00:00:00Z"
+
+
+def test_an_override_event_name_not_in_insiders_form_is_refused_before_sending() -> None:
+    h = configured({"event.event_name": "event"})
+    with pytest.raises(ValueError, match=r"\[a-z0-9._-\]"):
+        h.transform(track("Signed In"))
