@@ -567,3 +567,15 @@ def test_an_override_event_name_not_in_insiders_form_is_refused_before_sending()
     h = configured({"event.event_name": "event"})
     with pytest.raises(ValueError, match=r"\[a-z0-9._-\]"):
         h.transform(track("Signed In"))
+
+
+JUNK = [None, "", " ", "x", "1e999", "nan", 0, -1.5, float("inf"), True, [], [None, {}], {"a": {}}]
+
+
+@pytest.mark.parametrize("function", crossdock_insider.FUNCTIONS, ids=lambda f: f.name)
+def test_functions_never_raise_on_data(function) -> None:
+    for value in JUNK:
+        function.fn(value)
+    if function.name == "insider_custom":
+        for skip in JUNK:
+            function.fn({"a": 1}, skip)
