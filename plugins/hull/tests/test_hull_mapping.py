@@ -175,6 +175,25 @@ async def test_page_becomes_page_event() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("properties", "name", "expected"),
+    [
+        ({"a": 1, "name": "own"}, None, {"a": 1, "name": "own"}),
+        ({"a": 1, "name": "own"}, "Home", {"a": 1, "name": "Home"}),
+        ("not an object", "Home", {"name": "Home"}),
+        (None, None, {}),
+    ],
+)
+def test_page_properties_get_the_name(properties: Any, name: Any, expected: Any) -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"))
+    event = {**golden_event("page"), "properties": properties, "name": name}
+    assert h.transform(event)["body"]["properties"] == expected
+    track = {**golden_event("Order Completed"), "properties": properties, "name": name}
+    assert h.transform(track)["body"]["properties"] == (
+        properties if isinstance(properties, dict) else {}
+    )
+
+
 async def test_screen_becomes_screen_event() -> None:
     [entry] = await deliver([golden_event("screen")])
     assert without_iat(entry) == {
@@ -409,7 +428,13 @@ def test_skipped_events_count_as_filtered(event: dict[str, Any]) -> None:
 def test_functions_are_declared_with_the_type_only() -> None:
     assert crossdock_hull.DESTINATION_TYPE.functions == crossdock_hull.FUNCTIONS
     names = {f.name for f in crossdock_hull.FUNCTIONS}
-    assert names == {"hull_opted_out", "hull_attributes", "hull_claim", "hull_email"}
+    assert names == {
+        "hull_opted_out",
+        "hull_attributes",
+        "hull_properties",
+        "hull_claim",
+        "hull_email",
+    }
     with pytest.raises(MappingError, match="unknown function hull_attributes"):
         crossdock.compile_mapping({"body": "hull_attributes(traits)"})  # not process-wide
 

@@ -13,7 +13,14 @@ from typing import Any, Final
 
 import crossdock
 
-__all__ = ["FUNCTIONS", "hull_attributes", "hull_claim", "hull_email", "hull_opted_out"]
+__all__ = [
+    "FUNCTIONS",
+    "hull_attributes",
+    "hull_claim",
+    "hull_email",
+    "hull_opted_out",
+    "hull_properties",
+]
 
 RENAMED_TRAITS: Final[Mapping[str, str]] = {
     "firstname": "first_name",
@@ -70,6 +77,15 @@ def _put(out: dict[str, Any], key: str, value: Any) -> None:
     out[key] = value
 
 
+def hull_properties(properties: Any, name: Any = None) -> dict[str, Any]:
+    """An event's properties (``{}`` for anything but an object), with ``name`` (a page's or
+    screen's name) set when it is not null."""
+    out = dict(properties) if isinstance(properties, dict) else {}
+    if name is not None:
+        out["name"] = name
+    return out
+
+
 def hull_claim(value: Any) -> str | None:
     """An identity claim (``external_id``, ``anonymous_id``, ``domain``): a non-empty string,
     else null (the claim is left out)."""
@@ -86,6 +102,7 @@ def hull_email(value: Any) -> str | None:
 FUNCTIONS: Final = (
     crossdock.JmesFunction.create("hull_opted_out", hull_opted_out, ["any"]),
     crossdock.JmesFunction.create("hull_attributes", hull_attributes, ["any"]),
+    crossdock.JmesFunction.create("hull_properties", hull_properties, ["any", "any?"]),
     crossdock.JmesFunction.create("hull_claim", hull_claim, ["any"]),
     crossdock.JmesFunction.create("hull_email", hull_email, ["any"]),
 )
