@@ -9,6 +9,7 @@ clash with another plugin's functions.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -137,14 +138,19 @@ def insider_event_name(value: Any) -> str | None:
     return name.lstrip("._-")
 
 
-def _custom_key(key: Any) -> str:
-    return "_".join(str(key).strip().lower().split())
+@functools.lru_cache(maxsize=4096)
+def _custom_key(key: str) -> str:
+    # Cached: the same few property and trait names come back on every event.
+    return "_".join(key.strip().lower().split())
 
 
 def _custom_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:  # the common cases first
+        return value
     if _scalar(value):
         return value
-    if isinstance(value, list) and value and all(_scalar(v) for v in value):
+    if kind is list and value and all(_scalar(v) for v in value):
         return value
     return None
 
@@ -161,13 +167,13 @@ def insider_custom(value: Any, skip: Any = None) -> dict[str, Any] | None:
     for key, item in value.items():
         if key in skipped:
             continue
-        name = _custom_key(key)
+        name = _custom_key(key if isinstance(key, str) else str(key))
         if not name:
             continue
         if isinstance(item, dict):
             for sub_key, sub_item in item.items():
                 cleaned = _custom_value(sub_item)
-                sub_name = _custom_key(sub_key)
+                sub_name = _custom_key(sub_key if isinstance(sub_key, str) else str(sub_key))
                 if cleaned is not None and sub_name:
                     out[f"{name}_{sub_name}"] = cleaned
             continue
