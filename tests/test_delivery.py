@@ -771,8 +771,9 @@ async def test_dropped_events_are_counted_by_the_mapping_rule() -> None:
         user = "userId"
         [dispatch]
         select = "lookup('kinds', event)"
-        [sections.click.fields]
-        kind = "'click'"
+        [sections.click]
+        where = "userId != 'anonymous'"
+        fields.kind = "'click'"
         [sections.refund]
         drop = true
         [tables.kinds]
@@ -785,19 +786,23 @@ async def test_dropped_events_are_counted_by_the_mapping_rule() -> None:
     dest = destination()
     queue = MemoryQueue()
     await queue.open([dest.id])
-    events = [make_event(i) for i in range(5)]
+    events = [make_event(i) for i in range(6)]
+    events[5]["userId"] = "anonymous"
     events[1]["event"] = "Refunded"
     events[2]["event"] = "Refunded"
     events[3]["event"] = "Viewed"
     events[4]["properties"] = {"i": 9}
     await queue.append(events)
     worker, queue, metrics = await start_worker(dest, deliverer, queue, transformer)
-    await until(lambda: len(queue.done[dest.id]) == 5)
+    await until(lambda: len(queue.done[dest.id]) == 6)
     await worker.stop(5)
     assert [p["kind"] for b in deliverer.batches for p in b] == ["click"]
     dropped = "crossdock_events_dropped_total"
-    assert metrics.get(dropped, ("dest", "section refund: drop")) == 2
-    assert metrics.get(dropped, ("dest", "no section (type track)")) == 1
-    assert metrics.get("crossdock_events_filtered_total", ("dest",)) == 1
-    assert worker.drop_reason(events[1]) == "section refund: drop"
+    # a drop section and no section: not for this vendor (filtered); an unusable event of a
+    # kind it takes: dropped, by reason
+    assert metrics.get("crossdock_events_filtered_total", ("dest",)) == 4
+    assert metrics.get(dropped, ("dest", "section click: where false")) == 1
+    assert worker.drop_reason(events[1]) == "filtered: section refund: drop"
+    assert worker.drop_reason(events[3]) == "filtered: no section (type track)"
     assert worker.drop_reason(events[4]) == "filtered"
+    assert worker.drop_reason(events[5]) == "section click: where false"

@@ -36,7 +36,7 @@ SEGMENTIFY_LIKE = textwrap.dedent(
     category = "properties.category || name"
 
     [sections.checkout_purchase]
-    where = "properties.order_id != null"
+    where = "properties.order_id != `null`"
     [sections.checkout_purchase.fields]
     name = "'CHECKOUT'"
     step = "'purchase'"
@@ -119,7 +119,7 @@ def test_drop_reasons(slug: str, reason: str) -> None:
     m = compiled()
     assert m(golden_event(slug)) is None
     assert m.drop_reason(golden_event(slug)) == reason
-    assert m.matches(golden_event(slug))  # dropped, not filtered
+    assert not m.matches(golden_event(slug))  # not for this vendor: counted as filtered
 
 
 def test_section_where_false_is_named() -> None:
@@ -128,6 +128,7 @@ def test_section_where_false_is_named() -> None:
     m = compiled()
     assert m(event) is None
     assert m.drop_reason(event) == "section checkout_purchase: where false"
+    assert m.matches(event)  # meant for the vendor but unusable: counted as dropped
 
 
 def test_unknown_section_name_never_shows_event_data() -> None:
@@ -377,7 +378,7 @@ def test_bad_overrides_are_reported_with_their_full_path() -> None:
 
 
 def test_where_may_call_the_type_functions() -> None:
-    d = config("", where='where = "vendor_id(userId) != null"')
+    d = config("", where='where = "vendor_id(userId) != `null`"')
     assert transform(d)(golden_event("identify")) is None
     assert transform(d).drop_reason(golden_event("identify")) == "no section (type identify)"
 

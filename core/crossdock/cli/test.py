@@ -167,11 +167,14 @@ def _route(event: Mapping[str, Any], destination: Any) -> str | None:
 
 
 def _drop_reason(transform: Any, event: Mapping[str, Any]) -> str:
+    explain = getattr(transform, "drop_reason", None)
+    reason = explain(event) if explain else None
     matches = getattr(transform, "matches", None)
     if matches is not None and not matches(event):
+        if reason and reason != "filtered":
+            return f"filtered by the mapping: {reason}"
         return "filtered: the destination's where condition is false"
-    reason = getattr(transform, "drop_reason", None)
-    return f"dropped by the mapping: {(reason(event) if reason else None) or 'no payload'}"
+    return f"dropped by the mapping: {reason or 'no payload'}"
 
 
 async def _deliver(

@@ -245,11 +245,12 @@ class DestinationWorker:
         sources = self.destination.sources
         if sources is not None and _source_of(event) not in sources:
             return "filtered"
+        drop_reason = getattr(self.transformer, "drop_reason", None)
+        reason = drop_reason(event) if drop_reason else None
         matches = getattr(self.transformer, "matches", None)
         if matches is not None and not matches(event):
-            return "filtered"
-        drop_reason = getattr(self.transformer, "drop_reason", None)
-        return (drop_reason(event) if drop_reason else None) or "mapping"
+            return f"filtered: {reason}" if reason and reason != "filtered" else "filtered"
+        return reason or "mapping"
 
     # ------------------------------------------------------------------------------------------
     # Main loop

@@ -9,7 +9,7 @@ function, one dict lookup, the section's function.
 
 Routing:
 
-- the destination's ``where`` (config) first: false → dropped, reason ``filtered``;
+- the destination's ``where`` (config) first: false → reason ``filtered``;
 - with ``select``: its value names the section; ``null``/``""`` → ``no section (type <t>)``,
   an undeclared name → ``unknown section (type <t>)``; the section's ``where``, if any, must
   hold (else ``section <name>: where false``);
@@ -18,7 +18,9 @@ Routing:
 - a ``drop`` section's events → ``section <name>: drop``.
 
 Reasons name only a section or the Spec ``type`` (``other`` for anything else), never event
-data, so they can label metrics.
+data, so they can label metrics. ``filtered``, ``no section`` and ``drop`` mean the event is not
+for this destination (:meth:`SectionedMapping.matches` is false: counted as filtered); the others
+mean it was, but could not be mapped (counted as dropped, by reason).
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def _true(value: Any) -> bool:
 def _kind(event: Any) -> str:
     kind = event.get("type") if isinstance(event, dict) else None
     return kind if kind in SPEC_TYPES else "other"
+
+
+def _deliberate(reason: str | None) -> bool:
+    """Whether a routing reason means "not for this destination" (counted as filtered)."""
+    return reason is not None and (reason.startswith("no section") or reason.endswith(": drop"))
 
 
 def section_fields(spec: MappingFile, name: str) -> dict[str, str]:
@@ -178,14 +185,23 @@ class SectionedMapping:
             raise self._locate(event, exc) from exc
 
     def matches(self, event: Any) -> bool:
-        """Whether the destination's ``where`` holds (always true without one): the worker
-        counts a dropped event that does not match as *filtered*, the others as *dropped*."""
+        """Whether ``event`` is meant for this destination: ``False`` when the destination's
+        ``where`` is false, no section takes the event (``no section``) or its section drops
+        it (``drop = true``): the mapping says "not for this vendor", and the worker counts the
+        event as *filtered*. A section whose ``where`` is false, an unknown section name or a
+        null payload count as *dropped*: the event was for this vendor but unusable."""
+        if not self._where_holds(event):
+            return False
+        name, reason = self.section_of(event)
+        return name is not None or not _deliberate(reason)
+
+    def _where_holds(self, event: Any) -> bool:
         return self.where_fn is None or _true(self.where_fn(event))
 
     def section_of(self, event: Any) -> tuple[str | None, str | None]:
         """``(section name, None)`` for an event that maps, ``(None, reason)`` for one that is
         routed nowhere (slow path: evaluates the conditions one by one)."""
-        if not self.matches(event):
+        if not self._where_holds(event):
             return None, "filtered"
         kind = _kind(event)
         sections = self.spec.sections

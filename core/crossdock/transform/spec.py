@@ -6,7 +6,7 @@ A mapping file (``mapping.toml``) reads into one :class:`MappingFile`::
     [dispatch]
     select = "type == 'track' && lookup('events', event) || lookup('types', type)"
     [sections.page_view]                     # one section per event kind
-    where = "name != null"                   # optional condition
+    where = "name != `null`"                 # optional condition
     fields.name = "'PAGE_VIEW'"              # laid over the common fields
     [sections.group]
     drop = true                              # events of this kind are dropped, reason named

@@ -474,7 +474,7 @@ def test_where_filters_and_counts_as_filtered() -> None:
     assert transformer.matches(golden_event("page")) is False
     assert transformer.drop_reason(golden_event("page")) == "filtered"
     assert transformer(golden_event("group")) is None
-    assert transformer.matches(golden_event("group")) is True  # dropped, not filtered
+    assert transformer.matches(golden_event("group")) is False  # not for Segmentify
     assert transformer(golden_event("identify"))["step"] == "update"
 
 
