@@ -492,3 +492,37 @@ def test_test_source_option_and_the_loop_check(routed_config, tmp_path, capsys):
     assert "source 'web' is not among" in capsys.readouterr().out
     assert main([*base, "--source", "nope"]) == 1
     assert 'unknown source "nope" (known: web, app)' in capsys.readouterr().err
+
+
+def test_test_decodes_a_body_with_the_sources_ingestor(tmp_path, capsys):
+    """A body captured from a mapped webhook sender is mapped by that source, as live."""
+    config = tmp_path / "crossdock.toml"
+    config.write_text(
+        """
+[queue]
+path = "q.db"
+
+[[sources]]
+id = "shop"
+type = "webhook"
+path = "/hooks/shop"
+[sources.mapping]
+type = "'track'"
+event = "action"
+userId = "customer"
+
+[[destinations]]
+id = "out"
+plugin = "webhook"
+[destinations.settings]
+url = "https://hooks.example.com/out"
+"""
+    )
+    body = tmp_path / "body.json"
+    body.write_bytes(orjson.dumps([{"action": "Bought", "customer": "c1"}, {"customer": "c2"}]))
+    assert main(["test", "out", "--event", str(body), "-c", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert '"event": "Bought"' in out
+    assert '"userId": "c1"' in out
+    assert "event 0: would send" in out
+    assert "event 1: invalid: event: required for track" in out

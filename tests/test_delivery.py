@@ -806,3 +806,31 @@ async def test_dropped_events_are_counted_by_the_mapping_rule() -> None:
     assert worker.drop_reason(events[3]) == "filtered: no section (type track)"
     assert worker.drop_reason(events[4]) == "filtered"
     assert worker.drop_reason(events[5]) == "section click: where false"
+
+
+async def test_an_unsendable_event_is_dead_lettered_with_the_plugins_reason() -> None:
+    """A plugin function raising ``crossdock.Unsendable`` dead-letters the event with its reason
+    as written (other errors are replaced by the failing field's path)."""
+
+    def need_user(value: Any) -> Any:
+        if not value:
+            raise crossdock.Unsendable("track: no identity claim (userId)")
+        return value
+
+    functions = [crossdock.JmesFunction.create("need_user", need_user, ["any"])]
+    transformer = crossdock.compile_mapping({"user": "need_user(userId)"}, functions=functions)
+    deliverer = ScriptedDeliverer()
+    dest = destination()
+    queue = MemoryQueue()
+    await queue.open([dest.id])
+    events = [make_event(0), make_event(1)]
+    events[1]["userId"] = ""
+    await queue.append(events)
+    worker, queue, metrics = await start_worker(dest, deliverer, queue, transformer)
+    await until(lambda: len(queue.done[dest.id]) + len(queue.dead[dest.id]) == 2)
+    await worker.stop(5)
+    [dead] = queue.dead[dest.id]
+    assert dead.reason == "track: no identity claim (userId)"
+    assert metrics.get("crossdock_events_dead_lettered_total", ("dest", "unsendable")) == 1
+    with pytest.raises(crossdock.Unsendable):
+        transformer(events[1])

@@ -16,7 +16,14 @@ from crossdock.deliver.http import (
     parse_retry_after,
     send_http,
 )
-from crossdock.errors import ConfigError, CrossdockError, IngestError, MappingError, PluginError
+from crossdock.errors import (
+    ConfigError,
+    CrossdockError,
+    IngestError,
+    MappingError,
+    PluginError,
+    Unsendable,
+)
 from crossdock.ingest.auth import basic_user, bearer_token, secret_in, signature_valid
 from crossdock.ingest.body import parse_json, read_body, too_large
 from crossdock.ingest.labels import IndexLabels
@@ -33,6 +40,7 @@ from crossdock.types import (
     Destination,
     DestinationType,
     Event,
+    HasDecode,
     HasDropReason,
     HasMatches,
     HasRequestCost,
@@ -80,6 +88,7 @@ __all__ = [
     "Destination",
     "DestinationType",
     "Event",
+    "HasDecode",
     "HasDropReason",
     "HasMatches",
     "HasRequestCost",
@@ -104,6 +113,7 @@ __all__ = [
     "Source",
     "SourceType",
     "Transformer",
+    "Unsendable",
     "__version__",
     "basic_user",
     "bearer_token",

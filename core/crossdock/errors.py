@@ -55,5 +55,19 @@ class MappingError(CrossdockError):
         super().__init__(f"{path}: {message}")
 
 
+class Unsendable(CrossdockError):
+    """An event that can never be sent to its vendor: the core dead-letters it with ``reason``.
+
+    Raise it from a plugin's JMESPath function or transformer when the event lacks what the
+    vendor requires (``track: no identity claim (userId, anonymousId or email)``). Unlike other
+    exceptions, whose text the core replaces with the failing field's path, ``reason`` is kept
+    as written, so it must not contain event data the operator would not want in a dead letter.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 class QueueError(CrossdockError):
     """The queue backend cannot do what was asked (unwritable file, lost server, ...)."""

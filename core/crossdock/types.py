@@ -278,6 +278,23 @@ class HasWebRoutes(Protocol):
         ...
 
 
+@runtime_checkable
+class HasDecode(Protocol):
+    """Optional on an :class:`Ingestor`: the body-to-events half of :meth:`Ingestor.ingest`.
+
+    ``decode(body)`` turns one parsed JSON body (what a request of this source carries, after
+    authentication and size checks) into events, without HTTP. ``crossdock test`` uses it to
+    try a body captured from the sender (``examples/events/hardal_purchase.json``) against a
+    destination exactly as the live source would map it. Pure, no I/O; raises
+    :class:`~crossdock.IngestError` as ``ingest`` would. Default: the body must already be Spec
+    messages.
+    """
+
+    def decode(self, body: Any) -> Ingested:
+        """The events of ``body`` (raise :class:`~crossdock.IngestError` to refuse it)."""
+        ...
+
+
 # ---------------------------------------------------------------------------------------------
 # Transform and deliver
 

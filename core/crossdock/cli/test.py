@@ -22,7 +22,7 @@ import orjson
 
 from crossdock.cli.capture import CapturedRequest, CaptureSession
 from crossdock.cli.common import EXIT_OK, EXIT_PROBLEMS, load
-from crossdock.errors import CrossdockError, IngestError
+from crossdock.errors import CrossdockError, IngestError, Unsendable
 from crossdock.secrets import Secret, mask
 from crossdock.types import BatchItem, Delivered, Ingested
 
@@ -64,33 +64,32 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(f"crossdock test: {mask(str(exc), secrets)}", file=sys.stderr)
         return EXIT_PROBLEMS
     default_source = source or _default_source(destination, config)
+    decoders = _Decoders(registry, config)
     items: list[BatchItem] = []
-    numbers: list[int] = []
+    numbers: list[str] = []
     failed = False
     for i, message in enumerate(messages):
         try:
-            event, why = _ingest(message, default_source)
-            if event is not None:
-                why = _route(event, destination)
-            if event is None or why is not None:
-                print(f"event {i}: not sent: {why}")
-                continue
-            payload = transform(event)
-            if payload is None:
-                print(f"event {i}: not sent: {_drop_reason(transform, event)}")
-                continue
-            data = orjson.dumps(payload)
+            ingested = _ingest(message, default_source, decoders)
         except IngestError as exc:
             print(f"event {i}: invalid: {mask(exc.message, secrets)}")
             failed = True
             continue
-        except Exception as exc:
-            text = mask(f"{type(exc).__name__}: {exc}", secrets)
-            print(f"event {i}: not sent: transform failed (dead-lettered when live): {text}")
-            failed = True
+        except CrossdockError as exc:
+            print(f"crossdock test: {mask(str(exc), secrets)}", file=sys.stderr)
+            return EXIT_PROBLEMS
+        if isinstance(ingested, str):
+            print(f"event {i}: not sent: {ingested}")
             continue
-        items.append(BatchItem(event=event, payload=payload, data=data))
-        numbers.append(i)
+        for j, event in enumerate(ingested):
+            number = str(i) if len(ingested) == 1 else f"{i}.{j}"
+            item, problem = _item(event, destination, transform, secrets)
+            if item is None:
+                print(f"event {number}: not sent: {problem}")
+                failed = failed or problem.startswith(("unsendable", "transform failed"))
+                continue
+            items.append(item)
+            numbers.append(number)
     if not items:
         if args.allow_dropped and not failed:
             print("nothing would be sent")
@@ -136,24 +135,69 @@ def _captured_source(message: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _ingest(message: dict[str, Any], default_source: str) -> tuple[Any, str | None]:
-    """The event as the live path stores it, or ``(None, why)`` when ingest would drop it.
+class _Decoders:
+    """The ``decode`` of each configured source's ingestor (:class:`crossdock.HasDecode`),
+    built on first use; ``None`` for sources whose bodies are Spec messages already."""
+
+    def __init__(self, registry: Any, config: Any) -> None:
+        self._registry = registry
+        self._sources = {s.id: s for s in config.sources}
+        self._made: dict[str, Any] = {}
+
+    def __call__(self, source_id: str) -> Any:
+        if source_id not in self._made:
+            source = self._sources.get(source_id)
+            ingestor = self._registry.make_ingestor(source) if source is not None else None
+            self._made[source_id] = getattr(ingestor, "decode", None)
+        return self._made[source_id]
+
+
+def _ingest(message: dict[str, Any], default_source: str, decoders: _Decoders) -> Any:
+    """The events the live path would store for one input message, or why it stores none.
 
     A captured event is replayed as the source that accepted it (its last hop is taken off the
     chain and added again), so the loop check and the destination's ``sources`` see what they
-    saw live; any other message is ingested as ``default_source``.
+    saw live. Any other message is a body sent to ``default_source``: decoded by that source's
+    ingestor when it has ``decode`` (a Hardal body, a mapped webhook), else a Spec message.
     """
     from crossdock.ingest.normalize import normalize
 
-    source = _captured_source(message) or default_source
-    if _captured_source(message) is not None:
+    source = _captured_source(message)
+    if source is not None:
         mark = dict(message["context"]["crossdock"])
         mark["sources"] = mark["sources"][:-1]
-        message = {**message, "context": {**message["context"], "crossdock": mark}}
-    normalized = normalize(Ingested(events=[message]), source_id=source, received_at=time.time())
+        ingested = Ingested(
+            events=[{**message, "context": {**message["context"], "crossdock": mark}}]
+        )
+    else:
+        source = default_source
+        decode = decoders(source)
+        ingested = decode(message) if decode is not None else Ingested(events=[message])
+    normalized = normalize(ingested, source_id=source, received_at=time.time())
     if not normalized.events:
-        return None, f"loop check: it already passed source {source!r}"
-    return normalized.events[0], None
+        if normalized.looped:
+            return f"loop check: it already passed source {source!r}"
+        return f"source {source!r} stores no event for it"
+    return normalized.events
+
+
+def _item(
+    event: dict[str, Any], destination: Any, transform: Any, secrets: list[Secret]
+) -> tuple[BatchItem | None, str]:
+    """The batch item the live worker would make of ``event``, or why it makes none."""
+    why = _route(event, destination)
+    if why is not None:
+        return None, why
+    try:
+        payload = transform(event)
+        if payload is None:
+            return None, _drop_reason(transform, event)
+        return BatchItem(event=event, payload=payload, data=orjson.dumps(payload)), ""
+    except Unsendable as exc:
+        return None, f"unsendable (dead-lettered when live): {exc.reason}"
+    except Exception as exc:
+        text = mask(f"{type(exc).__name__}: {exc}", secrets)
+        return None, f"transform failed (dead-lettered when live): {text}"
 
 
 def _route(event: Mapping[str, Any], destination: Any) -> str | None:
@@ -181,7 +225,7 @@ async def _deliver(
     registry: Any,
     destination: Any,
     items: list[BatchItem],
-    numbers: list[int],
+    numbers: list[str],
     secrets: list[Secret],
     *,
     send: bool,

@@ -39,7 +39,7 @@ from crossdock.deliver.outcomes import clean_text, secrets_of
 from crossdock.deliver.pacing import Backoff, RateLimiter
 from crossdock.deliver.sending import Sender
 from crossdock.deliver.settle import RetryRule
-from crossdock.errors import ConfigError, CrossdockError, IngestError
+from crossdock.errors import ConfigError, CrossdockError, IngestError, Unsendable
 from crossdock.ingest.normalize import normalize
 from crossdock.types import (
     BatchItem,
@@ -274,6 +274,9 @@ class BackfillRun:
             return None
         try:
             payload = self.transform(event)
+        except Unsendable as exc:
+            self._fail(line.number, exc.reason, event)
+            return None
         except Exception as exc:  # a mapping error names the field, never the data
             self._fail(line.number, f"transform failed: {exc}", event)
             return None

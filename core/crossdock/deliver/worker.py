@@ -41,6 +41,7 @@ from crossdock.deliver.pacing import PAUSE_BACKOFF, RETRY_BACKOFF, Backoff, Rate
 from crossdock.deliver.pause import PauseState
 from crossdock.deliver.sending import Sender, call_deliverer
 from crossdock.deliver.settle import RetryRule, Settlement
+from crossdock.errors import Unsendable
 from crossdock.metrics import Metrics
 from crossdock.queue import DeadLetter, Queue, QueuedEvent, Retry
 from crossdock.types import (
@@ -410,6 +411,9 @@ class DestinationWorker:
                         dropped[why] = dropped.get(why, 0) + 1
                     continue
                 data = dumps(payload)
+            except Unsendable as exc:
+                self._dead(extra, q, exc.reason, "unsendable")
+                continue
             except Exception as exc:
                 reason = f"transform failed: {type(exc).__name__}: {exc}"
                 self._dead(extra, q, reason, "transform_failed")

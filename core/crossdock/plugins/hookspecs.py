@@ -22,7 +22,8 @@ apart by ``source.type`` or ``destination.plugin``.)
 
 Optional members of the returned objects, each a Protocol in :mod:`crossdock.types` and looked
 up once at start-up: an ingestor's ``response_headers(request)``
-(:class:`crossdock.HasResponseHeaders`) and ``web_routes()`` (:class:`crossdock.HasWebRoutes`),
+(:class:`crossdock.HasResponseHeaders`), ``web_routes()`` (:class:`crossdock.HasWebRoutes`) and
+``decode(body)`` (:class:`crossdock.HasDecode`),
 a transformer's ``matches(event)`` (:class:`crossdock.HasMatches`) and
 ``drop_reason(event)`` (:class:`crossdock.HasDropReason`), a deliverer's
 ``request_cost(batch)`` (:class:`crossdock.HasRequestCost`).

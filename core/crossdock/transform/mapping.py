@@ -66,7 +66,7 @@ import jmespath
 from attrs import field, frozen
 from jmespath import exceptions as jexc
 
-from crossdock.errors import MappingError
+from crossdock.errors import MappingError, Unsendable
 from crossdock.transform.jmes.compiler import CodeGen, _truthy, parse
 from crossdock.transform.jmes.functions import (
     BUILTIN_NAMES,
@@ -272,6 +272,8 @@ class CompiledMapping:
         """Map one event (``None`` when ``where`` is false or the ``"."`` value is null)."""
         try:
             return self.fn(event)
+        except Unsendable:
+            raise
         except Exception as exc:
             raise self._locate(event, exc) from exc
 

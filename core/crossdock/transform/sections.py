@@ -30,7 +30,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from crossdock.errors import MappingError
+from crossdock.errors import MappingError, Unsendable
 from crossdock.transform.jmes.compiler import CodeGen, _truthy
 from crossdock.transform.jmes.functions import CrossdockFunctions
 from crossdock.transform.mapping import (
@@ -181,6 +181,8 @@ class SectionedMapping:
         """The payload for ``event``, or ``None`` when it is dropped (see :meth:`drop_reason`)."""
         try:
             return self.route(event)
+        except Unsendable:
+            raise
         except Exception as exc:
             raise self._locate(event, exc) from exc
 

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from crossdock.errors import Unsendable
 from crossdock.ingest.handler import error_body, json_response
 from crossdock.web import keys
 
@@ -89,6 +90,8 @@ async def dry_run(request: web.Request) -> web.Response:
         return json_response(400, error_body("invalid_event", "body: must be a JSON object"))
     try:
         payload = worker.transform(event)
+    except Unsendable as exc:
+        return json_response(422, error_body("unsendable", exc.reason))
     except Exception as exc:
         message = f"transform failed: {type(exc).__name__}: {exc}"
         return json_response(422, error_body("transform_failed", message))

@@ -71,7 +71,11 @@ class WebhookIngestor:
         """Check the token, read the body and map every object to a message."""
         if self._token is not None and not self._authorized(request):
             raise IngestError(401, "a valid token is required", code="unauthorized")
-        body = parse_json(await read_body(request, MAX_BODY_BYTES))
+        return self.decode(parse_json(await read_body(request, MAX_BODY_BYTES)))
+
+    def decode(self, body: Any) -> Ingested:
+        """Map one parsed body (an object or an array of them) to messages; also what
+        ``crossdock test`` runs on a captured body."""
         if type(body) is dict:
             return Ingested([self._map(body, "")])
         if type(body) is not list:
