@@ -186,7 +186,11 @@ def test_harness_tables_add_rows_like_the_config_does() -> None:
             ]
 
     harness = DestinationHarness(Plugin(), {"url": "http://x"}, tables={"names": {"B": "b"}})
-    assert harness.destination.tables == {"names": {"A": "a", "B": "b"}, "other": {"x": 1}}
+    assert harness.destination.tables == {
+        "names": {"A": "a", "B": "b"},
+        "other": {"x": 1},
+        "settings": {"url": "http://x"},  # the destination's own settings, as in the config
+    }
 
 
 def test_harness_mapping_overrides_merge_like_the_config_does() -> None:

@@ -13,9 +13,10 @@ HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("crossdock_"))
 DOCS = (Path(__file__).resolve().parents[1] / "docs" / "plugin-hooks.md").read_text()
 
 
-def test_the_five_hooks() -> None:
+def test_the_six_hooks() -> None:
     assert HOOKS == [
         "crossdock_destination_types",
+        "crossdock_jmespath_functions",
         "crossdock_make_deliverer",
         "crossdock_make_ingestor",
         "crossdock_make_transformer",

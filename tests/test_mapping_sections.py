@@ -285,7 +285,7 @@ def test_destination_carries_the_whole_spec_and_the_default_transformer_uses_it(
     assert d.spec == spec()
     assert d.mapping == spec().fields  # flattened common fields, as before
     assert d.tables["events"] == {"Order Completed": "checkout_purchase"}
-    assert d.functions == FUNCTIONS
+    assert list(d.functions) == FUNCTIONS
     assert transform(d)(golden_event("page"))["name"] == "PAGE_VIEW"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import pytest
 from attrs import frozen
@@ -301,3 +302,47 @@ def _webhook_settings():
     from crossdock.ingest.sources.webhook import WebhookSourceSettings
 
     return WebhookSourceSettings()
+
+
+def _sharing(name: str, fn: Any, plugin_name: str) -> tuple[str, types.ModuleType]:
+    @crossdock.hookimpl
+    def crossdock_jmespath_functions():
+        return [crossdock.JmesFunction.create(name, fn, ["any"])]
+
+    return plugin(plugin_name, crossdock_jmespath_functions=crossdock_jmespath_functions)
+
+
+def _is_vip(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("plan") == "vip"
+
+
+def test_a_shared_function_reaches_every_destinations_mapping(tmp_path) -> None:
+    from crossdock.config.load import parse_config
+
+    registry = load_registry(entrypoints=False, extra_plugins=[_sharing("is_vip", _is_vip, "vip")])
+    assert not registry.problems
+    text = (
+        '[[destinations]]\nid = "out"\nplugin = "file"\nwhere = "is_vip(traits)"\n'
+        '[destinations.settings]\npath = "out.ndjson"\n'
+        '[destinations.mapping]\nvip = "is_vip(traits)"\n'
+    )
+    [dest] = parse_config(text, registry, {}, base_dir=tmp_path).destinations
+    transform = registry.make_transformer(dest)
+    assert transform({"type": "identify", "traits": {"plan": "vip"}})["vip"] is True
+    assert transform({"type": "identify", "traits": {"plan": "free"}}) is None
+
+
+def test_shared_functions_that_clash_or_shadow_are_problems() -> None:
+    registry = load_registry(
+        entrypoints=False,
+        extra_plugins=[
+            _sharing("is_vip", _is_vip, "a"),
+            _sharing("is_vip", lambda v: False, "b"),
+            _sharing("length", len, "c"),
+        ],
+    )
+    assert registry.shared_functions == ()
+    text = "\n".join(registry.problems)
+    assert "is_vip() is shared with different callables by: a" in text
+    assert "it is left out" in text
+    assert "length" in text

@@ -136,7 +136,8 @@ class Source:
     public base URL (for sources that tell clients where to send, like analytics.js settings).
     ``spec`` is set when the type's mapping is a :class:`crossdock.MappingFile`: that file with
     the config's ``[sources.mapping]`` overrides and ``[sources.tables.*]`` rows merged
-    (:func:`crossdock.merge_spec`); ``mapping`` is then its common fields.
+    (:func:`crossdock.merge_spec`); ``mapping`` is then its common fields. ``functions`` are the
+    JMESPath functions every plugin shares followed by the type's own.
     """
 
     id: str
@@ -158,7 +159,8 @@ class Destination:
     sections existed; ``sections`` and ``select`` are the merged sections and dispatch (by
     default the type's). :attr:`spec` is all of it as one :class:`crossdock.MappingFile`, what
     transformers compile (:func:`crossdock.compile_spec`). ``where`` is the optional
-    condition; ``sources`` the source ids it receives (``None``: all).
+    condition; ``sources`` the source ids it receives (``None``: all). ``shared_functions`` are
+    the JMESPath functions plugins offer to every mapping (``crossdock_jmespath_functions``).
     """
 
     id: str
@@ -172,6 +174,7 @@ class Destination:
     delivery: DeliverySettings = field(factory=DeliverySettings)
     sections: Mapping[str, Section] = field()
     select: str | None = field()
+    shared_functions: Sequence[JmesFunction] = ()
 
     @sections.default
     def _type_sections(self) -> Mapping[str, Section]:
@@ -193,8 +196,9 @@ class Destination:
 
     @property
     def functions(self) -> Sequence[JmesFunction]:
-        """The JMESPath functions its type declares (compiled into its mappings only)."""
-        return self.type.functions
+        """The JMESPath functions its mappings may call: those every plugin shares
+        (``crossdock_jmespath_functions``), then its type's own (which win on a name)."""
+        return (*self.shared_functions, *self.type.functions)
 
     @property
     def limits(self) -> Limits:

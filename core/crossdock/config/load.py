@@ -319,6 +319,8 @@ class _Builder:
 
     def __init__(self, registry: Registry, base_dir: Path) -> None:
         self.registry = registry
+        # functions every plugin offers to all mappings (crossdock_jmespath_functions)
+        self.shared: tuple[Any, ...] = tuple(registry.shared_functions)
         self.base_dir = base_dir
         self.problems: list[str] = []
 
@@ -523,7 +525,7 @@ class _Builder:
                 st.mapping,
                 mapping,
                 tables=tables,
-                functions=st.functions,
+                functions=(*self.shared, *st.functions),
                 prefix=f"{prefix}.mapping",
             )
             self.problems += problems
@@ -532,7 +534,9 @@ class _Builder:
             if "tables" in table:
                 self.problems.append(f"{prefix}.tables: unknown key (the type has no mapping file)")
             if mapping is not None:
-                self.validate_mapping(mapping, f"{prefix}.mapping", functions=st.functions)
+                self.validate_mapping(
+                    mapping, f"{prefix}.mapping", functions=(*self.shared, *st.functions)
+                )
             if st.mapping is not None or mapping is not None:
                 mapping = _merge(dict(st.mapping or {}), mapping or {})
         if len(self.problems) > n or id_ is None:
@@ -544,7 +548,7 @@ class _Builder:
             settings=self.resolve_paths(settings, str_path=True),
             mapping=mapping,
             public_url=public_url,
-            functions=st.functions,
+            functions=(*self.shared, *st.functions),
             spec=spec,
         )
 
@@ -590,12 +594,17 @@ class _Builder:
             dt.spec if dt else MappingFile(fields={}),
             overrides,
             tables=tables,
-            functions=dt.functions if dt else (),
+            functions=(*self.shared, *dt.functions) if dt else self.shared,
             prefix=f"{prefix}.mapping",
         )
         self.problems += problems
         if where is not None:
-            self.validate_where(where, f"{prefix}.where", spec.tables, dt.functions if dt else ())
+            self.validate_where(
+                where,
+                f"{prefix}.where",
+                spec.tables,
+                (*self.shared, *dt.functions) if dt else self.shared,
+            )
         if dt is None:
             return None
         if len(self.problems) > n or id_ is None or delivery is None:
@@ -612,6 +621,7 @@ class _Builder:
             delivery=delivery,
             sections=spec.sections,
             select=spec.select,
+            shared_functions=self.shared,
         )
 
     def destination_sources(

@@ -1,4 +1,4 @@
-"""The five hooks of Crossdock (pluggy project ``crossdock``); each docstring is the contract.
+"""The six hooks of Crossdock (pluggy project ``crossdock``); each docstring is the contract.
 
 Your first plugin, in five lines (``pyproject.toml``:
 ``[project.entry-points.crossdock] acme = "crossdock_acme"``)::
@@ -39,6 +39,7 @@ import pluggy
 if TYPE_CHECKING:
     import aiohttp
 
+    from crossdock.transform.jmes.functions import JmesFunction
     from crossdock.types import (
         Deliverer,
         Destination,
@@ -88,6 +89,28 @@ def crossdock_destination_types() -> Iterable[DestinationType]:
             return [crossdock.DestinationType("acme", AcmeSettings, "Acme events API",
                                               mapping={"name": "event", "user": "userId"},
                                               limits=crossdock.Limits(max_batch_count=100))]
+    """
+
+
+@hookspec
+def crossdock_jmespath_functions() -> Iterable[JmesFunction]:
+    """Declare JMESPath functions this plugin offers to every mapping, of any type.
+
+    Called once per plugin while the registry is built. Most functions belong to one type
+    (``DestinationType(functions=...)``: only that type's mappings see them); share one only
+    when operators call it from other plugins' mappings, e.g. a source plugin's
+    ``is_product_fruits_event(@)`` in a ``segment`` destination's ``where``. A shared name that
+    shadows a JMESPath built-in or a Crossdock function, or that two plugins declare with
+    different callables, is reported as a plugin problem and left out; a type's own function
+    of the same name wins in that type's mappings.
+
+    :return: an iterable of :class:`crossdock.JmesFunction` records.
+
+    Example::
+
+        @crossdock.hookimpl
+        def crossdock_jmespath_functions():
+            return [crossdock.JmesFunction.create("is_acme_event", is_acme_event, ["any"])]
     """
 
 

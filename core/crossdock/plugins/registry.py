@@ -19,6 +19,7 @@ import pluggy
 from crossdock.errors import PluginError
 from crossdock.plugins.discovery import PluginManagerResult, make_plugin_manager
 from crossdock.secrets import mask
+from crossdock.transform.jmes.functions import JmesFunction
 from crossdock.transform.spec import MappingFile
 from crossdock.types import (
     Deliverer,
@@ -65,6 +66,7 @@ class Registry:
         self.destination_types: dict[str, DestinationType] = self._collect(
             "destination", "crossdock_destination_types", DestinationType
         )
+        self.shared_functions: tuple[JmesFunction, ...] = self._collect_shared()
 
     # -- declarations ---------------------------------------------------------------------------
 
@@ -101,6 +103,44 @@ class Registry:
             self._owners[(kind, name)] = plugin
         self._function_clashes(kind, types)
         return types
+
+    def _collect_shared(self) -> tuple[JmesFunction, ...]:
+        """The functions plugins offer to every mapping (``crossdock_jmespath_functions``):
+        each checked like a type's; a name declared twice with different callables is left out
+        and reported, as is a name a type declares with another callable."""
+        declared: dict[str, list[tuple[JmesFunction, str]]] = {}
+        caller = self.pm.hook.crossdock_jmespath_functions
+        for impl in caller.get_hookimpls():
+            plugin = impl.plugin_name
+            try:
+                items = list(impl.function() or ())
+            except Exception as exc:
+                self._problem(plugin, f"crossdock_jmespath_functions raised {exc!r}")
+                continue
+            bad = _function_problems(items)
+            if bad:
+                self._problem(plugin, "crossdock_jmespath_functions: " + "; ".join(bad))
+                continue
+            for func in items:
+                declared.setdefault(func.name, []).append((func, self.result.describe(plugin)))
+        shared: list[JmesFunction] = []
+        for name, found in sorted(declared.items()):
+            providers = ", ".join(p for _, p in found)
+            if len({id(f.fn) for f, _ in found}) > 1:
+                self.problems.append(
+                    f"JMESPath function {name}() is shared with different callables by: "
+                    f"{providers}; it is left out"
+                )
+                continue
+            func = found[0][0]
+            types = [p for f, p in self._functions.get(name, ()) if f.fn is not func.fn]
+            if types:
+                self.problems.append(
+                    f"JMESPath function {name}() is shared by {providers} and declared with "
+                    f"another callable by: {', '.join(types)} (the type's own wins there)"
+                )
+            shared.append(func)
+        return tuple(shared)
 
     def _function_clashes(self, kind: Kind, types: Mapping[str, Any]) -> None:
         """One JMESPath function name declared by several types with different callables.

@@ -105,11 +105,12 @@ class DestinationHarness:
         rows = settings_rows(structured)
         if rows:
             extra[SETTINGS_TABLE] = {**extra.get(SETTINGS_TABLE, {}), **rows}
+        shared = tuple(f for found in self._pm.hook.crossdock_jmespath_functions() for f in found)
         spec, problems = merge_spec(
             self.type.spec,
             mapping or {},
             tables=extra,
-            functions=self.type.functions,
+            functions=(*shared, *self.type.functions),
             prefix="mapping",
         )
         if problems:
@@ -123,6 +124,7 @@ class DestinationHarness:
             tables=spec.tables,
             sections=spec.sections,
             select=spec.select,
+            shared_functions=shared,
             where=where,
             delivery=delivery or DeliverySettings(),
         )

@@ -13,7 +13,6 @@ from crossdock import CompiledMapping, Destination, SectionedMapping, compile_sp
 
 @crossdock.hookimpl(trylast=True)
 def crossdock_make_transformer(destination: Destination) -> CompiledMapping | SectionedMapping:
-    """Compile ``destination.spec`` with its ``where`` condition and its type's functions."""
-    return compile_spec(
-        destination.spec, where=destination.where, functions=destination.type.functions
-    )
+    """Compile ``destination.spec`` with its ``where`` condition and the functions its mappings
+    may call (those plugins share, then its type's own)."""
+    return compile_spec(destination.spec, where=destination.where, functions=destination.functions)
