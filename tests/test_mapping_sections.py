@@ -468,3 +468,42 @@ def test_every_toml_example_in_mappings_md_loads_and_compiles(index: int) -> Non
     )
     for event in golden_events().values():
         made(event)
+
+
+def test_renamed_override_keys_keep_working_with_a_warning() -> None:
+    """A plugin that renamed its fields lists the old keys; operators' old overrides still work
+    (prefixes, templates, removals) and are told the new name."""
+
+    @frozen
+    class Settings:
+        pass
+
+    vendor = crossdock.DestinationType(
+        "renamer",
+        Settings,
+        "renamed fields",
+        mapping={"body.source": "'segment'", "claims.user.id": "userId", "body.attrs": "traits"},
+        renamed={
+            "source": "body.source",
+            "user": "claims.user",
+            "traits": {"body.attrs": "merge(`{}`, $)"},
+        },
+    )
+    reg = registry(vendor)
+    text = (
+        '[[destinations]]\nid = "v"\nplugin = "renamer"\n[destinations.mapping]\n'
+        'source = "\'crossdock\'"\n"user.id" = "anonymousId"\ntraits = "context.traits"\n'
+    )
+    with pytest.warns(FutureWarning) as caught:
+        [d] = parse_config(text, reg, env={}).destinations
+    messages = [str(w.message) for w in caught]
+    assert any("destinations[0].mapping.source" in m and "'body.source'" in m for m in messages)
+    assert any("'claims.user.id'" in m for m in messages)
+    out = transform(d)({"anonymousId": "a1", "context": {"traits": {"plan": "x"}}})
+    assert out == {
+        "body": {"source": "crossdock", "attrs": {"plan": "x"}},
+        "claims": {"user": {"id": "a1"}},
+    }
+    with pytest.warns(FutureWarning):
+        [d] = parse_config(text.replace('"context.traits"', '""'), reg, env={}).destinations
+    assert "attrs" not in transform(d)({"traits": {"plan": "x"}})["body"]

@@ -82,6 +82,10 @@ class DestinationType:
     from this type's mappings only. ``backfill_settings`` are setting values that
     ``crossdock backfill`` applies on top of the configured ones when it replays historical
     events (e.g. ``{"skip_hook": True}`` so a vendor does not trigger journeys for old data).
+    ``renamed`` keeps operators' old mapping override keys working for one minor version after
+    the plugin renamed its fields: old key (a path prefix) → new key, or → ``{new key:
+    template}`` where ``$`` in the template stands for the operator's expression; a renamed
+    key works and ``crossdock check``/start-up warn with the new name (:func:`merge_spec`).
     """
 
     name: str
@@ -92,6 +96,7 @@ class DestinationType:
     limits: Limits = field(factory=Limits)
     backfill_settings: Mapping[str, Any] = field(factory=dict)
     functions: Sequence[JmesFunction] = ()
+    renamed: Mapping[str, str | Mapping[str, str]] = field(factory=dict)
 
     @property
     def spec(self) -> MappingFile:

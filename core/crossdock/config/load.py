@@ -596,6 +596,7 @@ class _Builder:
             tables=tables,
             functions=(*self.shared, *dt.functions) if dt else self.shared,
             prefix=f"{prefix}.mapping",
+            renamed=dt.renamed if dt else None,
         )
         self.problems += problems
         if where is not None:

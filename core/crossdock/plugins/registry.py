@@ -185,6 +185,8 @@ class Registry:
             bad.append("mapping is not a MappingFile nor a table of str to str")
         if kind == "destination" and not _is_tables(item.tables):
             bad.append("tables is not a table of tables")
+        if kind == "destination" and not _is_renamed(item.renamed):
+            bad.append("renamed is not a table of old key to new key (or to {new key: template})")
         bad += _function_problems(item.functions)
         if bad:
             self._problem(plugin, f"{kind} type {name!r}: " + "; ".join(bad))
@@ -293,6 +295,13 @@ def _function_problems(functions: Any) -> list[str]:
             problems.append(f"function {func.name}() is declared twice")
         names.add(getattr(func, "name", ""))
     return problems
+
+
+def _is_renamed(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(old, str) and (isinstance(new, str) or _is_str_mapping(new))
+        for old, new in value.items()
+    )
 
 
 def _is_tables(value: Any) -> bool:

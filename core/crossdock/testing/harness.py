@@ -112,6 +112,7 @@ class DestinationHarness:
             tables=extra,
             functions=(*shared, *self.type.functions),
             prefix="mapping",
+            renamed=self.type.renamed,
         )
         if problems:
             raise ConfigError(problems)

@@ -19,6 +19,7 @@ Rules (what ``crossdock check`` enforces, each problem with its full path):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,13 +77,15 @@ def merge_spec(
     tables: Mapping[str, Mapping[str, Any]] | None = None,
     functions: Functions | None = None,
     prefix: str = "mapping",
+    renamed: Mapping[str, str | Mapping[str, str]] | None = None,
 ) -> tuple[MappingFile, list[str]]:
     """``default`` with an operator's ``overrides`` and extra table ``tables`` rows applied
     (see the module docstring), and every problem as ``<prefix>.<path>: message``.
 
     The merged spec is validated whole (expressions, function names, table names, target
     conflicts); a problem in a field the operator wrote by shorthand is reported at the path
-    they wrote.
+    they wrote. ``renamed`` (a type's :attr:`~crossdock.DestinationType.renamed`) translates
+    old override keys, with a :class:`FutureWarning` naming the new key.
     """
     over = dict(overrides or {})
     problems: list[str] = []
@@ -114,7 +117,7 @@ def merge_spec(
     # With a dispatch, a table value that is not a section looks like a kind the operator meant
     # to add; a dotted override under that name would otherwise become a common object.
     kinds_named = _table_values(default.tables, tables) - set(sections) if select else set()
-    for key, expr in flat(over).items():
+    for key, expr in _renamed(flat(over), renamed or {}, prefix).items():
         try:
             segments = parse_path(key)
         except ValueError:
@@ -162,3 +165,48 @@ def _table_values(*groups: Mapping[str, Mapping[str, Any]] | None) -> set[str]:
         for value in rows.values()
         if isinstance(value, str) and value
     }
+
+
+def _renamed(
+    fields: Mapping[str, Any], renamed: Mapping[str, str | Mapping[str, str]], prefix: str
+) -> dict[str, Any]:
+    """``fields`` with every key under an old name of ``renamed`` moved to its new key(s)
+    (the rest of the path kept; an expression wrapped by the new key's template, an empty one
+    left empty so a removal still removes); warns once per renamed key."""
+    if not renamed:
+        return dict(fields)
+    olds = []
+    for old, new in renamed.items():
+        try:
+            olds.append((parse_path(old), {new: "$"} if isinstance(new, str) else dict(new)))
+        except ValueError:
+            continue
+    out: dict[str, Any] = {}
+    for key, expr in fields.items():
+        try:
+            segments = parse_path(key)
+        except ValueError:
+            out[key] = expr
+            continue
+        for old_segments, targets in olds:
+            if old_segments and segments[: len(old_segments)] == old_segments:
+                rest = segments[len(old_segments) :]
+                new_keys = []
+                for new_key, template in targets.items():
+                    target = format_path((*parse_path(new_key), *rest))
+                    use = expr
+                    if isinstance(expr, str) and expr != "" and template != "$":
+                        use = template.replace("$", f"({expr})")
+                    out[target] = use
+                    new_keys.append(target)
+                warnings.warn(
+                    f"{prefix}.{key}: this key was renamed; write "
+                    + " and ".join(repr(k) for k in new_keys)
+                    + " instead (the old name goes in the plugin's next minor version)",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                break
+        else:
+            out[key] = expr
+    return out
