@@ -526,3 +526,30 @@ url = "https://hooks.example.com/out"
     assert '"userId": "c1"' in out
     assert "event 0: would send" in out
     assert "event 1: invalid: event: required for track" in out
+
+
+def test_check_prints_a_transformers_notes_masked():
+    from types import SimpleNamespace
+
+    from crossdock.cli.main import transformer_problems
+
+    secret = crossdock.Secret("note-secret-123456")
+
+    class Noted:
+        def __call__(self, event):
+            return event
+
+        def notes(self):
+            return [f"no default currency ({secret.reveal()})"]
+
+    class Registry:
+        def make_transformer(self, destination):
+            return Noted() if destination.id == "noted" else (lambda event: event)
+
+    config = SimpleNamespace(
+        destinations=[SimpleNamespace(id="plain"), SimpleNamespace(id="noted")],
+        secrets=lambda: [secret],
+    )
+    notes: list[str] = []
+    assert transformer_problems(config, Registry(), notes=notes) == []
+    assert notes == ["destinations[1] (noted): no default currency (***)"]

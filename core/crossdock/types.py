@@ -335,6 +335,18 @@ class HasMatches(Protocol):
 
 
 @runtime_checkable
+class HasNotes(Protocol):
+    """Optional on a :class:`Transformer`: what the operator should know about this
+    destination's configuration, printed by ``crossdock check`` as ``note:`` lines (not
+    problems: the config is valid). E.g. "no default currency: a purchase without one is
+    dead-lettered". Called once, by ``check``; must not contain secrets."""
+
+    def notes(self) -> Sequence[str]:
+        """Short sentences, one per note (empty: nothing to say)."""
+        ...
+
+
+@runtime_checkable
 class HasDropReason(Protocol):
     """Optional on a :class:`Transformer`: why it returned ``None`` for an event.
 

@@ -23,6 +23,7 @@ from crossdock.cli.common import (
     load,
 )
 from crossdock.errors import CrossdockError
+from crossdock.types import HasNotes
 
 if TYPE_CHECKING:
     from crossdock.config.load import Config
@@ -203,29 +204,43 @@ def cmd_check(args: argparse.Namespace) -> int:
         for problem in registry.problems:
             print(f"  {problem}")
         return EXIT_PROBLEMS
-    problems = transformer_problems(config, registry)
+    notes: list[str] = []
+    problems = transformer_problems(config, registry, notes=notes)
     if problems:
         print(f"{len(problems)} problem(s):")
         for problem in problems:
             print(f"  {problem}")
         return EXIT_PROBLEMS
+    for note in notes:
+        print(f"note: {note}")
     print(f"ok: {len(config.sources)} sources, {len(config.destinations)} destinations")
     return EXIT_OK
 
 
-def transformer_problems(config: Config, registry: Registry) -> list[str]:
+def transformer_problems(
+    config: Config, registry: Registry, *, notes: list[str] | None = None
+) -> list[str]:
     """Build every destination's transformer as ``run`` would (pure: no I/O) and say which
-    fail, so a plugin's own mapping checks show up in ``check`` and not only at start-up."""
+    fail, so a plugin's own mapping checks show up in ``check`` and not only at start-up.
+
+    A transformer's ``notes()`` (:class:`crossdock.HasNotes`: what the operator should know
+    about this configuration, e.g. a default the vendor needs that is not set) are appended to
+    ``notes``, masked like problems."""
     from crossdock.secrets import mask
 
     secrets = config.secrets()
     problems: list[str] = []
     for i, destination in enumerate(config.destinations):
+        where = f"destinations[{i}] ({destination.id})"
         try:
-            registry.make_transformer(destination)
+            transformer = registry.make_transformer(destination)
+            said = transformer.notes() if isinstance(transformer, HasNotes) else ()
         except Exception as exc:
             text = mask(str(exc), secrets) or type(exc).__name__
-            problems.append(f"destinations[{i}] ({destination.id}): {text}")
+            problems.append(f"{where}: {text}")
+            continue
+        if notes is not None:
+            notes += [f"{where}: {mask(str(note), secrets)}" for note in said]
     return problems
 
 

@@ -24,8 +24,9 @@ Optional members of the returned objects, each a Protocol in :mod:`crossdock.typ
 up once at start-up: an ingestor's ``response_headers(request)``
 (:class:`crossdock.HasResponseHeaders`), ``web_routes()`` (:class:`crossdock.HasWebRoutes`) and
 ``decode(body)`` (:class:`crossdock.HasDecode`),
-a transformer's ``matches(event)`` (:class:`crossdock.HasMatches`) and
-``drop_reason(event)`` (:class:`crossdock.HasDropReason`), a deliverer's
+a transformer's ``matches(event)`` (:class:`crossdock.HasMatches`),
+``drop_reason(event)`` (:class:`crossdock.HasDropReason`) and ``notes()``
+(:class:`crossdock.HasNotes`), a deliverer's
 ``request_cost(batch)`` (:class:`crossdock.HasRequestCost`).
 """
 
