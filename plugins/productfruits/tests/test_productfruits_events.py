@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import orjson
 import pytest
 
 import crossdock
@@ -127,14 +130,15 @@ def test_origin_mark_in_context_integration() -> None:
     assert not is_product_fruits_event(event)
 
 
-def test_jmespath_function_is_registered_for_where_and_mappings() -> None:
-    assert crossdock_productfruits.JMES_FUNCTION == "is_product_fruits_event"
+def test_the_shared_function_works_in_where_and_mappings() -> None:
+    shared = crossdock_productfruits.crossdock_jmespath_functions()
     flag = crossdock.compile_mapping(
-        {"pf": "is_product_fruits_event(@)"}, where="is_product_fruits_event(@)"
+        {"pf": "is_product_fruits_event(@)"}, where="is_product_fruits_event(@)", functions=shared
     )
     assert flag(track("Tour Finished", {"id": 1})) == {"pf": True}
     assert flag(track("Order Completed")) is None
-    assert crossdock.compile_mapping({"pf": "is_product_fruits_event(`3`)"})({}) == {"pf": False}
+    odd = crossdock.compile_mapping({"pf": "is_product_fruits_event(`3`)"}, functions=shared)
+    assert odd({}) == {"pf": False}
 
 
 @pytest.mark.parametrize("word", sorted(FEATURES))
@@ -179,10 +183,38 @@ def test_pf_nonblank(value: object, expected: bool) -> None:
 
 
 def test_loading_the_plugin_warns_about_nothing() -> None:
-    # The process-wide registration (for other types' mappings) is deliberate: its
-    # DeprecationWarning is for authors migrating, not for operators loading the plugin.
+    # The function other types' mappings call is shared through the hook, not registered
+    # process-wide with the deprecated crossdock.register_function().
     subprocess.run(
         [sys.executable, "-W", "error", "-c", "import crossdock_productfruits"],
         check=True,
         timeout=60,
     )
+
+
+def test_the_function_is_shared_with_every_mapping_not_registered_globally() -> None:
+    [shared] = crossdock_productfruits.crossdock_jmespath_functions()
+    assert shared is functions.IS_PRODUCT_FRUITS_EVENT
+    assert shared in crossdock_productfruits.DESTINATION_TYPE.functions  # same callable: no clash
+    # Importing the plugin registered nothing: a mapping only sees it when it is given.
+    with pytest.raises(crossdock.MappingError, match=r"unknown function is_product_fruits_event"):
+        crossdock.compile_mapping({"pf": "is_product_fruits_event(@)"})
+
+
+def test_a_segment_destination_flags_product_fruits_events_with_the_shared_function() -> None:
+    # examples/productfruits-to-segment.toml: the `segment` destination (another plugin's type)
+    # calls is_product_fruits_event(@) in its mapping; `crossdock test` shows the flag.
+    example = Path(__file__).resolve().parents[3] / "examples" / "productfruits-to-segment.toml"
+    env = {**os.environ, "WEB_WRITE_KEY": "wk-pf-0123456789", "SEGMENT_WRITE_KEY": "sk-pf-0123"}
+    events = [track("Tour Finished", {"id": 17}, userId="u-7"), track("Report Exported")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossdock", "test", "-c", str(example), "segment", "--event", "-"],
+        input=orjson.dumps(events),
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    body = orjson.loads(proc.stdout[proc.stdout.index(b"{") : proc.stdout.rindex(b"}") + 1])
+    flags = [e.get("integrations") for e in body["batch"]]
+    assert flags == [{"Product Fruits": False}, {}]

@@ -151,7 +151,9 @@ def test_the_mapping_file_is_valid_on_its_own_with_the_types_functions() -> None
     spec = crossdock.parse_mapping(text, functions=crossdock_productfruits.FUNCTIONS)
     assert list(spec.sections) == ["product_fruits_event", "identify", "track"]
     assert spec.sections["product_fruits_event"].drop is True
-    with pytest.raises(crossdock.MappingError, match=r"unknown function pf_nonblank\(\)"):
+    with pytest.raises(
+        crossdock.MappingError, match=r"unknown function is_product_fruits_event\(\)"
+    ):
         crossdock.parse_mapping(text)
 
 
@@ -189,6 +191,21 @@ def test_drop_reasons_and_what_counts_as_filtered(
     assert transformer(event) is None
     assert transformer.drop_reason(event) == reason
     assert transformer.matches(event) is not filtered
+
+
+def test_the_cores_transformer_runs_the_mapping() -> None:
+    # No Python transformer: the core's counts (no section or drop: filtered) are the plugin's.
+    assert not hasattr(crossdock_productfruits, "crossdock_make_transformer")
+    assert isinstance(harness().transformer, crossdock.SectionedMapping)
+
+
+def test_an_override_naming_an_unknown_section_counts_as_dropped() -> None:
+    # An operator's typo is a drop with its reason, not "not for this vendor" (the core's rule).
+    transformer = harness(tables={"types": {"screen": "screens"}}).transformer
+    screen = golden_event("screen")
+    assert transformer(screen) is None
+    assert transformer.drop_reason(screen) == "unknown section (type screen)"
+    assert transformer.matches(screen) is True
 
 
 def test_a_sent_event_has_no_drop_reason() -> None:

@@ -9,13 +9,11 @@ Which events go and what is sent is ``mapping.toml``, with the JMESPath function
 Product Fruits' own analytics events (tours, checklists, announcements, hints, surveys,
 feedback) arrive through the ordinary ``segment`` source; :mod:`crossdock_productfruits.events`
 recognises them, the destination never sends them back, and the JMESPath function
-``is_product_fruits_event(@)`` lets any destination's ``where`` or mapping use the same rule,
-e.g. to flag them for Segment.
+``is_product_fruits_event(@)``, shared with every mapping (``crossdock_jmespath_functions``),
+lets any destination's ``where`` or mapping use the same rule, e.g. to flag them for Segment.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import aiohttp
 
@@ -24,7 +22,6 @@ from crossdock_productfruits.deliverer import ProductFruitsDeliverer
 from crossdock_productfruits.events import is_product_fruits_event
 from crossdock_productfruits.functions import FUNCTIONS, IS_PRODUCT_FRUITS_EVENT
 from crossdock_productfruits.settings import ProductFruitsSettings
-from crossdock_productfruits.transform import ProductFruitsTransformer, make_transformer
 
 __all__ = [
     "DESTINATION_TYPE",
@@ -32,25 +29,13 @@ __all__ = [
     "NAME",
     "ProductFruitsDeliverer",
     "ProductFruitsSettings",
-    "ProductFruitsTransformer",
     "crossdock_destination_types",
+    "crossdock_jmespath_functions",
     "crossdock_make_deliverer",
-    "crossdock_make_transformer",
     "is_product_fruits_event",
 ]
 
 NAME = "productfruits"
-JMES_FUNCTION = IS_PRODUCT_FRUITS_EVENT.name
-
-# Other destinations' mappings use is_product_fruits_event(@) too (the `segment` destination
-# flags Product Fruits' events, examples/productfruits-to-segment.toml), and a type's declared
-# functions reach only its own mappings. The core has no replacement yet for a function meant
-# for every type, so the deprecated process-wide registration stays for that use alone.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    crossdock.register_function(
-        JMES_FUNCTION, IS_PRODUCT_FRUITS_EVENT.fn, ["any", "any?"], replace=True
-    )
 
 _MAPPING = crossdock.load_mapping_file(__name__, functions=FUNCTIONS)
 
@@ -75,9 +60,11 @@ def crossdock_destination_types() -> list[crossdock.DestinationType]:
 
 
 @crossdock.hookimpl
-def crossdock_make_transformer(destination: crossdock.Destination) -> ProductFruitsTransformer:
-    """Build the transformer: the compiled mapping spec, counting skipped kinds as filtered."""
-    return make_transformer(destination)
+def crossdock_jmespath_functions() -> list[crossdock.JmesFunction]:
+    """Share ``is_product_fruits_event(event, forced?)`` with every mapping: operators call it
+    from other types' destinations, e.g. a ``segment`` destination that flags Product Fruits'
+    events (``examples/productfruits-to-segment.toml``)."""
+    return [IS_PRODUCT_FRUITS_EVENT]
 
 
 @crossdock.hookimpl

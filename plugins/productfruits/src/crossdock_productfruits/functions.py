@@ -1,5 +1,6 @@
 """The JMESPath functions of the ``productfruits`` type, declared with it; ``mapping.toml``
-calls them. Like Crossdock's own, they never raise on data."""
+calls them. ``is_product_fruits_event`` is also shared with every mapping (the plugin's
+``crossdock_jmespath_functions``). Like Crossdock's own, they never raise on data."""
 
 from __future__ import annotations
 
