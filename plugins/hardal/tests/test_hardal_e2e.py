@@ -144,11 +144,6 @@ async def test_the_guides_flow_reaches_segmentify(crossdock_daemon) -> None:
     assert signup["fullName"] == "Ana Silva"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="segmentify mapping: user_signup sends no gender (M/F/U) from context.traits "
-    "(issue 11, Segmentify: Signed Up carries gender, birth date and segments)",
-)
 async def test_segmentify_signup_carries_gender(crossdock_daemon) -> None:
     async with FakeSegmentify() as sfy, FakeInsider(request_token=INSIDER_TOKEN) as insider:
         daemon = crossdock_daemon(config(sfy.url, insider.url))

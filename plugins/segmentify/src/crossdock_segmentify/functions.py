@@ -16,10 +16,12 @@ import crossdock
 
 __all__ = [
     "FUNCTIONS",
+    "birth_date",
     "flat_params",
     "language",
     "operating_system",
     "product_list",
+    "segments",
     "session_id",
     "string_id",
     "total_price",
@@ -162,6 +164,36 @@ def flat_params(properties: Any) -> dict[str, Any] | None:
     return out
 
 
+_ISO_DATE = re.compile(r"\s*(\d{4}-\d{2}-\d{2})(?:[T ]|$)")
+
+
+def birth_date(value: Any) -> str | None:
+    """A birth date as text: the ``YYYY-MM-DD`` day of an ISO 8601 date or date-time (the day
+    as written, no time-zone shift), any other non-empty text as is, else ``null``."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    match = _ISO_DATE.match(value)
+    return match.group(1) if match else value.strip()
+
+
+def segments(value: Any) -> list[str] | None:
+    """Segmentify ``segments`` (an array of strings): an array's items as ids (numbers become
+    text; nulls, empty strings and objects left out), or comma-separated text split; ``null``
+    when nothing is left."""
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    out = [
+        text.strip()
+        for text in (string_id(item) for item in items)
+        if text is not None and text.strip()
+    ]
+    return out or None
+
+
 FUNCTIONS = [
     crossdock.JmesFunction.create("segmentify_id", string_id, ["any"]),
     crossdock.JmesFunction.create("segmentify_session_id", session_id, ["any", "any"]),
@@ -170,5 +202,7 @@ FUNCTIONS = [
     crossdock.JmesFunction.create("segmentify_products", product_list, ["any"]),
     crossdock.JmesFunction.create("segmentify_total", total_price, ["any"]),
     crossdock.JmesFunction.create("segmentify_params", flat_params, ["any"]),
+    crossdock.JmesFunction.create("segmentify_birthdate", birth_date, ["any"]),
+    crossdock.JmesFunction.create("segmentify_segments", segments, ["any"]),
 ]
 """Declared with the destination type (``DestinationType(functions=FUNCTIONS)``)."""

@@ -58,6 +58,7 @@ _CONTENT_TYPES = ("application/json", "text/plain")
 _BASKET_STEPS = frozenset({"add", "remove"})
 _CHECKOUT_STEPS = frozenset({"view-basket", "customer", "payment-info", "purchase"})
 _USER_STEPS = frozenset({"signup", "signin", "signout", "update"})
+_GENDERS = frozenset({"M", "F", "U"})
 
 _TEXTS = {
     "NO_API_KEY": "apiKey parameter is missing",
@@ -77,6 +78,22 @@ def _present(event: Mapping[str, Any], key: str) -> bool:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _user_problem(event: Mapping[str, Any]) -> str | None:
+    """USER_OPERATIONS: the step (§9), and the types of §3.6 for the profile fields Crossdock
+    sends (gender ``M``/``F``/``U``, birthdate text, segments an array of strings); the real
+    server's checks of those types are unknown, the fake holds the plugin to the contract."""
+    if event.get("step") not in _USER_STEPS:
+        return "USER_OPERATIONS needs step signup, signin, signout or update"
+    if "gender" in event and event["gender"] not in _GENDERS:
+        return "USER_OPERATIONS gender must be M, F or U"
+    if "birthdate" in event and not _present(event, "birthdate"):
+        return "USER_OPERATIONS birthdate must be a non-empty string"
+    segments = event.get("segments", [])
+    if not isinstance(segments, list) or not all(isinstance(s, str) and s for s in segments):
+        return "USER_OPERATIONS segments must be an array of strings"
+    return None
 
 
 def check_event(event: Any) -> tuple[str, str] | None:
@@ -108,8 +125,8 @@ def check_event(event: Any) -> tuple[str, str] | None:
             problem = "CHECKOUT needs a productList array"
         elif step == "purchase" and not _present(event, "orderNo"):
             problem = "CHECKOUT purchase needs orderNo"
-    elif name == "USER_OPERATIONS" and step not in _USER_STEPS:
-        problem = "USER_OPERATIONS needs step signup, signin, signout or update"
+    elif name == "USER_OPERATIONS":
+        problem = _user_problem(event)
     elif name == "CUSTOM_EVENT" and not _present(event, "type"):
         problem = "CUSTOM_EVENT needs type"
     elif name == "USER_CHANGE" and not _present(event, "oldUserId"):
