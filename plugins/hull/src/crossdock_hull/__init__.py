@@ -21,6 +21,7 @@ import crossdock
 from crossdock_hull.deliverer import HullDeliverer
 from crossdock_hull.functions import FUNCTIONS
 from crossdock_hull.ingestor import DEFAULT_PATH, HullIngestor
+from crossdock_hull.renamed import RENAMED
 from crossdock_hull.settings import HullDestinationSettings, HullSourceSettings
 from crossdock_hull.transform import HullTransformer, make_transformer
 
@@ -28,6 +29,7 @@ __all__ = [
     "DESTINATION_TYPE",
     "FUNCTIONS",
     "NAME",
+    "RENAMED",
     "SOURCE_TYPE",
     "HullDeliverer",
     "HullDestinationSettings",
@@ -44,6 +46,8 @@ DESTINATION_TYPE = crossdock.DestinationType(
     description="Hull's Firehose: user traits, user events, accounts and aliases",
     mapping=crossdock.load_mapping_file(__name__, functions=FUNCTIONS),
     functions=FUNCTIONS,
+    # the override keys before 0.2 (fields the entry was built from), for one minor version
+    renamed=RENAMED,
     limits=crossdock.Limits(
         max_batch_count=100,
         # The Firehose publishes no limit; requests stay under 1 MB. Each entry gains a JWT

@@ -1,21 +1,22 @@
 """The ``hull`` destination's transformer: its mapping (``mapping.toml``, compiled by the core's
-:func:`crossdock.compile_spec`) plus what a mapping cannot say.
+:func:`crossdock.compile_spec`) plus the two checks a mapping cannot make.
 
-``mapping.toml`` builds every entry ``{"timestamp", "type", "body", "claims"}``. What remains
-here, because a mapping file cannot express it:
+``mapping.toml`` builds every entry ``{"timestamp", "type", "body", "claims"}`` and routes the
+events that are not for Hull (the loop guard, the calls a setting switches off) to drop
+sections, so they count as filtered. What remains here:
 
-- **Filtered, not dropped.** The loop guard (events whose ``integrations`` opt Hull out) and
-  the calls a setting switches off are *filtered* (``crossdock_events_filtered_total``, drop
-  reason ``filtered``), as documented. A mapping counts its own drops as *dropped*; only the
-  destination's ``where`` counts as filtered, so :data:`FILTER` is joined to it.
-- **Dead-lettered with a reason.** An entry Hull would refuse (no identity claim, a group
-  without an account, a track without a name, an alias without ``previousId``) is an error
-  naming what is missing. A mapping function that raises is reported by the core without its
-  message (on purpose: messages could carry event data), so the entry is checked here.
+- **Checks on the finished entry.** An entry Hull would refuse (no identity claim, a group
+  without an account, a track without a name, an alias without ``previousId``) is dead-lettered
+  with :class:`crossdock.Unsendable` naming what is missing. The checks read the entry, not the
+  event, because operators override single claims (``'claims.io\\.hull\\.asUser.external_id' =
+  "context.traits.customer_id"``): a mapping function sees only the event, never the other
+  fields' output, so a check written as one would refuse events whose identity comes from an
+  override (or pass ones whose override gave nothing).
 - **Stray fields reported.** The deliverer reads only an entry's ``timestamp``, ``type``,
   ``body`` and ``claims``; another top-level field (a typo, or a key of the mapping format before
-  this version, such as ``source``) would be ignored silently, so it is an error that
-  ``crossdock check`` shows with its path.
+  this version that :data:`~crossdock_hull.renamed.RENAMED` cannot translate, such as ``kind``)
+  would be ignored silently, so it is an error that ``crossdock check`` shows with its path. The
+  core has no hook that validates a type's merged mapping, and this is where it is compiled.
 """
 
 from __future__ import annotations
@@ -23,14 +24,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 import crossdock
-
-FILTER: Final = (
-    "!hull_opted_out(integrations)"
-    " && (type != 'page' || lookup('settings', 'store_page_calls'))"
-    " && (type != 'screen' || lookup('settings', 'store_screen_calls'))"
-    " && (type != 'group' || lookup('settings', 'handle_groups'))"
-)
-"""The events a ``hull`` destination takes: Hull not opted out, the call not switched off."""
 
 ENTRY_KEYS: Final = ("timestamp", "type", "body", "claims")
 """The top-level fields of an entry: what the deliverer sends."""
@@ -82,7 +75,8 @@ class HullTransformer:
     """``event → entry | None`` for one ``hull`` destination (see the module docstring).
 
     ``None`` for filtered and dropped events (:meth:`matches`, :meth:`drop_reason` tell which);
-    :class:`ValueError` (dead-lettered) for an entry Hull would refuse.
+    :class:`crossdock.Unsendable` (dead-lettered with its reason) for an entry Hull would
+    refuse.
     """
 
     def __init__(self, mapping: crossdock.CompiledMapping | crossdock.SectionedMapping) -> None:
@@ -96,12 +90,12 @@ class HullTransformer:
             return None
         problem = entry_problem(event.get("type"), entry)
         if problem is not None:
-            raise ValueError(problem)
+            raise crossdock.Unsendable(problem)
         return entry
 
 
 def make_transformer(destination: crossdock.Destination) -> HullTransformer:
-    """Compile the destination's whole mapping, its ``where`` joined to :data:`FILTER`.
+    """Compile the destination's whole mapping (the core's rules: its ``where`` first).
 
     Raises :class:`crossdock.MappingError` for a field outside the entry (:func:`stray_fields`).
     """
@@ -109,6 +103,7 @@ def make_transformer(destination: crossdock.Destination) -> HullTransformer:
     if stray:
         keys = ", ".join(ENTRY_KEYS)
         raise crossdock.MappingError(stray[0], f"not a field of a Hull entry ({keys})")
-    where = FILTER if destination.where is None else f"({FILTER}) && ({destination.where})"
-    mapping = crossdock.compile_spec(destination.spec, where=where, functions=destination.functions)
+    mapping = crossdock.compile_spec(
+        destination.spec, where=destination.where, functions=destination.functions
+    )
     return HullTransformer(mapping)
