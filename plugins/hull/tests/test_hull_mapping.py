@@ -514,3 +514,36 @@ def test_readme_override_example() -> None:
     group = {**golden_event("group"), "traits": {"domain": "acme.example.com"}}
     assert h.transform(group)["claims"]["io.hull.asAccount"] == {"external_id": "c-77"}
     assert h.transform(golden_event("alias")) is None
+
+
+def test_track_body_keeps_the_visit_context() -> None:
+    h = DestinationHarness(crossdock_hull, settings("http://127.0.0.1:9"))
+    event = track("Signed Up", userId="u-3", context={
+        "userAgent": "UA/1", "locale": "pt-PT", "campaign": {"name": "spring"},
+        "location": {"city": "Porto", "latitude": 41.15, "longitude": -8.61},
+        "page": {"url": "https://x.example/"}})  # fmt: skip
+    body = h.transform(event)["body"]
+    assert list(body)[9:] == ["useragent", "locale", "campaign", "location", "latitude",
+                              "longitude"]  # fmt: skip
+    assert (body["useragent"], body["locale"], body["campaign"]) == (
+        "UA/1",
+        "pt-PT",
+        {"name": "spring"},
+    )
+    assert (body["latitude"], body["longitude"]) == (41.15, -8.61)
+    assert body["location"]["city"] == "Porto"
+
+
+def test_operator_changes_the_event_body() -> None:
+    h = DestinationHarness(
+        crossdock_hull,
+        settings("http://127.0.0.1:9"),
+        mapping={"body.useragent": "", "body.campaign": "context.campaign.name",
+                 "body.channel": "context.channel", "page.body.locale": ""},
+    )  # fmt: skip
+    event = golden_event("Order Completed")
+    event["context"]["channel"] = "web"
+    body = h.transform(event)["body"]
+    assert "useragent" not in body
+    assert (body["campaign"], body["channel"], body["locale"]) == ("spring_sale", "web", "en-US")
+    assert "locale" not in h.transform(golden_event("page"))["body"]

@@ -113,6 +113,36 @@ def test_account_attribute_change_and_group() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("settings", "sent"),
+    [
+        ({}, True),
+        ({"send_groups": False}, False),
+        ({"account_segments": ["Enterprise"]}, True),
+        ({"account_segments": ["aseg-1"]}, True),  # by id
+        ({"account_segments": ["SMB"]}, False),
+        ({"account_segments": ["ALL"]}, True),
+        ({"account_segments": []}, True),
+        ({"send_groups": False, "account_segments": ["Enterprise"]}, False),
+    ],
+)
+def test_groups_can_be_switched_off_or_filtered(settings: dict[str, Any], sent: bool) -> None:
+    message = hull_message(
+        USER, account=ACCOUNT, segments=[VIP], account_segments=[ACME_SEGMENT],
+        changes=changes(account={"plan": ["pro", "enterprise"]}),
+    )  # fmt: skip
+    out = mapper(attributes=["account.plan"], **settings).message(message, "k")
+    assert [m["type"] for m in out] == (["identify", "group"] if sent else ["identify"])
+
+
+def test_group_settings_from_the_config() -> None:
+    settings = structure_settings(
+        SOURCE_TYPE,
+        {"connector_secret": CONNECTOR_SECRET, "send_groups": False, "account_segments": ["A"]},
+    )
+    assert (settings.send_groups, settings.account_segments) == (False, ["A"])
+
+
 def test_group_falls_back_to_hull_account_id() -> None:
     account = {"id": "hull-acc-2", "domain": "b.com"}
     message = hull_message(

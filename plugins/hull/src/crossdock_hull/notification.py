@@ -11,7 +11,8 @@ Per message (one user update):
    ``account_<x>``) plus ``hull_segments`` (the user's segment names).
 4. **group**, when the user has an account (``external_id``, else ``id``) and the identify is
    sent or the account or its segments changed: ``traits`` = the selected ``account.*``
-   attributes plus ``hull_segments`` (the account's segment names).
+   attributes plus ``hull_segments`` (the account's segment names). None when ``send_groups``
+   is off, or when the account is in none of ``account_segments`` (names or ids).
 5. **events**: each new event → ``track`` (``page``/``screen`` for those names), skipping
    events whose ``event_source`` is ``segment`` or ``crossdock`` (they came from there: sending
    them back would loop) unless ``forward_events``, and events not in ``events``.
@@ -105,6 +106,10 @@ class NotificationMapper:
         ]
         self._events = None if settings.events is None else frozenset(settings.events)
         self._forward_events = settings.forward_events
+        self._send_groups = settings.send_groups
+        accounts = settings.account_segments or []
+        self._all_accounts = not accounts or "ALL" in accounts
+        self._account_segments = frozenset(accounts)
 
     def messages(self, notification: Mapping[str, Any]) -> list[dict[str, Any]]:
         """All Spec messages of one notification body, in order."""
@@ -212,7 +217,7 @@ class NotificationMapper:
         identify_sent: bool,
     ) -> dict[str, Any] | None:
         group_id = _id(account.get("external_id")) or _id(account.get("id"))
-        if group_id is None:
+        if group_id is None or not self._group_wanted(message):
             return None
         moved = _object(changes.get("account_segments"))
         if not (
@@ -234,6 +239,19 @@ class NotificationMapper:
             "context": {"active": False, "ip": 0},
             "integrations": dict(INTEGRATIONS),
         }
+
+    def _group_wanted(self, message: Mapping[str, Any]) -> bool:
+        """Whether groups are sent and the message's account is in an ``account_segments``
+        segment (by name or id)."""
+        if not self._send_groups:
+            return False
+        if self._all_accounts:
+            return True
+        found = set()
+        for segment in _segments(message.get("account_segments")):
+            found.add(segment.get("id"))
+            found.add(segment.get("name"))
+        return not self._account_segments.isdisjoint(found)
 
     def _event(self, event: Mapping[str, Any], ids: Mapping[str, str]) -> dict[str, Any] | None:
         name = event.get("event")

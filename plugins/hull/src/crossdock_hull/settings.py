@@ -66,7 +66,9 @@ class HullSourceSettings:
     ``identify`` traits (``account.<name>`` for account attributes on ``group``).
     ``events``: event names sent as ``track``/``page``/``screen`` (``None``: all).
     ``forward_events``: also send events that reached Hull from Segment or Crossdock (off by
-    default: that is the loop guard).
+    default: that is the loop guard). ``send_groups``: send the user's account as ``group``
+    calls (off: none). ``account_segments``: account segment names or ids whose accounts are
+    sent as ``group`` (``None``, ``[]`` or ``["ALL"]``: every account).
     """
 
     connector_secret: crossdock.Secret = field(validator=_secret_non_empty)
@@ -74,3 +76,5 @@ class HullSourceSettings:
     attributes: list[str] = field(factory=list, validator=_names)
     events: list[str] | None = field(default=None, validator=_names)
     forward_events: bool = False
+    send_groups: bool = True
+    account_segments: list[str] | None = field(default=None, validator=_names)
