@@ -10,7 +10,6 @@ from importlib.metadata import version
 from typing import Any
 
 import aiohttp
-import pytest
 
 from crossdock.testing.helpers import wait_until
 from crossdock_hardal.testing import TOKEN, hardal_body
@@ -177,11 +176,6 @@ async def test_sign_up_then_purchase_reach_insider_as_the_guides_upsert(crossdoc
     assert "sign_up_confirmation" in [e["event_name"] for e in insider.events]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="insider mapping: attributes come from identify only; the user attributes a "
-    "purchase carries (context.traits) are not sent with it (issue 11, Insider)",
-)
 async def test_insider_purchase_carries_the_user_attributes(crossdock_daemon) -> None:
     async with FakeSegmentify() as sfy, FakeInsider(request_token=INSIDER_TOKEN) as insider:
         daemon = crossdock_daemon(config(sfy.url, insider.url))

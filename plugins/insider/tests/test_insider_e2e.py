@@ -73,7 +73,12 @@ BATCH = {
              {"product_id": "sku-78", "name": "Plate", "price": 19, "quantity": 1}]},
          "timestamp": "2025-03-02T10:15:04.120Z"},
         {"type": "track", "userId": "u-8", "messageId": "m-broken", "event": "Order Completed",
-         "properties": {"order_id": "A-9"}, "timestamp": "2025-03-02T10:15:05Z"},
+         "properties": {"order_id": "A-9", "currency": "EUR"},
+         "timestamp": "2025-03-02T10:15:05Z"},
+        {"type": "track", "userId": "u-9", "messageId": "m-no-currency",
+         "event": "Order Completed", "properties": {"order_id": "A-10", "products": [
+             {"product_id": "sku-77", "price": 24.95}]},
+         "timestamp": "2025-03-02T10:15:05Z"},
         {"type": "track", "anonymousId": "a-1", "messageId": "m-renew", "event": "Plan Renewed",
          "timestamp": "2025-03-02T10:15:06Z"},
         {"type": "page", "userId": "u-7", "messageId": "m-page", "name": "Home"},
@@ -121,6 +126,7 @@ async def test_daemon_delivers_exact_bodies_and_dead_letters_the_refused_event(
             )
             assert (status, body) == (200, {"success": True})
             await wait_until(lambda: len(fake.users) + len(fake.failed_users) >= 4)
+            # m-broken refused by Insider; m-no-currency dead-lettered before sending
 
             async def dead_letters():
                 async with session.get(
@@ -128,7 +134,11 @@ async def test_daemon_delivers_exact_bodies_and_dead_letters_the_refused_event(
                 ) as response:
                     return (await response.json())["entries"]
 
-            [entry] = await wait_until(dead_letters, what="the refused order in the DLQ")
+            async def both_dead_letters():
+                entries = await dead_letters()
+                return entries if len(entries) >= 2 else None
+
+            entries = await wait_until(both_dead_letters, what="the two orders in the DLQ")
 
         users = sorted(fake.users, key=lambda u: orjson.dumps(u))
         assert users == sorted(EXPECTED_USERS, key=lambda u: orjson.dumps(u))
@@ -136,12 +146,14 @@ async def test_daemon_delivers_exact_bodies_and_dead_letters_the_refused_event(
             assert request.headers["X-PARTNER-NAME"] == "acme"
             assert request.headers["X-REQUEST-TOKEN"] == TOKEN
             assert "skip_hook" not in request.json()
-        assert entry["event"]["messageId"] == "m-broken"
-        assert entry["reason"] == (
-            "Insider: unit_sale_price parameter is required on purchase event; "
-            "currency parameter is required on purchase event; "
-            "quantity parameter is required on purchase event"
-        )
+        reasons = {e["event"]["messageId"]: e["reason"] for e in entries}
+        assert reasons == {
+            # no product: Insider refuses it (quantity defaults to 1, the currency is there)
+            "m-broken": "Insider: unit_sale_price parameter is required on purchase event",
+            # no currency and no default: never sent, never turned into USD
+            "m-no-currency": "no currency",
+        }
+        assert [r.json()["users"] for r in fake.requests if "u-9" in str(r.json())] == []
         assert TOKEN not in daemon.log()
 
 
@@ -226,3 +238,25 @@ async def test_daemon_pauses_on_an_invalid_partner_and_dead_letters_nothing(
         assert state["dead_letters"] == 0
         assert state["pending"] + state["retrying"] + state["in_flight_events"] >= 2
         assert fake.users == []
+
+
+def test_crossdock_check_notes_a_destination_without_a_default_currency(tmp_path: Path) -> None:
+    def check(extra: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "crossdock.toml").write_text(config("https://insider.invalid", extra))
+        return subprocess.run(
+            [sys.executable, "-m", "crossdock", "check", "-c", "crossdock.toml"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+
+    without = check("")
+    assert without.returncode == 0, without.stdout + without.stderr
+    assert (
+        "note: destinations[0] (insider): no default currency ([destinations.tables.defaults] "
+        "currency): cart_page_view and purchase events without a currency are dead-lettered "
+        "(no currency)\n"
+    ) in without.stdout
+    with_default = check('[destinations.tables.defaults]\ncurrency = "EUR"\n')
+    assert with_default.returncode == 0, with_default.stdout + with_default.stderr
+    assert "note:" not in with_default.stdout

@@ -118,28 +118,6 @@ GOLDEN: dict[str, dict[str, Any]] = {
             },
         },
     ),
-    "Cart Viewed": user(
-        {
-            "event_name": "cart_page_view",
-            "timestamp": "2025-03-02T10:15:16Z",
-            "event_params": {
-                "event_group_id": "cart-3f2a",
-                **MUG,
-                "currency": "USD",
-                "custom": {"cart_id": "cart-3f2a", **MUG_CUSTOM},
-            },
-        },
-        {
-            "event_name": "cart_page_view",
-            "timestamp": "2025-03-02T10:15:16Z",
-            "event_params": {
-                "event_group_id": "cart-3f2a",
-                **PLATE,
-                "currency": "USD",
-                "custom": {"cart_id": "cart-3f2a", **PLATE_CUSTOM},
-            },
-        },
-    ),
     "Product List Viewed": user(
         {
             "event_name": "listing_page_view",
@@ -165,7 +143,6 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "event_params": {
                 "event_group_id": "cart-3f2a",
                 **MUG,
-                "currency": "USD",
                 "custom": {**MUG_CUSTOM, "cart_id": "cart-3f2a"},
             },
         },
@@ -177,7 +154,6 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "event_params": {
                 "event_group_id": "cart-3f2a",
                 **PLATE,
-                "currency": "USD",
                 "custom": {**PLATE_CUSTOM, "cart_id": "cart-3f2a"},
             },
         },
@@ -250,6 +226,32 @@ GOLDEN: dict[str, dict[str, Any]] = {
 }
 
 
+# Cart Viewed carries no currency, which Insider requires: sent only with a default currency
+# ([destinations.tables.defaults] currency), else dead-lettered (see the currency tests).
+CART_VIEWED_EUR = user(
+    {
+        "event_name": "cart_page_view",
+        "timestamp": "2025-03-02T10:15:16Z",
+        "event_params": {
+            "event_group_id": "cart-3f2a",
+            **MUG,
+            "currency": "EUR",
+            "custom": {"cart_id": "cart-3f2a", **MUG_CUSTOM},
+        },
+    },
+    {
+        "event_name": "cart_page_view",
+        "timestamp": "2025-03-02T10:15:16Z",
+        "event_params": {
+            "event_group_id": "cart-3f2a",
+            **PLATE,
+            "currency": "EUR",
+            "custom": {"cart_id": "cart-3f2a", **PLATE_CUSTOM},
+        },
+    },
+)
+
+
 @pytest.fixture
 def harness() -> DestinationHarness:
     return DestinationHarness(crossdock_insider, SETTINGS)
@@ -263,6 +265,14 @@ def test_golden_event_maps_to_exact_user_object(harness, name) -> None:
 @pytest.mark.parametrize("name", list(GOLDEN))
 def test_golden_bodies_pass_insiders_validation(name) -> None:
     assert validate_user(GOLDEN[name]) == {}
+
+
+def test_golden_cart_viewed_with_the_operators_default_currency() -> None:
+    h = DestinationHarness(crossdock_insider, SETTINGS, tables={"defaults": {"currency": "EUR"}})
+    assert h.transform(golden_event("Cart Viewed")) == CART_VIEWED_EUR
+    assert validate_user(CART_VIEWED_EUR) == {}
+    with pytest.raises(crossdock.Unsendable, match=r"^no currency$"):
+        DestinationHarness(crossdock_insider, SETTINGS).transform(golden_event("Cart Viewed"))
 
 
 @pytest.mark.parametrize(
@@ -279,7 +289,8 @@ def test_golden_bodies_pass_insiders_validation(name) -> None:
     ],
 )
 def test_v1_aliases_and_other_table_names(harness, spec, insider) -> None:
-    payload = harness.transform(track(spec, properties={"order_id": "o-1", "price": 2}))
+    properties = {"order_id": "o-1", "price": 2, "currency": "EUR"}
+    payload = harness.transform(track(spec, properties=properties))
     assert payload["events"][0]["event_name"] == insider
 
 
@@ -302,22 +313,35 @@ def test_calls_without_attributes_or_events_are_dropped(harness, kind) -> None:
 )
 def test_event_names_are_put_in_insiders_form(harness, name, expected) -> None:
     if expected is None:
-        with pytest.raises(ValueError, match=r"\[a-z0-9._-\]"):
+        with pytest.raises(crossdock.Unsendable):
             harness.transform(track(name))
     else:
         assert harness.transform(track(name))["events"][0]["event_name"] == expected
 
 
-def test_an_event_name_with_nothing_valid_fails_the_transform(harness) -> None:
-    with pytest.raises(ValueError, match=r"\[a-z0-9._-\]"):
-        harness.transform(track("!!!"))
+NAME_REASON = (
+    "event name not in the form Insider accepts: lower case [a-z0-9._-], "
+    "starting with a letter or digit"
+)
+
+
+@pytest.mark.parametrize("name", ["!!!", "", None])
+def test_an_event_name_with_nothing_valid_is_dead_lettered_with_the_rule(harness, name) -> None:
+    with pytest.raises(crossdock.Unsendable) as raised:
+        harness.transform(track(name))
+    assert raised.value.reason == NAME_REASON
 
 
 def test_order_without_products_sends_one_purchase_that_insider_would_refuse(harness) -> None:
     event = track("Order Completed", properties={"order_id": "A-1", "total": 5, "currency": "EUR"})
     payload = harness.transform(event)
     assert [e["event_name"] for e in payload["events"]] == ["purchase"]
-    assert "events.0.event_params.*.required" in validate_user(payload)
+    assert payload["events"][0]["event_params"]["quantity"] == 1
+    assert validate_user(payload) == {
+        "events.0.event_params.*.required": [
+            "unit_sale_price parameter is required on purchase event"
+        ]
+    }
 
 
 def test_per_product_events_can_be_switched_off_and_on_by_table(harness) -> None:
@@ -567,10 +591,15 @@ def test_an_override_calls_the_plugins_functions() -> None:
     assert person["attributes"]["birthday"] == "1990-04-12T00:00:00Z"
 
 
-def test_an_override_event_name_not_in_insiders_form_is_refused_before_sending() -> None:
-    h = configured({"event.event_name": "event"})
-    with pytest.raises(ValueError, match=r"\[a-z0-9._-\]"):
-        h.transform(track("Signed In"))
+def test_an_override_event_name_is_sent_as_it_evaluates_unless_wrapped() -> None:
+    # unwrapped: sent, and Insider refuses it (dead-lettered with Insider's message)
+    raw = configured({"event.event_name": "event"}).transform(track("Signed In"))
+    assert raw["events"][0]["event_name"] == "Signed In"
+    assert "invalid event name: Signed In" in str(validate_user(raw))
+    # wrapped as the README says: dead-lettered before sending, with the mapping's reason
+    wrapped = configured({"event.event_name": "insider_required(event, 'no name')"})
+    with pytest.raises(crossdock.Unsendable, match=r"^no name$"):
+        wrapped.transform(track(None))
 
 
 JUNK = [None, "", " ", "x", "1e999", "nan", 0, -1.5, float("inf"), True, [], [None, {}], {"a": {}}]
@@ -578,8 +607,38 @@ JUNK = [None, "", " ", "x", "1e999", "nan", 0, -1.5, float("inf"), True, [], [No
 
 @pytest.mark.parametrize("function", crossdock_insider.FUNCTIONS, ids=lambda f: f.name)
 def test_functions_never_raise_on_data(function) -> None:
+    if function.name == "insider_required":  # raises Unsendable on purpose, only when required
+        for value in JUNK:
+            assert function.fn(value, "why", False) == value
+        return
     for value in JUNK:
         function.fn(value)
-    if function.name == "insider_custom":
-        for skip in JUNK:
-            function.fn({"a": 1}, skip)
+    if function.name in ("insider_custom", "insider_traits"):
+        for other in JUNK:
+            function.fn({"a": 1}, other)
+
+
+@pytest.mark.parametrize(
+    ("value", "required", "raises"),
+    [(None, True, True), ("", True, True), ("", "yes", True), (None, None, False),
+     (None, False, False), (None, "", False), (None, [], False), ("EUR", True, False),
+     (0, True, False), (False, True, False)],
+)  # fmt: skip
+def test_insider_required_dead_letters_a_missing_required_value(value, required, raises) -> None:
+    fn = crossdock_insider.functions.insider_required
+    if raises:
+        with pytest.raises(crossdock.Unsendable) as raised:
+            fn(value, "no currency", required)
+        assert raised.value.reason == "no currency"
+    else:
+        assert fn(value, "no currency", required) == value
+    with pytest.raises(crossdock.Unsendable, match=r"^missing value$"):
+        fn(None, None)
+
+
+def test_insider_traits_lays_the_second_object_over_the_first() -> None:
+    fn = crossdock_insider.functions.insider_traits
+    assert fn({"a": 1, "b": 2}, {"b": 3}) == {"a": 1, "b": 3}
+    assert fn("x", {"b": 3}) == {"b": 3}
+    assert fn({"a": 1}) == {"a": 1}
+    assert fn(None, {}) is None

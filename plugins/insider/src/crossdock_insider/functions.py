@@ -3,8 +3,10 @@ only: the default ``mapping.toml`` and operators' ``[destinations.mapping]`` ove
 
 They put values in the form and type Insider's Upsert User Data API documents. Each follows
 Crossdock's rule for mapping functions: never raise on data; a value that cannot be converted
-gives ``null`` (the field is then left out). The names start with ``insider_`` so they never
-clash with another plugin's functions.
+gives ``null`` (the field is then left out). The one exception is :func:`insider_required`,
+whose job is to dead-letter an event that lacks what Insider requires
+(:class:`crossdock.Unsendable`, with the reason the mapping names). The names start with
+``insider_`` so they never clash with another plugin's functions.
 """
 
 from __future__ import annotations
@@ -28,13 +30,20 @@ __all__ = [
     "insider_key",
     "insider_language",
     "insider_number",
+    "insider_required",
     "insider_string",
     "insider_strings",
+    "insider_traits",
 ]
 
 EMAIL_RE = re.compile(r"^.+@.+\..+$")
 _NAME_JUNK = re.compile(r"[^a-z0-9._-]")
 _DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+
+
+def _falsy(value: Any) -> bool:
+    """JMESPath's false: null, false, and an empty string, array or object."""
+    return value is None or value is False or (isinstance(value, str | list | dict) and not value)
 
 
 def _scalar(value: Any) -> bool:
@@ -131,11 +140,33 @@ def insider_key(value: Any) -> str | None:
 def insider_event_name(value: Any) -> str | None:
     """Insider's form of an event name: lower case, trimmed, spaces → ``_``, characters outside
     ``[a-z0-9._-]`` dropped, then leading ``.``/``_``/``-`` dropped. ``""`` when nothing is left
-    (the transformer dead-letters such an event); null for a non-string."""
+    (the default mapping dead-letters such an event through :func:`insider_required`); null for
+    a non-string."""
     if not isinstance(value, str):
         return None
     name = _NAME_JUNK.sub("", "_".join(value.strip().lower().split()))
     return name.lstrip("._-")
+
+
+def insider_traits(first: Any, second: Any = None) -> dict[str, Any] | None:
+    """The user traits an event carries: the keys of ``second`` laid over those of ``first``
+    (``insider_traits(context.traits, traits)``: an identify's traits win over the context's);
+    a value that is not an object counts as none; null when nothing is left."""
+    merged: dict[str, Any] = {}
+    for traits in (first, second):
+        if isinstance(traits, dict):
+            merged.update(traits)
+    return merged or None
+
+
+def insider_required(value: Any, reason: Any, required: Any = True) -> Any:
+    """``value``, unless it is null or ``""`` while ``required`` is true (JMESPath truth; true
+    when left out): then the event is dead-lettered with ``reason``
+    (``insider_required(currency, 'no currency', lookup('currency_required', name))``).
+    ``reason`` is the mapping's literal text, never event data."""
+    if (value is not None and value != "") or _falsy(required):
+        return value
+    raise crossdock.Unsendable(reason if isinstance(reason, str) and reason else "missing value")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -194,7 +225,9 @@ FUNCTIONS: list[crossdock.JmesFunction] = [
     crossdock.JmesFunction.create("insider_key", insider_key, ["any"]),
     crossdock.JmesFunction.create("insider_language", insider_language, ["any"]),
     crossdock.JmesFunction.create("insider_number", insider_number, ["any"]),
+    crossdock.JmesFunction.create("insider_required", insider_required, ["any", "any", "any?"]),
     crossdock.JmesFunction.create("insider_string", insider_string, ["any"]),
     crossdock.JmesFunction.create("insider_strings", insider_strings, ["any"]),
+    crossdock.JmesFunction.create("insider_traits", insider_traits, ["any", "any?"]),
 ]
 """Declared with the ``insider`` type: ``DestinationType(functions=FUNCTIONS)``."""

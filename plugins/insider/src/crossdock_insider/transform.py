@@ -10,28 +10,25 @@ functions in :mod:`.functions`). This module is kept only for what a mapping can
   JMESPath cannot read the order from inside a projection over its products (no root
   reference), and one projection expression for the whole event would stop operators from
   overriding ``event.*`` fields one by one.
-- **An event name Insider does not accept is dead-lettered** before sending (the error reaches
-  the core, which dead-letters the event with it): mapping functions never raise on data.
 - **A user object with neither attributes nor events is dropped** (an ``identify`` whose traits
   give no attribute): a section's ``where`` cannot test what its fields produced.
 - The mapping's ``event`` object becomes Insider's ``events`` array, in the key order of a user
   object (``identifiers``, ``insider_id``, ``attributes``, ``events``, ``not_append``).
 
 Every event yields its own user object, so Insider's per-user errors map back to exactly one
-Crossdock event.
+Crossdock event. What Insider requires but the event lacks (an event name in its form, a
+currency) is dead-lettered by the mapping itself (``insider_required``);
+:meth:`InsiderTransformer.notes` tells ``crossdock check`` when the destination has no default
+currency.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import crossdock
 
-__all__ = ["EVENT_NAME_RE", "InsiderTransformer", "product_lines"]
-
-EVENT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-"""Insider's rule for an event name."""
+__all__ = ["InsiderTransformer", "product_lines"]
 
 _SPEC_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 
@@ -69,6 +66,20 @@ class InsiderTransformer:
         )
         per_product = spec.tables.get("per_product_events", {})
         self.per_product = frozenset(k for k, v in per_product.items() if v)
+        self.default_currency = spec.tables.get("defaults", {}).get("currency")
+        required = spec.tables.get("currency_required", {})
+        self.currency_required = sorted(k for k, v in required.items() if v)
+
+    def notes(self) -> list[str]:
+        """What ``crossdock check`` tells the operator: no default currency means the events
+        Insider requires one for are dead-lettered when they carry none."""
+        if self.default_currency or not self.currency_required:
+            return []
+        names = " and ".join(", ".join(self.currency_required).rsplit(", ", 1))
+        return [
+            "no default currency ([destinations.tables.defaults] currency): "
+            f"{names} events without a currency are dead-lettered (no currency)"
+        ]
 
     def matches(self, event: crossdock.Event) -> bool:
         """Whether the destination's ``where`` holds (the worker counts the rest as filtered)."""
@@ -110,13 +121,7 @@ class InsiderTransformer:
         if not isinstance(raw, dict) or raw.get("event_name") is None:
             return []
         name = raw["event_name"]
-        if not isinstance(name, str) or not EVENT_NAME_RE.match(name):
-            # Raised, not dropped: the core dead-letters the event with this reason.
-            raise ValueError(
-                "the event name is not in Insider's form: lower case [a-z0-9._-], "
-                "starting with a letter or digit"
-            )
-        if name not in self.per_product:
+        if not isinstance(name, str) or name not in self.per_product:
             return [raw]
         lines = product_lines(event)
         if not lines:
