@@ -10,6 +10,9 @@ turning what the Firehose stored back into a notification to daemon A.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import re
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from crossdock_hull.testing import (
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 WORKSPACE_KEY = "wk-workspace-0123456789"
 CROSSDOCK_KEY = "wk-crossdock-0123456789"
+WEBHOOK_SECRET = "whsec-segment-0123456789"
 VIP = {"id": "seg-1", "name": "VIP", "type": "users_segment"}
 USER = {"id": "h-1", "external_id": "u-1042", "email": "ana@example.com",
         "anonymous_ids": ["a-77f0c1"], "traits_plan": "pro"}  # fmt: skip
@@ -52,6 +56,7 @@ def hull_env() -> dict[str, str]:
         "HULL_CONNECTOR_ID": CONNECTOR_ID,
         "HULL_ORGANIZATION": ORGANIZATION,
         "SEGMENT_WRITE_KEY": WORKSPACE_KEY,
+        "SEGMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
 
 
@@ -191,6 +196,57 @@ async def test_segment_to_hull_example_delivers_exact_entries(crossdock_daemon) 
         assert hull.links == {"external_id:u-7": "external_id:g-9"}
         await wait_metric(daemon.url, "crossdock_events_filtered_total", "hull", 1.0)
         assert len(hull.entries) == 4
+
+
+def segment_webhook_body(message: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """What Segment's Webhooks destination posts: one message as JSON, signed with the shared
+    secret (``X-Signature``: hex HMAC-SHA1 of the body), as Segment serializes it."""
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    signature = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha1).hexdigest()
+    return body, {"X-Signature": signature, "User-Agent": "Segment.io/1.0"}
+
+
+async def test_segment_workspace_webhook_reaches_hull(crossdock_daemon) -> None:
+    """The README's Segment workspace → Crossdock → Hull path: the Webhooks destination's signed
+    bodies at the example's ``segment-webhook`` source arrive at the strict Firehose."""
+    async with FakeHullFirehose() as hull:
+        daemon = crossdock_daemon(segment_to_hull(hull.url), env=hull_env())
+        common = {"projectId": "ws-proj-1", "channel": "client", "version": 2,
+                  "receivedAt": "2026-11-22T12:00:00.300Z", "sentAt": "2026-11-22T12:00:00.250Z",
+                  "originalTimestamp": "2026-11-22T12:00:00.200Z", "integrations": {}}  # fmt: skip
+        identify = {**common, "type": "identify", "messageId": "ajs-w1", "userId": "u-8",
+                    "anonymousId": "a-8", "timestamp": "2026-11-22T12:00:00.000Z",
+                    "traits": {"email": "Eve@Example.com", "plan": "pro"}}  # fmt: skip
+        track = {**common, "type": "track", "messageId": "ajs-w2", "userId": "u-8",
+                 "anonymousId": "a-8", "event": "Plan Upgraded",
+                 "timestamp": "2026-11-22T12:00:01.000Z", "properties": {"plan": "pro"},
+                 "context": {"ip": "198.51.100.7", "locale": "pt-PT", "userAgent": "UA/2",
+                             "campaign": {"name": "spring"},
+                             "page": {"url": "https://app.example/billing"}}}  # fmt: skip
+        async with aiohttp.ClientSession() as session:
+            for message in (identify, track):
+                body, headers = segment_webhook_body(message)
+                status, _ = await post_json(
+                    session, daemon.url + "/hooks/segment", body, headers=headers
+                )
+                assert status == 200
+            unsigned = orjson.dumps({**track, "messageId": "ajs-w3"})
+            status, _ = await post_json(session, daemon.url + "/hooks/segment", unsigned)
+            assert status == 401
+        await hull.wait_for(lambda f: len(f.entries) >= 2)
+        traits, event = hull.entries
+        assert (traits.type, traits.body) == ("traits", {"email": "Eve@Example.com", "plan": "pro"})
+        assert traits.claims["io.hull.asUser"] == {
+            "external_id": "u-8", "email": "eve@example.com", "anonymous_id": "a-8"}  # fmt: skip
+        assert event.type == "track"
+        assert event.body == {
+            "event": "Plan Upgraded", "properties": {"plan": "pro"}, "event_id": "ajs-w2",
+            "created_at": "2026-11-22T12:00:01.000Z", "source": "segment", "type": "track",
+            "ip": "198.51.100.7", "url": "https://app.example/billing", "referer": None,
+            "useragent": "UA/2", "locale": "pt-PT", "campaign": {"name": "spring"},
+        }  # fmt: skip
+        assert event.claims["io.hull.asUser"] == {"external_id": "u-8", "anonymous_id": "a-8"}
+        assert len(hull.entries) == 2
 
 
 async def test_hull_to_segment_example(crossdock_daemon) -> None:
