@@ -4,6 +4,7 @@ operator gives one (else the event is dead-lettered with the reason ``no currenc
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,3 +193,13 @@ def test_check_notes_a_destination_without_a_default_currency() -> None:
     assert harness().transformer.notes() == [NO_CURRENCY_NOTE]
     assert harness(defaults={"currency": "EUR"}).transformer.notes() == []
     assert isinstance(harness().transformer, crossdock.HasNotes)
+
+
+def test_the_readme_documents_every_function_and_the_currency_rule() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for function in crossdock_insider.FUNCTIONS:
+        assert f"`{function.name}(" in readme, function.name
+    flat = " ".join(readme.split())
+    assert " ".join(NO_CURRENCY_NOTE.split()) in flat
+    assert "dead-lettered with the reason `no currency`" in flat
+    assert "a `purchase` line without one sends `1`" in flat
