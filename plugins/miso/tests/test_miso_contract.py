@@ -50,7 +50,7 @@ def test_mapping_is_package_data_with_its_tables_sections_and_functions() -> Non
     assert mapping == crossdock_miso.DESTINATION_TYPE.spec
     assert set(mapping.tables) == {"miso_events", "miso_pages"}
     assert mapping.tables["miso_events"]["Order Completed"] == "checkout"
-    assert list(mapping.sections) == ["track", "page"]
+    assert list(mapping.sections) == ["refund_without_product_ids", "track", "page"]
     assert crossdock_miso.DESTINATION_TYPE.functions == crossdock_miso.FUNCTIONS
 
 
