@@ -220,7 +220,10 @@ def test_per_mapping_functions_and_interpreter_agree() -> None:
         compile_mapping({"a": "shout(a, b, c)"}, functions=functions)
 
 
+@pytest.mark.filterwarnings("ignore:crossdock.register_function:DeprecationWarning")
 def test_plugin_registered_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deprecated global registry still works (its warning is tested in
+    test_mapping_sections.py)."""
     monkeypatch.setattr(jfunctions, "_REGISTRY", dict(jfunctions._REGISTRY))
     register_function("vendor_id", lambda v: f"v-{v}", ["string"])
     transform = compile_mapping({"id": "vendor_id(userId)"})
