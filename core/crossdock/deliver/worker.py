@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from attrs import define, field
@@ -57,7 +57,7 @@ from crossdock.types import (
     Transformer,
 )
 
-__all__ = ["Backoff", "DestinationWorker", "RateLimiter", "call_deliverer"]
+__all__ = ["Backoff", "DestinationWorker", "NotSentListener", "RateLimiter", "call_deliverer"]
 
 log = logging.getLogger("crossdock.delivery")
 
@@ -66,6 +66,39 @@ IDLE_POLL = 1.0
 
 STATS_INTERVAL = 5.0
 """Seconds between refreshes of the queue gauges."""
+
+
+class NotSentListener(Protocol):
+    """Who hears of the events a worker decided not to send (the admin API's destination tail).
+
+    The worker asks :meth:`wants` once per fetched batch and builds records only when it is
+    true, so a listener nobody subscribes to costs one set lookup per batch.
+    """
+
+    def wants(self, destination_id: str) -> bool:
+        """Whether anyone listens to ``destination_id`` right now."""
+        ...
+
+    def __call__(self, destination_id: str, records: list[dict[str, Any]]) -> None:
+        """Take ``records`` (see :func:`not_sent_record`); must not block."""
+        ...
+
+
+def not_sent_record(destination_id: str, event: Event, outcome: str, reason: str) -> dict[str, Any]:
+    """The record of one event not sent: its ids, type and name, the outcome (``filtered``,
+    ``dropped``, ``dead_lettered``) and the reason. Never the event's data (properties, traits,
+    context): people read it."""
+    name = event.get("event")
+    message_id = event.get("messageId")
+    kind = event.get("type")
+    return {
+        "destination": destination_id,
+        "messageId": message_id if isinstance(message_id, str) else None,
+        "type": kind if isinstance(kind, str) else None,
+        "event": name if isinstance(name, str) else None,
+        "outcome": outcome,
+        "reason": reason,
+    }
 
 
 @define(slots=True)
@@ -118,6 +151,10 @@ class DestinationWorker:
     events are sent unordered rather than piling up. Limits of the promise: events of one user
     in flight together (same batch, or concurrent batches when ``concurrency > 1``) can still
     overtake each other if one of them fails; ``concurrency = 1`` gives the strictest order.
+
+    ``not_sent`` (optional): told of each event filtered, dropped or dead-lettered while
+    preparing a batch (:func:`not_sent_record`), only while it :meth:`~NotSentListener.wants`
+    this destination; the admin API's ``/admin/tail?destination=`` is fed this way.
     """
 
     destination: Destination
@@ -131,6 +168,7 @@ class DestinationWorker:
     pause_backoff: Backoff = field(default=PAUSE_BACKOFF, kw_only=True)
     idle_poll: float = field(default=IDLE_POLL, kw_only=True)
     stats_interval: float = field(default=STATS_INTERVAL, kw_only=True)
+    not_sent: NotSentListener | None = field(default=None, kw_only=True)
 
     # Derived settings (computed once).
     _id: str = field(init=False)
@@ -388,12 +426,19 @@ class DestinationWorker:
         # only say "dropped".
         matches = getattr(transformer, "matches", None)
         drop_reason = getattr(transformer, "drop_reason", None)
+        # Records for the destination tail, only while someone subscribes (one check per fetch).
+        listener = self.not_sent
+        records: list[dict[str, Any]] | None = None
+        if listener is not None and listener.wants(self._id):
+            records = []
         full = False
         for q in fetched:
             event = q.event
             if sources is not None and _source_of(event) not in sources:
                 extra.done.append(q.seq)
                 filtered += 1
+                if records is not None:
+                    records.append(not_sent_record(self._id, event, "filtered", "sources"))
                 continue
             if order is not None:
                 held = order.hold(q, now)
@@ -406,20 +451,31 @@ class DestinationWorker:
                     extra.done.append(q.seq)
                     if matches is not None and not matches(event):
                         filtered += 1
+                        if records is not None:
+                            why = _filter_reason(event, drop_reason)
+                            records.append(not_sent_record(self._id, event, "filtered", why))
                     else:
                         why = (drop_reason(event) if drop_reason else None) or "mapping"
                         dropped[why] = dropped.get(why, 0) + 1
+                        if records is not None:
+                            records.append(not_sent_record(self._id, event, "dropped", why))
                     continue
                 data = dumps(payload)
             except Unsendable as exc:
-                self._dead(extra, q, exc.reason, "unsendable")
+                why = self._dead(extra, q, exc.reason, "unsendable")
+                if records is not None:
+                    records.append(not_sent_record(self._id, event, "dead_lettered", why))
                 continue
             except Exception as exc:
                 reason = f"transform failed: {type(exc).__name__}: {exc}"
-                self._dead(extra, q, reason, "transform_failed")
+                why = self._dead(extra, q, reason, "transform_failed")
+                if records is not None:
+                    records.append(not_sent_record(self._id, event, "dead_lettered", why))
                 continue
             if caps.too_large(data):
-                self._dead(extra, q, f"too large: {len(data)} bytes", "too_large")
+                why = self._dead(extra, q, f"too large: {len(data)} bytes", "too_large")
+                if records is not None:
+                    records.append(not_sent_record(self._id, event, "dead_lettered", why))
                 continue
             item = BatchItem(event, payload, data)
             cost = len(data) + SEPARATOR_BYTES
@@ -436,6 +492,8 @@ class DestinationWorker:
         for why, count in dropped.items():
             self.metrics.inc("crossdock_events_dropped_total", (*self._labels, why), count)
             self._counts["dropped"] += count
+        if records and listener is not None:
+            listener(self._id, records)
         return size, full or len(items) >= caps.count
 
     # ------------------------------------------------------------------------------------------
@@ -535,7 +593,8 @@ class DestinationWorker:
         body: str | None = None,
         *,
         attempts: int | None = None,
-    ) -> None:
+    ) -> str:
+        """Dead-letter ``q``; returns the reason as stored (secrets masked, cut)."""
         reason = clean_text(reason, self._secrets, 500) or word
         settlement.dead.append(
             DeadLetter(
@@ -549,6 +608,7 @@ class DestinationWorker:
             extra={"destination": self._id, "reason": reason, "status": status,
                    "messageId": q.event.get("messageId")},
         )  # fmt: skip
+        return reason
 
     def _put_back_one(self, settlement: Settlement, q: QueuedEvent, now: float) -> None:
         """Return an event to the queue untouched (attempts unchanged) while paused."""
@@ -623,6 +683,17 @@ class DestinationWorker:
                 lag = 0.0 if stats.oldest_at is None else max(0.0, self.clock() - stats.oldest_at)
                 self.metrics.set("crossdock_queue_lag_seconds", labels, lag)
             await asyncio.sleep(self.stats_interval)
+
+
+def _filter_reason(event: Event, drop_reason: Callable[[Event], str | None] | None) -> str:
+    """Why the mapping filtered ``event``, for the destination tail: ``where`` (the
+    destination's condition is false) or the mapping's rule (``no section (type group)``,
+    ``section group: drop``). Slow path: only while someone subscribes."""
+    try:
+        reason = drop_reason(event) if drop_reason else None
+    except Exception:  # the tail must never cost the batch
+        reason = None
+    return "where" if reason in (None, "filtered") else reason
 
 
 def _source_of(event: Event) -> Any:

@@ -7,6 +7,16 @@
 - ``POST /admin/dlq/replay``                   body: ``{"destination"?, "ids"?}``
 - ``POST /admin/dlq/purge``                    body: ``{"destination"?, "ids"?}``
 - ``GET  /admin/tail?source=``                 live NDJSON stream of accepted events
+- ``GET  /admin/tail?destination=``            live NDJSON stream of the events that destination's
+  worker did not send: filtered, dropped by its mapping, or dead-lettered at transform time
+  (unsendable, transform failed, too large). One record per event, with no event data:
+  ``{"destination", "messageId", "type", "event", "outcome", "reason"}``; ``outcome`` is
+  ``filtered`` | ``dropped`` | ``dead_lettered``, ``reason`` the one the metrics count
+  (``sources``, ``where``, ``section refund: null payload``, …) or the dead-letter reason
+  (secrets masked). Only the delivering process has records; unknown destination → 404.
+
+Both tails are bounded and lossy: a reader that falls 1000 records behind loses the excess, and
+the hot path never waits for a reader. Without a subscriber the worker builds no record.
 
 Without an ``admin_token`` in the config the admin API answers 403 on every path.
 """
@@ -154,12 +164,55 @@ async def dlq_purge(request: web.Request) -> web.Response:
     return json_response(200, {"purged": count})
 
 
+DISCONNECT_POLL = 1.0
+"""Seconds between checks that a tail's reader is still connected while nothing arrives."""
+
+
+class NotSentTail:
+    """Fan-out of the records of events a destination did not send to live
+    ``/admin/tail?destination=`` subscribers (bounded, lossy): the worker's
+    :class:`~crossdock.deliver.worker.NotSentListener`."""
+
+    def __init__(self, max_buffer: int = 1000) -> None:
+        self.subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self.max_buffer = max_buffer
+
+    def wants(self, destination_id: str) -> bool:
+        """Whether ``destination_id`` has a subscriber (emptied sets are removed)."""
+        return destination_id in self.subscribers
+
+    def __call__(self, destination_id: str, records: list[dict[str, Any]]) -> None:
+        """Hand ``records`` to each subscriber of ``destination_id``; a full one loses them."""
+        for subscriber in self.subscribers.get(destination_id, ()):
+            for record in records:
+                if subscriber.full():
+                    break
+                subscriber.put_nowait(record)
+
+    def subscribe(self, destination_id: str) -> asyncio.Queue[dict[str, Any]]:
+        """A new bounded queue that receives ``destination_id``'s records."""
+        subscriber: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.max_buffer)
+        self.subscribers.setdefault(destination_id, set()).add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, destination_id: str, subscriber: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop feeding ``subscriber``; the destination's set goes when it is empty."""
+        subscribers = self.subscribers.get(destination_id)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del self.subscribers[destination_id]
+
+
 class EventTail:
-    """Fan-out of accepted events to live ``/admin/tail`` subscribers (bounded, lossy)."""
+    """Fan-out of accepted events to live ``/admin/tail`` subscribers (bounded, lossy); its
+    :attr:`not_sent` hub carries the destination tail."""
 
     def __init__(self, max_buffer: int = 1000) -> None:
         self.subscribers: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self.max_buffer = max_buffer
+        self.not_sent = NotSentTail(max_buffer)
 
     def __call__(self, source_id: str, events: list[dict[str, Any]]) -> None:
         """Listener called by the ingest handler; drops events a slow subscriber cannot take."""
@@ -171,9 +224,18 @@ class EventTail:
 
 
 async def tail(request: web.Request) -> web.StreamResponse:
-    """Stream accepted events as NDJSON until the client disconnects."""
+    """Stream accepted events (``?source=``, or all) or a destination's not-sent records
+    (``?destination=``) as NDJSON until the client disconnects."""
     hub: EventTail = request.app[keys.TAIL]
     only = request.query.get("source")
+    destination_id = request.query.get("destination")
+    if destination_id is not None:
+        if only is not None:
+            message = "give source or destination, not both"
+            return json_response(400, error_body("invalid_query", message))
+        if destination_id not in request.app[keys.WORKERS]:
+            return json_response(404, error_body("not_found", f"no destination {destination_id!r}"))
+        return await _not_sent_tail(request, hub.not_sent, destination_id)
     subscriber: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(hub.max_buffer)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
@@ -188,6 +250,41 @@ async def tail(request: web.Request) -> web.StreamResponse:
     finally:
         hub.subscribers.discard(subscriber)
     return response
+
+
+async def _not_sent_tail(
+    request: web.Request, hub: NotSentTail, destination_id: str
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    # Subscribed before the headers go out: a reader that has them misses nothing after.
+    subscriber = hub.subscribe(destination_id)
+    # One pending get across the disconnect checks: cancelling it on each check could lose a
+    # record taken at that moment.
+    getter: asyncio.Task[dict[str, Any]] | None = None
+    try:
+        await response.prepare(request)
+        while not _gone(request):
+            if getter is None:
+                getter = asyncio.ensure_future(subscriber.get())
+            done, _ = await asyncio.wait({getter}, timeout=DISCONNECT_POLL)
+            if not done:
+                continue
+            record, getter = getter.result(), None
+            await response.write(orjson.dumps(record) + b"\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        if getter is not None:
+            getter.cancel()
+        # Unsubscribed as soon as the reader goes, so the worker stops building records.
+        hub.unsubscribe(destination_id, subscriber)
+    return response
+
+
+def _gone(request: web.Request) -> bool:
+    # aiohttp does not cancel a handler whose client left; a quiet stream would wait forever.
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def routes() -> list[web.RouteDef]:

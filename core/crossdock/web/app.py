@@ -107,6 +107,7 @@ def _workers_context(transformers: dict[str, Transformer], deliver: bool, idle_p
                 deliverer,
                 app[keys.QUEUE],
                 app[keys.METRICS],
+                not_sent=app[keys.TAIL].not_sent,
                 **extra,
             )
         if deliver:
