@@ -3,8 +3,8 @@
 nats-py's ``publish_async`` does the same but spends more per message than the NATS server
 does (a NUID, a semaphore wait wrapped in ``wait_for`` and a JSON parse per acknowledgement).
 Here one wildcard inbox subscription receives every acknowledgement, a message's reply subject
-is the inbox plus a counter, and an acknowledgement is recognised without a full JSON parse
-unless it carries an error.
+is the inbox plus a counter, and an acknowledgement is parsed as the JSON object it is (see
+:func:`read_ack`): a stream may be named anything, ``error`` included.
 """
 
 from __future__ import annotations
@@ -17,11 +17,36 @@ from typing import Any
 
 import orjson
 
-__all__ = ["PublishError", "Publisher"]
+__all__ = ["PublishError", "Publisher", "read_ack"]
 
 
 class PublishError(Exception):
     """The server refused a publish (its JetStream error description), or nobody answered."""
+
+
+def read_ack(data: bytes) -> bool | PublishError:
+    """Read a JetStream publish acknowledgement: whether the server called the message a
+    duplicate, or the error it answered (or that the answer was not an acknowledgement).
+
+    An acknowledgement is ``{"stream": ..., "seq": ..., "duplicate": true?}``; a refusal is
+    ``{"error": {"code": ..., "err_code": ..., "description": ...}}``. Only the top-level
+    ``error`` key means a refusal, so a stream named ``error`` is acknowledged like any other.
+    """
+    try:
+        answer = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return PublishError(f"unreadable acknowledgement: {data[:200].decode(errors='replace')}")
+    if not isinstance(answer, dict):
+        return PublishError(f"unreadable acknowledgement: {data[:200].decode(errors='replace')}")
+    error = answer.get("error")
+    if error is not None:
+        if isinstance(error, dict):
+            description = error.get("description") or "error"
+            return PublishError(f"{description} (code {error.get('err_code')})")
+        return PublishError(f"publish refused: {str(error)[:200]}")
+    if not isinstance(answer.get("stream"), str) or not isinstance(answer.get("seq"), int):
+        return PublishError(f"unreadable acknowledgement: {data[:200].decode(errors='replace')}")
+    return answer.get("duplicate") is True
 
 
 class Publisher:
@@ -54,23 +79,15 @@ class Publisher:
         future = self._futures.pop(msg.subject[self._cut :], None)
         if future is None or future.done():
             return
-        data = msg.data
         headers = msg.headers
         if headers and headers.get("Status") == "503":
             future.set_exception(PublishError("no JetStream stream answers for this subject"))
-        elif b'"error"' in data:
-            try:
-                error = orjson.loads(data)["error"]
-                text = f"{error.get('description', 'error')} (code {error.get('err_code')})"
-            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-                text = data.decode(errors="replace")[:200]
-            future.set_exception(PublishError(text))
+            return
+        outcome = read_ack(msg.data)
+        if isinstance(outcome, PublishError):
+            future.set_exception(outcome)
         else:
-            # The server writes ``"duplicate": true`` (with a space, nats-server 2.9); accept
-            # either spelling without parsing the whole answer.
-            future.set_result(
-                b'"duplicate"' in data and b"true" in data.partition(b'"duplicate"')[2]
-            )
+            future.set_result(outcome)
 
     async def publish_many(
         self, messages: Sequence[tuple[str, bytes, str | None]], timeout: float
