@@ -208,6 +208,28 @@ async def test_auth_forms(served: tuple[TestClient, Harness]) -> None:
     assert all("writeKey" not in e for e in harness.stored)
 
 
+async def test_header_auth_is_checked_before_the_body_is_parsed(
+    served: tuple[TestClient, Harness],
+) -> None:
+    """Defect 9: a wrong write key in the header is a 401 whatever the body holds (on main an
+    unparseable body gave a 400 first: the body was parsed before auth)."""
+    client, harness = served
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"wrong:").decode()}
+    for path, body in [("/v1/track", b"{not json"), ("/v1/batch", b"[" * 5000)]:
+        status, answer = await post(client, path, body, headers=wrong)
+        assert (status, answer["code"]) == (401, "unauthorized"), path
+        assert answer["message"] == "Authorization: invalid write key"
+    # A wrong header key is not rescued by a right key in the body.
+    event = {"userId": "u", "event": "E", "writeKey": KEY}
+    assert (await post(client, "/v1/track", event, headers=wrong))[0] == 401
+    # With a valid header, parse errors are reported as before; without a header the body is
+    # parsed (capped) to find writeKey, so a bad body there is a 400.
+    assert (await post(client, "/v1/track", b"{not json"))[0] == 400
+    status, answer = await post(client, "/v1/track", b"{not json", headers={})
+    assert (status, answer["code"]) == (400, "invalid_json")
+    assert harness.stored == []
+
+
 # ---------------------------------------------------------------------------------------------
 # Batches
 
@@ -404,8 +426,22 @@ async def test_settings_document(served: tuple[TestClient, Harness]) -> None:
     assert document["metrics"]["sampleRate"] == 0
     for key in ["plan", "edgeFunction", "middlewareSettings", "enabledMiddleware"]:
         assert key in document
-    async with client.get("/v1/projects/unknown/settings") as resp:
-        assert resp.status == 404
+
+
+async def test_settings_answer_alike_for_unknown_keys(served: tuple[TestClient, Harness]) -> None:
+    """Defect 9: no oracle for guessing write keys: an unknown key gets the same status,
+    headers and document (its own key echoed) as a configured one."""
+    client, _ = served
+    origin = {"Origin": "https://shop.example.com"}
+    answers = []
+    guess = KEY[:-1] + ("x" if KEY[-1] != "x" else "y")  # same length: same Content-Length
+    for key in [KEY, guess]:
+        async with client.get(f"/v1/projects/{key}/settings", headers=origin) as resp:
+            headers = {k: v for k, v in resp.headers.items() if k not in ("Date", "Server")}
+            text = (await resp.read()).decode().replace(key, "KEY")
+            answers.append((resp.status, headers, text))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 200
 
 
 def test_settings_host_from_public_url() -> None:

@@ -9,9 +9,11 @@ Serves what Segment's clients post (Segment's HTTP Tracking API):
 - ``POST /v1/{i,t,p,s,g,a}`` and ``/v1/b``: analytics.js (analytics-next) short paths, bodies
   sent as ``text/plain`` JSON with ``writeKey`` inside, cross-origin.
 
-Auth: HTTP Basic with a write key as user name (password empty, colon optional), or
-``writeKey`` in the body (the envelope for batches); both compared in constant time. The
-``writeKey`` field is removed from stored events so a server key never travels downstream.
+Auth: HTTP Basic with a write key as user name (password empty, colon optional), checked
+before the body is read (a wrong one is a 401 at once), or, without a Basic header, ``writeKey``
+in the body (the envelope for batches; analytics.js ``text/plain``), found by parsing the
+size-capped body; both compared in constant time. The ``writeKey`` field is removed from
+stored events so a server key never travels downstream.
 
 Limits (all 400, since analytics-node retries everything but 400): one call over 32 KiB, a
 batch body over 500 KiB, more than 2,500 events, or one batch event over 32 KiB (measured as
@@ -21,7 +23,8 @@ decompressed bytes, which are read in bounded pieces (no zip bombs).
 
 Extra routes: CORS preflight for ``/v1/*`` and ``GET /v1/projects/{writeKey}/settings``, the
 settings document analytics.js fetches from its CDN (``cdnURL``), pointing its ``Segment.io``
-integration back at this server's ``public_url``.
+integration back at this server's ``public_url``. It is served alike for every key in the path,
+configured or not (200, same headers), so it tells nothing about which write keys exist.
 """
 
 from __future__ import annotations
@@ -137,11 +140,13 @@ class SegmentIngestor:
         """Read, authenticate and unpack one request (events are validated by the core)."""
         name = request.path.rstrip("/").rpartition("/")[2]
         batch = name in BATCH_PATHS
+        # A write key in the header is checked before the body is even read; only a request
+        # without one needs its (capped) body parsed to find ``writeKey`` inside.
+        authorized = self._authorized_header(request)
         if batch:
             data = await read_body(request, MAX_BATCH_BYTES, "batch")
         else:
             data = await read_body(request, MAX_EVENT_BYTES, "event")
-        authorized = self._authorized_header(request)
         body = parse_json(data)
         if type(body) is not dict:
             raise IngestError(400, "body: must be a JSON object", code="invalid_body")
@@ -156,8 +161,13 @@ class SegmentIngestor:
         return self._unpack_batch(body, len(data))
 
     def _authorized_header(self, request: web.Request) -> bool:
+        """Whether a Basic header carries a valid write key; a 401 if it carries a wrong one."""
         user = basic_user(request)
-        return user is not None and secret_in(user, self._keys)
+        if user is None:
+            return False
+        if not secret_in(user, self._keys):
+            raise IngestError(401, "Authorization: invalid write key", code="unauthorized")
+        return True
 
     def _unpack_batch(self, body: dict[str, Any], size: int) -> Ingested:
         items = body.get("batch")
@@ -212,14 +222,10 @@ class SegmentIngestor:
         return web.Response(status=204, headers=headers)
 
     async def _settings(self, request: web.Request) -> web.Response:
+        # The same answer for every key, known or not: the document depends only on the key in
+        # the path, so it is no oracle for guessing write keys (events still need a valid one).
         headers = dict(self.response_headers(request))
         write_key = request.match_info["write_key"]
-        if not secret_in(write_key, self._keys):
-            return web.json_response(
-                {"success": False, "code": "unknown_source", "message": "unknown write key"},
-                status=404,
-                headers=headers,
-            )
         headers["Cache-Control"] = "public, max-age=60"
         document = cdn_settings(write_key, *self._settings_base)
         return web.Response(
