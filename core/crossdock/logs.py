@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from crossdock.secrets import Secret
+from crossdock.secrets import Secret, variants
 
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
@@ -32,11 +32,12 @@ class RedactSecrets(logging.Filter):
         self.add(secrets)
 
     def add(self, secrets: Iterable[Secret]) -> None:
-        """Register more secrets (values shorter than 4 characters are not matched)."""
+        """Register more secrets with their URL-encoded and base64 forms (values shorter than 4
+        characters are not matched)."""
         for secret in secrets:
-            value = secret.reveal()
-            if len(value) >= 4 and value not in self.values:
-                self.values.append(value)
+            for form in variants(secret.reveal()):
+                if form not in self.values:
+                    self.values.append(form)
         self.values.sort(key=len, reverse=True)
 
     def redact(self, text: str) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import base64
+import functools
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import attrs
 
@@ -56,13 +59,46 @@ class Secret:
         return (Secret, (self._value,))
 
 
-def mask(text: str, secrets: list[Secret] | tuple[Secret, ...]) -> str:
-    """Replace every secret value found in ``text`` with ``***`` (for vendor error bodies)."""
-    for secret in secrets:
-        value = secret.reveal()
-        if value and len(value) >= 4:
-            text = text.replace(value, _MASK)
+MIN_MASKED: Final = 4
+"""Values shorter than this are not masked (masking ``"1"`` would garble every text); any
+realistic credential is longer, and every value of 4 characters or more is always masked."""
+
+
+@functools.lru_cache(maxsize=1024)
+def variants(value: str) -> tuple[str, ...]:
+    """The forms in which ``value`` can reappear in a text: itself, URL-encoded (as in an echoed
+    URL or form body) and base64 (as in an echoed ``Authorization: Basic`` header, where it may
+    be ``value``, ``value:`` or ``:value``); a URL-encoded value also decoded. Empty for values
+    shorter than :data:`MIN_MASKED`."""
+    if len(value) < MIN_MASKED:
+        return ()
+    found = {value, quote(value, safe=""), quote_plus(value, safe="")}
+    # a value written URL-encoded in the config (a query token) is echoed decoded too
+    for plain in {unquote(value), unquote_plus(value)}:
+        # URL libraries re-encode a query with "/", ":" and "@" left plain
+        found.update((plain, quote(plain, safe="/"), quote(plain, safe="/:@")))
+    found = {v for v in found if len(v) >= MIN_MASKED}
+    for raw in (value, value + ":", ":" + value):
+        encoded = base64.b64encode(raw.encode()).decode()
+        found.update((encoded, encoded.rstrip("=")))
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def mask_values(text: str, values: Iterable[str]) -> str:
+    """Replace every form (see :func:`variants`) of every value found in ``text`` with ``***``,
+    longest first so a secret containing another is masked whole."""
+    forms = {form for value in values for form in variants(value)}
+    for form in sorted(forms, key=len, reverse=True):
+        if form in text:
+            text = text.replace(form, _MASK)
     return text
+
+
+def mask(text: str, secrets: Iterable[Secret | str]) -> str:
+    """Replace every secret value found in ``text`` with ``***`` (for vendor error bodies, check
+    and test output): also its URL-encoded and base64 forms, see :func:`variants`."""
+    values = (s.reveal() if isinstance(s, Secret) else s for s in secrets)
+    return mask_values(text, values)
 
 
 def find_secrets(value: Any, depth: int = 0) -> Iterator[Secret]:

@@ -28,7 +28,7 @@ from crossdock.deliver.backfill import (
     with_backfill_settings,
 )
 from crossdock.errors import CrossdockError
-from crossdock.secrets import mask
+from crossdock.secrets import Secret, mask
 
 __all__ = ["Progress", "cmd_backfill"]
 
@@ -148,7 +148,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         stats = asyncio.run(
-            _run(registry, destination, transform, path, state, state_path, failures_path, progress)
+            _run(
+                registry,
+                destination,
+                transform,
+                path,
+                state,
+                state_path,
+                failures_path,
+                progress,
+                secrets,
+            )
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
         progress.message(
@@ -206,6 +216,7 @@ async def _run(
     state_path: Path,
     failures_path: Path,
     progress: Progress,
+    secrets: list[Secret],
 ) -> BackfillStats:
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -225,6 +236,7 @@ async def _run(
             failures_path=failures_path,
             on_progress=progress.update,
             on_failure=lambda line, reason: progress.message(f"line {line}: {reason}"),
+            secrets=secrets,
         )
         try:
             return await run.run(lines, size)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -26,7 +27,7 @@ from crossdock.errors import CrossdockError, IngestError, Unsendable
 from crossdock.secrets import Secret, mask
 from crossdock.types import BatchItem, Delivered, Ingested
 
-__all__ = ["cmd_test", "mask_headers", "render_request"]
+__all__ = ["cmd_test", "mask_headers", "mask_url", "render_request"]
 
 _MASK = "***"
 _AUTH_HEADERS = ("authorization", "proxy-authorization")
@@ -330,38 +331,47 @@ class _TraceRecorder:
         self._current(ctx).error = f"{type(params.exception).__name__}: {params.exception}"
 
 
-def _variants(secrets: Sequence[Secret]) -> list[str]:
-    """Each secret's value and the base64 forms a header may carry (``user:pass`` included)."""
-    out: list[str] = []
-    for secret in secrets:
-        value = secret.reveal()
-        if len(value) < 4:
-            continue
-        out.append(value)
-        for raw in (value, value + ":", ":" + value):
-            out.append(base64.b64encode(raw.encode()).decode().rstrip("="))
-    return out
+_SENSITIVE = re.compile(r"auth|token|secret|key|passw|cookie|session|credential", re.I)
+"""Header and query parameter names whose values are masked whatever they hold."""
 
 
 def mask_headers(headers: Mapping[str, str], secrets: Sequence[Secret]) -> dict[str, str]:
-    """Headers with ``Authorization`` values and anything holding a secret replaced by ``***``."""
-    variants = _variants(secrets)
+    """Headers with ``Authorization`` values, credential-named headers (``X-Api-Key``,
+    ``X-Token``...) and anything holding a secret replaced by ``***``."""
     masked: dict[str, str] = {}
     for name, value in headers.items():
         if name.lower() in _AUTH_HEADERS:
             scheme, _, rest = value.partition(" ")
             masked[name] = f"{scheme} {_MASK}" if rest else _MASK
-        elif any(v in value for v in variants):
+        elif _SENSITIVE.search(name) or mask(value, secrets) != value:
             masked[name] = _MASK
         else:
             masked[name] = value
     return masked
 
 
+def mask_url(url: str, secrets: Sequence[Secret]) -> str:
+    """``url`` with its password and credential-named query values (``?token=``, ``api_key``...)
+    replaced by ``***``, and any secret left in it masked."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return mask(url, secrets)
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:{_MASK}@{host}"
+    query = "&".join(
+        f"{name}={_MASK}" if _SENSITIVE.search(unquote(name)) and sep else f"{name}{sep}{value}"
+        for name, sep, value in (pair.partition("=") for pair in parts.query.split("&") if pair)
+    )
+    return mask(urlunsplit(parts._replace(netloc=netloc, query=query)), secrets)
+
+
 def _mask_text(text: str, secrets: Sequence[Secret]) -> str:
-    for variant in sorted(_variants(secrets), key=len, reverse=True):
-        text = text.replace(variant, _MASK)
-    return text
+    return mask(text, secrets)
 
 
 def _body_text(body: bytes | None, secrets: Sequence[Secret]) -> str:
@@ -378,7 +388,7 @@ def render_request(
     request: CapturedRequest, secrets: Sequence[Secret], *, response: bool = False
 ) -> str:
     """The request as text: ``METHOD URL``, headers (masked), blank line, body (pretty JSON)."""
-    lines = [f"{request.method} {_mask_text(request.url, secrets)}"]
+    lines = [f"{request.method} {mask_url(request.url, secrets)}"]
     for name, value in mask_headers(request.headers, secrets).items():
         lines.append(f"{name}: {value}")
     lines += ["", _body_text(request.body, secrets)]

@@ -14,9 +14,10 @@ import importlib.util
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal, NewType
+from urllib.parse import unquote, urlsplit
 
 import attrs
 from attrs import field, frozen
@@ -29,6 +30,7 @@ from crossdock.config.converter import (
     structure_collect,
 )
 from crossdock.errors import ConfigError
+from crossdock.ingest.limits import IngestLimits
 from crossdock.secrets import Secret, find_secrets
 from crossdock.transform.spec import MappingFile
 from crossdock.types import DeliverySettings, Destination, DestinationType, Source, SourceType
@@ -41,10 +43,12 @@ __all__ = [
     "LogConfig",
     "QueueConfig",
     "ServerConfig",
+    "empty_secrets",
     "expand_env",
     "find_secrets",
     "load_config",
     "parse_config",
+    "url_credentials",
 ]
 
 NatsUrl = NewType("NatsUrl", str)
@@ -52,12 +56,14 @@ NatsUrl = NewType("NatsUrl", str)
 
 @frozen
 class ServerConfig:
-    """``[server]``: where to listen, the public URL, the admin token, the shutdown grace."""
+    """``[server]``: where to listen, the public URL, the admin token, the shutdown grace, and
+    ``[server.limits]``, the ingest limits (:class:`~crossdock.ingest.limits.IngestLimits`)."""
 
     listen: Listen = Listen("127.0.0.1:8088")  # noqa: RUF009
     public_url: Url | None = None
     admin_token: Secret | None = None
     shutdown_timeout: Duration = Duration(10.0)  # noqa: RUF009
+    limits: IngestLimits = field(factory=IngestLimits)
 
 
 @frozen
@@ -181,7 +187,71 @@ class Config:
                 found[secret] = None
         for secret in self.env_values:
             found[secret] = None
+        for root in roots:
+            for text in _strings(root, depth=0):
+                for secret in url_credentials(text):
+                    found[secret] = None
         return list(found)
+
+
+def url_credentials(text: str) -> list[Secret]:
+    """The credentials a URL carries (``scheme://user:password@host``), as secrets: the password
+    and the ``user:password`` pair an HTTP client sends base64-encoded in ``Basic`` auth."""
+    if "://" not in text or "@" not in text:
+        return []
+    try:
+        parts = urlsplit(text.strip())
+        user, password = parts.username, parts.password
+    except ValueError:
+        return []
+    if not password:
+        return []
+    user, password = unquote(user or ""), unquote(password)
+    return [Secret(password), Secret(f"{user}:{password}")]
+
+
+def _strings(value: Any, depth: int) -> Iterator[str]:
+    """Every string inside ``value`` (attrs instances, mappings, sequences)."""
+    if depth > 8:
+        return
+    if isinstance(value, str):
+        yield value
+    elif attrs.has(type(value)):
+        for a in attrs.fields(type(value)):
+            yield from _strings(getattr(value, a.name, None), depth + 1)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item, depth + 1)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _strings(item, depth + 1)
+
+
+def empty_secrets(value: Any, path: str, depth: int = 0) -> list[str]:
+    """A problem for every empty :class:`~crossdock.Secret` inside ``value``, named by its path.
+
+    An empty credential never means "no check": leave the setting out to turn a check off. A
+    key from an unset-but-empty variable would otherwise accept anyone (``Basic Og==``).
+    """
+    if depth > 8:
+        return []
+    if isinstance(value, Secret):
+        if value.reveal().strip():
+            return []
+        return [f"{path}: empty credential (leave the setting out to turn it off)"]
+    problems: list[str] = []
+    if attrs.has(type(value)):
+        for a in attrs.fields(type(value)):
+            name = a.alias if a.alias else a.name
+            item = getattr(value, a.name, None)
+            problems += empty_secrets(item, join_path(path, name), depth + 1)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            problems += empty_secrets(item, join_path(path, str(key)), depth + 1)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            problems += empty_secrets(item, join_path(path, i), depth + 1)
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +401,8 @@ class _Builder:
         server = self.section(data, "server", ServerConfig)
         queue = self.section(data, "queue", QueueConfig)
         log = self.section(data, "log", LogConfig)
+        if server is not None:
+            self.problems += empty_secrets(server, "server")
         if queue is not None:
             self.problems += _queue_problems(data.get("queue"), queue)
             queue = attrs.evolve(queue, path=self.resolve(queue.path))
@@ -515,6 +587,8 @@ class _Builder:
         rest = {k: v for k, v in table.items() if k not in _SOURCE_KEYS}
         settings, problems = structure_collect(rest, st.settings, prefix)
         self.problems += problems
+        if settings is not None:
+            self.problems += empty_secrets(settings, prefix)
         spec: MappingFile | None = None
         if isinstance(st.mapping, MappingFile):
             from crossdock.transform.overrides import merge_spec
@@ -582,6 +656,8 @@ class _Builder:
             raw_settings = table.get("settings", {})
             settings, problems = structure_collect(raw_settings, dt.settings, f"{prefix}.settings")
             self.problems += problems
+            if settings is not None:
+                self.problems += empty_secrets(settings, f"{prefix}.settings")
             if settings is not None:
                 settings = self.resolve_paths(settings, str_path=True)
                 # the destination's own settings, for mappings that depend on them

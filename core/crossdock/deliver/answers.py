@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
-from crossdock.secrets import Secret
+from crossdock.secrets import Secret, mask
 from crossdock.types import DELIVERED, BatchItem, Outcome
 
 __all__ = ["error_message", "json_array", "mask_body", "outcomes_by_index"]
 
-MASK = "***"
 MESSAGE_LIMIT = 200
 """Characters kept of a vendor's error message."""
 
@@ -56,16 +54,10 @@ def error_message(
 
 
 def mask_body(text: str, secrets: Iterable[Secret | str], limit: int | None = None) -> str:
-    """``text`` with every secret (also URL-encoded, as echoed URLs carry it) replaced by
-    ``***``, cut to ``limit`` characters. Values shorter than 4 characters are not masked."""
-    for secret in secrets:
-        value = secret.reveal() if isinstance(secret, Secret) else secret
-        if not value or len(value) < 4:
-            continue
-        text = text.replace(value, MASK)
-        quoted = quote(value, safe="")
-        if quoted != value:
-            text = text.replace(quoted, MASK)
+    """``text`` with every secret (also URL-encoded and base64, as echoed URLs and ``Basic``
+    headers carry it) replaced by ``***``, cut to ``limit`` characters. Values shorter than 4
+    characters are not masked."""
+    text = mask(text, secrets)
     return text if limit is None else text[:limit]
 
 

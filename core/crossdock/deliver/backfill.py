@@ -27,7 +27,7 @@ import gzip
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +41,7 @@ from crossdock.deliver.sending import Sender
 from crossdock.deliver.settle import RetryRule
 from crossdock.errors import ConfigError, CrossdockError, IngestError, Unsendable
 from crossdock.ingest.normalize import normalize
+from crossdock.secrets import Secret
 from crossdock.types import (
     BatchItem,
     CredentialsRejected,
@@ -211,6 +212,7 @@ class BackfillRun:
         on_failure: Callable[[int, str], None] = lambda line, reason: None,
         backoff: Backoff | None = None,
         limiter: RateLimiter | None = None,
+        secrets: Sequence[Secret] = (),
     ) -> None:
         self.destination = destination
         self.transform = transform
@@ -222,7 +224,8 @@ class BackfillRun:
         self.on_progress = on_progress
         self.on_failure = on_failure
         self.stats = BackfillStats(**{k: v for k, v in state.stats.items() if k != "total_bytes"})
-        self._secrets = secrets_of(destination.settings)
+        # the settings' Secret fields and the config's other secrets (``${VAR}`` values)
+        self._secrets = tuple(dict.fromkeys((*secrets_of(destination.settings), *secrets)))
         self.caps = BatchCaps.of(destination)
         self.sender = Sender.of(destination, deliverer, secrets=self._secrets, limiter=limiter)
         # In memory there is no max_age to wait for: give up after max_attempts.

@@ -38,12 +38,13 @@ from crossdock.deliver.outcomes import (
     secrets_of,
 )
 from crossdock.deliver.pacing import PAUSE_BACKOFF, RETRY_BACKOFF, Backoff, RateLimiter
-from crossdock.deliver.pause import PauseState
+from crossdock.deliver.pause import OUTAGE_BACKOFF, PauseState
 from crossdock.deliver.sending import Sender, call_deliverer
 from crossdock.deliver.settle import RetryRule, Settlement
 from crossdock.errors import Unsendable
 from crossdock.metrics import Metrics
 from crossdock.queue import DeadLetter, Queue, QueuedEvent, Retry
+from crossdock.secrets import Secret
 from crossdock.types import (
     BatchItem,
     CredentialsRejected,
@@ -66,6 +67,9 @@ IDLE_POLL = 1.0
 
 STATS_INTERVAL = 5.0
 """Seconds between refreshes of the queue gauges."""
+
+WRITE_BACKOFF = Backoff(base=0.1, factor=2.0, cap=5.0, jitter=False)
+"""A queue write that failed is tried again after 0.1 s, 0.2 s ... then every 5 s, forever."""
 
 
 class NotSentListener(Protocol):
@@ -134,6 +138,14 @@ class DestinationWorker:
       ``now + max(after, backoff)``, backoff ``1 s·2ⁿ`` with full jitter capped at 10 min, unless
       *both* ``attempts >= max_attempts`` and ``now - first_attempt_at >= max_age``: then dead
       letter with the last reason (:class:`~.settle.RetryRule`).
+    - A whole batch answered :class:`~crossdock.RetryLater` (the vendor is down: refused
+      connections, timeouts, 5xx, 429) → the events are retried as above, and the destination
+      is *down*: it fetches nothing more until a probe batch is due
+      (``max(Retry-After, 1 s·2ⁿ)`` capped at 30 s, :data:`~.pause.OUTAGE_BACKOFF`), so an
+      outage costs one batch of retry records per probe, not one per queued event. The first
+      batch not answered "retry later" as a whole ends the outage and *releases* the
+      destination's waiting retries (``queue.release``: all due now), so the backlog drains at
+      the delivery rate instead of waiting out each event's backoff.
     - :class:`~crossdock.CredentialsRejected` → the destination pauses: its events go back to the
       queue unchanged (attempts not counted, due after the probe delay), fetching stops, and
       after 5 s, 10 s, ... (cap 5 min) one batch is sent as a probe; the destination resumes
@@ -152,9 +164,19 @@ class DestinationWorker:
     in flight together (same batch, or concurrent batches when ``concurrency > 1``) can still
     overtake each other if one of them fails; ``concurrency = 1`` gives the strictest order.
 
+    Settling never gives up: a ``queue.settle`` (or ``queue.release``) that fails is tried again
+    after 0.1 s, 0.2 s ... every 5 s (:data:`WRITE_BACKOFF`) until it succeeds, counted in
+    ``crossdock_queue_write_retries_total`` and logged; meanwhile :attr:`writes_failing` is
+    true (``/ready`` answers 503) and the batch keeps its concurrency slot, so the worker stops
+    sending once every slot waits on a settle.
+
     ``not_sent`` (optional): told of each event filtered, dropped or dead-lettered while
     preparing a batch (:func:`not_sent_record`), only while it :meth:`~NotSentListener.wants`
     this destination; the admin API's ``/admin/tail?destination=`` is fed this way.
+
+    ``secrets`` (optional): the configuration's other secrets (``Config.secrets()``: every
+    ``${VAR}`` value, URL credentials), masked with the settings' own :class:`~crossdock.Secret`
+    values in every reason and vendor body before it is logged or stored.
     """
 
     destination: Destination
@@ -166,9 +188,12 @@ class DestinationWorker:
     rng: Callable[[], float] = field(default=random.random, kw_only=True)
     retry_backoff: Backoff = field(default=RETRY_BACKOFF, kw_only=True)
     pause_backoff: Backoff = field(default=PAUSE_BACKOFF, kw_only=True)
+    outage_backoff: Backoff = field(default=OUTAGE_BACKOFF, kw_only=True)
+    write_backoff: Backoff = field(default=WRITE_BACKOFF, kw_only=True)
     idle_poll: float = field(default=IDLE_POLL, kw_only=True)
     stats_interval: float = field(default=STATS_INTERVAL, kw_only=True)
     not_sent: NotSentListener | None = field(default=None, kw_only=True)
+    secrets: Sequence[Secret] = field(default=(), kw_only=True, repr=False)
 
     # Derived settings (computed once).
     _id: str = field(init=False)
@@ -180,6 +205,7 @@ class DestinationWorker:
     _rule: RetryRule = field(init=False)
     _order: UserOrder | None = field(init=False)
     _pause: PauseState = field(init=False)
+    _down: PauseState = field(init=False)
 
     # Runtime state.
     _tasks: set[asyncio.Task[None]] = field(init=False, factory=set)
@@ -191,6 +217,8 @@ class DestinationWorker:
     _last_error: str | None = field(init=False, default=None)
     _last_success_at: float | None = field(init=False, default=None)
     _counts: dict[str, int] = field(init=False, factory=dict)
+    _writes_failing: int = field(init=False, default=0)
+    _release_due: bool = field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         dest = self.destination
@@ -198,12 +226,13 @@ class DestinationWorker:
         self._labels = (dest.id,)
         self._caps = BatchCaps.of(dest)
         self._max_wait = max(0.0, dest.delivery.max_wait_ms / 1000.0)
-        self._secrets = secrets_of(dest.settings)
+        self._secrets = tuple(dict.fromkeys((*secrets_of(dest.settings), *self.secrets)))
         self._sender = Sender.of(dest, self.deliverer, secrets=self._secrets, metrics=self.metrics)
         self._rule = RetryRule.of(dest.delivery, self.retry_backoff)
         per_user = dest.delivery.ordering == "per_user"
         self._order = UserOrder(dest.delivery.max_held_per_user) if per_user else None
         self._pause = PauseState(self.pause_backoff, self.rng)
+        self._down = PauseState(self.outage_backoff, self.rng)
         self._counts = {
             "delivered": 0,
             "retried": 0,
@@ -223,6 +252,7 @@ class DestinationWorker:
         if self._order is not None:
             self._order.seed(await self.queue.held_keys(self._id))
         self.metrics.set("crossdock_destination_paused", self._labels, 0)
+        self.metrics.set("crossdock_destination_down", self._labels, 0)
         self._main = asyncio.create_task(self._run(), name=f"crossdock-deliver-{self._id}")
         self._stats_task = asyncio.create_task(
             self._stats_loop(), name=f"crossdock-stats-{self._id}"
@@ -265,6 +295,9 @@ class DestinationWorker:
             "running": self._main is not None and not self._main.done(),
             "paused": self._pause.paused,
             "pause_reason": self._pause.reason,
+            "down": self._down.paused,
+            "down_reason": self._down.reason,
+            "writes_failing": self.writes_failing,
             "in_flight": len(self._tasks),
             "in_flight_events": self._in_flight_events,
             "last_error": self._last_error,
@@ -273,6 +306,11 @@ class DestinationWorker:
             "held_users": self._order.held_users if self._order is not None else 0,
             **self._counts,
         }
+
+    @property
+    def writes_failing(self) -> bool:
+        """Whether a queue write of this destination is failing and being retried now."""
+        return self._writes_failing > 0
 
     def transform(self, event: Event) -> Any:
         """The payload this destination would send for ``event`` (``None``: dropped). Dry runs."""
@@ -298,7 +336,7 @@ class DestinationWorker:
         slots = self._sender.slots
         while not self._stopping:
             try:
-                if self._pause.paused:
+                if self._pause.paused or self._down.paused:
                     await self._probe()
                     continue
                 await slots.acquire()
@@ -329,8 +367,10 @@ class DestinationWorker:
         return task
 
     async def _probe(self) -> None:
-        """While paused: sleep until the probe time, then send one batch and wait for it."""
-        delay = self._pause.probe_delay()
+        """While paused or down: sleep until the probe time, then send one batch and wait for
+        it."""
+        state = self._pause if self._pause.paused else self._down
+        delay = state.probe_delay()
         if delay > 0:
             await asyncio.sleep(min(delay, self.idle_poll))
             return
@@ -340,7 +380,10 @@ class DestinationWorker:
         batch = await self._form_batch(wait=False)
         if batch is None:
             # Nothing to probe with: resume, and the next batch acts as the probe.
-            self._resume()
+            if state is self._pause:
+                self._resume()
+            else:
+                self._up()
             return
         batch.probe = True
         await self._sender.slots.acquire()
@@ -516,6 +559,9 @@ class DestinationWorker:
         credentials = next((o for o in outcomes if isinstance(o, CredentialsRejected)), None)
         if credentials is not None:
             self._pause_for(credentials)  # first, so the events go back due at the probe time
+        down = bool(outcomes) and all(isinstance(o, RetryLater) for o in outcomes)
+        if down:
+            self._down_for(outcomes)  # type: ignore[arg-type]
         # End-to-end latency from the time the queue stored the event; events of one group
         # commit share that time, so a batch has few distinct values to observe.
         stored_at: dict[float, int] = {}
@@ -562,6 +608,8 @@ class DestinationWorker:
         await self._settle(settlement)
         if credentials is None and batch.probe:
             self._resume()
+        if not down and credentials is None:
+            await self._recovered()
 
     def _retry(
         self, settlement: Settlement, q: QueuedEvent, outcome: RetryLater, now: float
@@ -624,7 +672,9 @@ class DestinationWorker:
         await self._settle(batch.extra)
 
     async def _settle(self, settlement: Settlement) -> None:
-        """One ``queue.settle``; retried a few times, since losing it only means duplicates.
+        """One ``queue.settle``, tried until it succeeds (:meth:`_write_until_done`): an outcome
+        forgotten would leave the event pending, hold back garbage collection and send it again
+        after a restart.
 
         Retries of ordered users are remembered first, so later events of theirs are held.
         """
@@ -632,19 +682,48 @@ class DestinationWorker:
             for retry in settlement.retries:
                 if retry.hold_key is not None:
                     self._order.mark_waiting(retry.hold_key, retry.seq, retry.next_at)
-        for attempt in range(3):
-            try:
-                await self.queue.settle(
-                    self._id, settlement.done, settlement.retries, settlement.dead
-                )
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "settle failed", extra={"destination": self._id, "attempt": attempt + 1}
-                )
-                await asyncio.sleep(0.1 * (attempt + 1))
+        await self._write_until_done(
+            "settle",
+            lambda: self.queue.settle(
+                self._id, settlement.done, settlement.retries, settlement.dead
+            ),
+        )
+
+    async def _write_until_done(self, operation: str, write: Callable[[], Any]) -> None:
+        """Await ``write()`` until it succeeds, backing off (:attr:`write_backoff`), counting
+        and logging each failure; :attr:`writes_failing` is true meanwhile."""
+        failures = 0
+        try:
+            while True:
+                try:
+                    await write()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    if failures == 1:
+                        self._writes_failing += 1
+                    delay = self.write_backoff.delay(failures, self.rng)
+                    error = clean_text(f"{type(exc).__name__}: {exc}", self._secrets, 500)
+                    self._last_error = f"queue {operation} failed: {error}"
+                    self.metrics.inc("crossdock_queue_write_retries_total", (self._id, operation))
+                    log.warning(
+                        "queue write failed; retrying",
+                        extra={"destination": self._id, "operation": operation,
+                               "attempt": failures, "retry_in": delay, "error": error},
+                    )  # fmt: skip
+                    await asyncio.sleep(delay)
+                else:
+                    if failures:
+                        log.info(
+                            "queue write succeeded after retries",
+                            extra={"destination": self._id, "operation": operation,
+                                   "attempts": failures + 1},
+                        )  # fmt: skip
+                    return
+        finally:
+            if failures:
+                self._writes_failing -= 1
 
     # ------------------------------------------------------------------------------------------
     # Pause and resume
@@ -662,7 +741,45 @@ class DestinationWorker:
     def _resume(self) -> None:
         if self._pause.resume():
             log.info("destination resumed", extra={"destination": self._id})
+            self._release_due = True
         self.metrics.set("crossdock_destination_paused", self._labels, 0)
+
+    def _down_for(self, outcomes: Sequence[RetryLater]) -> None:
+        """A whole batch answered "retry later": the destination is down until a probe."""
+        after = max((o.after or 0.0 for o in outcomes), default=0.0)
+        reason = clean_text(outcomes[0].reason, self._secrets, 500) or "retry later"
+        if self._down.pause(reason, after):
+            log.warning(
+                "destination down: a whole batch answered retry later; probing",
+                extra={"destination": self._id, "reason": reason, "status": outcomes[0].status},
+            )
+        self._release_due = True
+        self.metrics.set("crossdock_destination_down", self._labels, 1)
+
+    def _up(self) -> None:
+        if self._down.resume():
+            log.info("destination up again", extra={"destination": self._id})
+        self.metrics.set("crossdock_destination_down", self._labels, 0)
+
+    async def _recovered(self) -> None:
+        """A batch was answered (not "retry later" as a whole): end an outage, and release the
+        retries that waited through it or through a pause (all due now)."""
+        self._up()
+        if not self._release_due:
+            return
+        self._release_due = False
+        released = 0
+
+        async def release() -> None:
+            nonlocal released
+            released = await self.queue.release(self._id, self.clock())
+
+        await self._write_until_done("release", release)
+        if released:
+            log.info(
+                "waiting retries released",
+                extra={"destination": self._id, "events": released},
+            )
 
     # ------------------------------------------------------------------------------------------
     # Gauges

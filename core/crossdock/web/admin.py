@@ -3,7 +3,7 @@
 - ``GET  /admin/destinations``                 status of every destination (incl. lag, pause reason)
 - ``GET  /admin/destinations/{id}``            one destination
 - ``POST /admin/destinations/{id}/dry-run``    body: an event; answers the payload it would get
-- ``GET  /admin/dlq?destination=&limit=&offset=``  dead-letter entries
+- ``GET  /admin/dlq?destination=&limit=&offset=``  dead-letter entries (secrets masked)
 - ``POST /admin/dlq/replay``                   body: ``{"destination"?, "ids"?}``
 - ``POST /admin/dlq/purge``                    body: ``{"destination"?, "ids"?}``
 - ``GET  /admin/tail?source=``                 live NDJSON stream of accepted events
@@ -33,6 +33,7 @@ from aiohttp import web
 
 from crossdock.errors import Unsendable
 from crossdock.ingest.handler import error_body, json_response
+from crossdock.secrets import mask
 from crossdock.web import keys
 
 MAX_DLQ_PAGE = 1000
@@ -140,10 +141,13 @@ async def dlq_list(request: web.Request) -> web.Response:
     entries = await request.app[keys.QUEUE].dlq_list(
         request.query.get("destination"), limit=limit, offset=offset
     )
+    # masked again here: entries stored by an older version may hold a secret in clear
+    secrets = request.app[keys.CONFIG].secrets()
     rows = [
         {
-            "id": e.id, "destination": e.destination, "reason": e.reason, "status": e.status,
-            "body": e.body, "attempts": e.attempts, "failed_at": e.failed_at, "event": e.event,
+            "id": e.id, "destination": e.destination, "reason": mask(e.reason, secrets),
+            "status": e.status, "body": mask(e.body, secrets) if e.body is not None else None,
+            "attempts": e.attempts, "failed_at": e.failed_at, "event": e.event,
         }
         for e in entries
     ]  # fmt: skip

@@ -108,6 +108,7 @@ def _workers_context(transformers: dict[str, Transformer], deliver: bool, idle_p
                 app[keys.QUEUE],
                 app[keys.METRICS],
                 not_sent=app[keys.TAIL].not_sent,
+                secrets=config.secrets(),
                 **extra,
             )
         if deliver:

@@ -5,7 +5,8 @@ Settings: ``url`` (required), ``method`` (``POST``), ``headers`` (table), ``secr
 destination; for a JSON-array batch the first element is signed, like Segment's Actions webhook),
 ``batch`` (``false``: one request per event, sent concurrently; ``true``: one JSON array per
 batch, and a 4xx refusing it is :class:`crossdock.BatchRejected`, so the core splits the array to
-isolate the bad events). Default mapping: the whole event.
+isolate the bad events). Default mapping: the whole event. Credentials in ``url``
+(``user:password@``) and an ``Authorization`` header together are a ``crossdock check`` error.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from attrs import field, frozen
@@ -26,13 +29,31 @@ PER_EVENT_PARALLEL = 32
 """Requests in flight at once inside one batch when ``batch = false``."""
 
 
+def _one_authorization(instance: WebhookSettings, _attribute: Any, headers: Any) -> None:
+    """Credentials in ``url`` and an ``Authorization`` header cannot go together: the HTTP client
+    refuses every such request, so the destination could never deliver."""
+    if not any(str(name).lower() == "authorization" for name in headers):
+        return
+    try:
+        parts = urlsplit(str(instance.url))
+        has_credentials = parts.username is not None or parts.password is not None
+    except ValueError:
+        return  # the url's own problem is reported on the url
+    if has_credentials:
+        msg = (
+            "an Authorization header cannot be sent with credentials in url "
+            "(user:password@): keep one of them"
+        )
+        raise ValueError(msg)
+
+
 @frozen
 class WebhookSettings:
     """``[destinations.settings]`` of a ``webhook`` destination."""
 
     url: str
     method: str = "POST"
-    headers: Mapping[str, str] = field(factory=dict)
+    headers: Mapping[str, str] = field(factory=dict, validator=_one_authorization)
     secret: crossdock.Secret | None = None
     batch: bool = False
 

@@ -7,7 +7,8 @@ valid Spec message: a mapping without ``type`` gives a precise 400 from the core
 (``[1].type: required``). Without a mapping, the objects must already be Spec messages.
 
 ``token`` (optional) is checked as ``Authorization: Bearer <token>`` or ``?token=<token>``,
-in constant time; otherwise 401.
+in constant time; otherwise 401. Leaving ``token`` out turns the check off; ``token = ""`` (or
+a token from an empty variable) is a ``crossdock check`` error, never "auth off".
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class WebhookIngestor:
     def __init__(self, source: Source) -> None:
         settings: WebhookSourceSettings = source.settings
         self._path = source.path or f"/hooks/{source.id}"
-        self._token = settings.token.reveal().encode() if settings.token else None
+        # an empty token is refused by ``crossdock check``; here it still never means "no check"
+        token = settings.token
+        self._token = token.reveal().encode() if token is not None else None
         self._mapping: Callable[[Any], Any] | None = None
         if source.mapping:
             self._mapping = compile_mapping(source.mapping, functions=source.functions)
