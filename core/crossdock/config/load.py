@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, NewType
 from urllib.parse import unquote, urlsplit
 
 import attrs
-from attrs import field, frozen
+from attrs import field, frozen, validators
 
 from crossdock.config.converter import (
     Duration,
@@ -30,7 +30,6 @@ from crossdock.config.converter import (
     structure_collect,
 )
 from crossdock.errors import ConfigError
-from crossdock.ingest.limits import IngestLimits
 from crossdock.secrets import Secret, find_secrets
 from crossdock.transform.spec import MappingFile
 from crossdock.types import DeliverySettings, Destination, DestinationType, Source, SourceType
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Config",
+    "IngestLimits",
     "LogConfig",
     "QueueConfig",
     "ServerConfig",
@@ -55,9 +55,21 @@ NatsUrl = NewType("NatsUrl", str)
 
 
 @frozen
+class IngestLimits:
+    """``[server.limits]``: ``max_events`` per request (every source), ``max_concurrent``
+    ingest requests in progress at once (daemon-wide), ``retry_after`` seconds sent with the
+    503 beyond it, ``max_depth`` levels of JSON nesting in one event (the event object is 1)."""
+
+    max_events: int = field(default=5000, validator=[validators.ge(1), validators.le(1_000_000)])
+    max_concurrent: int = field(default=16, validator=[validators.ge(1), validators.le(10_000)])
+    retry_after: int = field(default=1, validator=[validators.ge(1), validators.le(3600)])
+    max_depth: int = field(default=64, validator=[validators.ge(8), validators.le(250)])
+
+
+@frozen
 class ServerConfig:
     """``[server]``: where to listen, the public URL, the admin token, the shutdown grace, and
-    ``[server.limits]``, the ingest limits (:class:`~crossdock.ingest.limits.IngestLimits`)."""
+    ``[server.limits]``, the ingest limits (:class:`IngestLimits`)."""
 
     listen: Listen = Listen("127.0.0.1:8088")  # noqa: RUF009
     public_url: Url | None = None

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from crossdock.errors import IngestError
+from crossdock.ingest.limits import check_integers, check_top_level_events
 
 __all__ = ["gunzip", "parse_json", "read_body", "too_large"]
 
@@ -97,9 +98,17 @@ def gunzip(data: bytes, limit: int, what: str = "body") -> bytes:
 
 
 def parse_json(data: bytes, what: str = "body") -> Any:
-    """Parse JSON (orjson); a 400 ``invalid_json`` naming ``what``, the reason and the byte."""
+    """Parse JSON (orjson); a 400 ``invalid_json`` naming ``what``, the reason and the byte.
+
+    Within a request, the ingest limits (:mod:`crossdock.ingest.limits`) apply too: a top-level
+    array of more than ``max_events`` items is a 413 ``too_many_events``, an integer outside
+    64 bits a 400 ``integer_out_of_range`` naming its path.
+    """
     try:
-        return orjson.loads(data)
+        parsed = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         msg = f"{what}: invalid JSON ({exc.msg} at byte {exc.pos})"
         raise IngestError(400, msg, code="invalid_json") from None
+    check_top_level_events(parsed)
+    check_integers(data, what)
+    return parsed

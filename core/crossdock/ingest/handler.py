@@ -18,6 +18,13 @@ from aiohttp import web
 
 from crossdock.errors import IngestError, QueueError
 from crossdock.ingest import normalize as events
+from crossdock.ingest.limits import (
+    DEFAULT_LIMITS,
+    IngestGate,
+    IngestLimits,
+    set_current_limits,
+    too_many_events,
+)
 from crossdock.metrics import Metrics
 from crossdock.queue import Queue
 from crossdock.types import Ingestor, Source
@@ -26,6 +33,9 @@ log = logging.getLogger("crossdock.ingest")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EventListener = Callable[[str, list[dict[str, Any]]], None]
+
+# One gate per application: the concurrency limit is daemon-wide, across every source.
+INGEST_GATE: web.AppKey[IngestGate] = web.AppKey("ingest_gate")
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -49,24 +59,47 @@ def make_ingest_handler(
     queue: Queue,
     metrics: Metrics,
     listeners: list[EventListener] | None = None,
+    gate: IngestGate | None = None,
 ) -> Handler:
     """Build the aiohttp handler serving ``ingestor``'s routes for ``source``.
 
     ``listeners`` are called with ``(source_id, events)`` after a successful append (the admin
-    live tail); they must be cheap and never raise.
+    live tail); they must be cheap and never raise. ``gate`` holds the ingest limits and the
+    count of requests in progress (shared by every source of the app; default limits without).
     """
     source_id = source.id
     labels = (source_id,)
     extra_headers = getattr(ingestor, "response_headers", None)
     listeners = listeners if listeners is not None else []
+    gate = gate if gate is not None else IngestGate(DEFAULT_LIMITS)
+    limits = gate.limits
 
     async def handle(request: web.Request) -> web.Response:
-        started = time.perf_counter()
         headers = extra_headers(request) if extra_headers is not None else None
+        if not gate.enter():
+            metrics.inc("crossdock_requests_rejected_total", (source_id, "overloaded"))
+            retry = {"Retry-After": str(limits.retry_after)}
+            if headers:
+                retry.update(headers)
+            body = error_body("overloaded", "too many ingest requests in progress; retry later")
+            return json_response(503, body, retry)
+        metrics.set("crossdock_ingest_in_flight", (), gate.in_flight)
+        try:
+            return await _handle(request, headers)
+        finally:
+            gate.leave()
+            metrics.set("crossdock_ingest_in_flight", (), gate.in_flight)
+
+    async def _handle(request: web.Request, headers: Mapping[str, str] | None) -> web.Response:
+        started = time.perf_counter()
+        set_current_limits(limits)
         try:
             ingested = await ingestor.ingest(request)
+            if len(ingested.events) > limits.max_events:
+                raise too_many_events(len(ingested.events), limits.max_events)
             normalized = events.normalize(ingested, source_id=source_id, received_at=time.time())
             if normalized.events:
+                check_depth(normalized.events, ingested, limits.max_depth)
                 result = await queue.append(normalized.events)
             else:
                 result = None
@@ -95,6 +128,33 @@ def make_ingest_handler(
     return handle
 
 
+def check_depth(stored: list[dict[str, Any]], ingested: Any, max_depth: int) -> None:
+    """400 ``too_deep`` naming the first event nested more than ``max_depth`` levels.
+
+    orjson refuses to write more than 254 levels; wrapping the events in ``253 - max_depth``
+    one-item lists makes one serialisation (in C, no Python walk) fail exactly when an event is
+    deeper than ``max_depth``. Only then are the events checked one by one, to name it.
+    """
+    if not _too_deep(stored, 253 - max_depth):
+        return
+    for index, original in enumerate(ingested.events):
+        if _too_deep(original, 254 - max_depth):
+            label = events.label(ingested, index) or "body"
+            msg = f"{label}: nested more than {max_depth} levels deep"
+            raise IngestError(400, msg, code="too_deep")
+    raise IngestError(400, f"body: nested more than {max_depth} levels deep", code="too_deep")
+
+
+def _too_deep(value: Any, wrap: int) -> bool:
+    for _ in range(wrap):
+        value = [value]
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
 def add_source_routes(
     app: web.Application,
     source: Source,
@@ -102,9 +162,17 @@ def add_source_routes(
     queue: Queue,
     metrics: Metrics,
     listeners: list[EventListener] | None = None,
+    limits: IngestLimits | None = None,
 ) -> None:
-    """Mount one source: its ingest routes through the core handler, plus its extra routes."""
-    handler = make_ingest_handler(source, ingestor, queue, metrics, listeners)
+    """Mount one source: its ingest routes through the core handler, plus its extra routes.
+
+    Every source of ``app`` shares one :class:`IngestGate`, made by the first call with
+    ``limits`` (``[server.limits]``; the defaults without).
+    """
+    gate = app.get(INGEST_GATE)
+    if gate is None:
+        gate = app[INGEST_GATE] = IngestGate(limits or DEFAULT_LIMITS)
+    handler = make_ingest_handler(source, ingestor, queue, metrics, listeners, gate)
     for route in ingestor.routes():
         app.router.add_route(route.method, route.path, handler, name=None)
     web_routes = getattr(ingestor, "web_routes", None)

@@ -40,6 +40,12 @@ SPEC_TYPES: Final = frozenset({"identify", "track", "page", "screen", "group", "
 MAX_MESSAGE_ID: Final = 100
 """Longest accepted ``messageId`` (Segment's limit)."""
 
+MIN_EPOCH: Final = -62135596800.0
+"""``0001-01-01T00:00:00.000Z``: the earliest time an event may carry (after its offset)."""
+
+MAX_EPOCH: Final = 253402300799.999
+"""``9999-12-31T23:59:59.999Z``: the latest time an event may carry (after its offset)."""
+
 
 @frozen
 class Normalized:
@@ -127,9 +133,15 @@ def _epoch(value: Any, field: str) -> float:
             parsed = datetime.fromisoformat(value)
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=UTC)
-            return parsed.timestamp()
+            epoch = parsed.timestamp()
         except (ValueError, OverflowError, OSError):
             pass
+        else:
+            # Year 1 with a positive offset, or 9999 with a negative one, is outside what a UTC
+            # time can render (datetime's range).
+            if MIN_EPOCH <= epoch <= MAX_EPOCH:
+                return epoch
+            raise _Invalid(field, "outside 0001-01-01 .. 9999-12-31 in UTC", "invalid_timestamp")
     raise _Invalid(field, "not an ISO-8601 time", "invalid_timestamp")
 
 
@@ -168,7 +180,8 @@ def _validate(msg: Any) -> str:
     if type(msg) is not dict:
         raise _Invalid(None, "must be a JSON object", "invalid_event")
     kind = msg.get("type")
-    if kind not in SPEC_TYPES:
+    # ``type(kind) is not str`` first: an object or array there is unhashable.
+    if type(kind) is not str or kind not in SPEC_TYPES:
         if kind is None:
             raise _Invalid("type", "required", "type_required")
         what = "must be one of alias, group, identify, page, screen, track"
@@ -209,7 +222,8 @@ def _validate(msg: Any) -> str:
     return kind
 
 
-def _label(ingested: Ingested, index: int) -> str:
+def label(ingested: Ingested, index: int) -> str:
+    """How errors name message ``index`` of ``ingested`` (``batch[3]``; empty for a lone one)."""
     labels = ingested.labels
     if labels is not None and index < len(labels):
         return labels[index]
@@ -283,7 +297,7 @@ def normalize(ingested: Ingested, *, source_id: str, received_at: float) -> Norm
                 event["messageId"] = _new_message_id()
             _stamp_times(event, received, received_at, envelope_sent, envelope_sent_text)
         except _Invalid as exc:
-            raise _error(_label(ingested, index), exc) from None
+            raise _error(label(ingested, index), exc) from None
         out.append(event)
     return Normalized(out, looped)
 
@@ -324,4 +338,8 @@ def _stamp_times(
     if sent is None:
         event["timestamp"] = client_text
     else:
-        event["timestamp"] = format_timestamp(received_at - (sent - client))
+        corrected = received_at - (sent - client)
+        if not MIN_EPOCH <= corrected <= MAX_EPOCH:
+            what = "outside 0001-01-01 .. 9999-12-31 in UTC once corrected by sentAt"
+            raise _Invalid("timestamp", what, "invalid_timestamp")
+        event["timestamp"] = format_timestamp(corrected)

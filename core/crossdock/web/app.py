@@ -55,7 +55,13 @@ def make_app(
     for source in config.sources:
         ingestor = registry.make_ingestor(source)
         add_source_routes(
-            app, source, ingestor, app[keys.QUEUE], app[keys.METRICS], [app[keys.TAIL]]
+            app,
+            source,
+            ingestor,
+            app[keys.QUEUE],
+            app[keys.METRICS],
+            [app[keys.TAIL]],
+            limits=config.server.limits,
         )
     app.router.add_routes(health.routes())
     app.router.add_routes(metrics.routes())

@@ -1,0 +1,151 @@
+"""Ingest limits every source gets from the core, whatever its ingestor does.
+
+- ``max_events``: events in one request. The core's handler checks what every ingestor returned
+  (:attr:`crossdock.Ingested.events`); :func:`crossdock.parse_json` also refuses a top-level
+  array longer than that before an ingestor maps it item by item (the early, cheap cap).
+- ``max_concurrent``: ingest requests in progress at once, across every source of the daemon.
+  One more is answered at once with 503 and ``Retry-After`` (the SDKs' back-off signal), before
+  its body is read.
+- integers outside 64 bits: orjson reads them as floats, so the stored event would not hold what
+  was sent; :func:`crossdock.parse_json` refuses them with a 400 naming the field.
+
+- ``max_depth``: JSON nesting of one event (the event object is level 1); the handler refuses a
+  deeper event with a 400 naming it, the whole request refused (nothing stored).
+
+Bodies over a source's byte limit (after decompression) are refused by
+:func:`crossdock.read_body`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+from collections.abc import Iterator
+from typing import Any, Final
+
+from crossdock.config.load import IngestLimits
+from crossdock.errors import IngestError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "IngestGate",
+    "IngestLimits",
+    "check_integers",
+    "check_top_level_events",
+    "current_limits",
+    "too_many_events",
+]
+
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**64 - 1
+"""Integers in ``INT_MIN..INT_MAX`` are kept exact; outside, the body is refused."""
+
+
+DEFAULT_LIMITS: Final = IngestLimits()
+
+_CURRENT: contextvars.ContextVar[IngestLimits] = contextvars.ContextVar(
+    "crossdock_ingest_limits", default=DEFAULT_LIMITS
+)
+
+
+def current_limits() -> IngestLimits:
+    """The limits of the request being handled (the defaults outside a request)."""
+    return _CURRENT.get()
+
+
+def set_current_limits(limits: IngestLimits) -> None:
+    """Make ``limits`` those of the current request (the handler's task)."""
+    _CURRENT.set(limits)
+
+
+def too_many_events(count: int, limit: int) -> IngestError:
+    """413 ``too_many_events``: ``body: 120000 events, more than 5000 per request``."""
+    msg = f"body: {count} events, more than {limit} per request (send smaller batches)"
+    return IngestError(413, msg, code="too_many_events")
+
+
+def check_top_level_events(parsed: Any) -> None:
+    """Refuse a top-level array longer than the current ``max_events`` (413)."""
+    limit = _CURRENT.get().max_events
+    if type(parsed) is list and len(parsed) > limit:
+        raise too_many_events(len(parsed), limit)
+
+
+class IngestGate:
+    """Counts ingest requests in progress; :meth:`enter` refuses one over ``max_concurrent``."""
+
+    def __init__(self, limits: IngestLimits) -> None:
+        self.limits = limits
+        self.in_flight = 0
+
+    def enter(self) -> bool:
+        """Take a slot; ``False`` (and nothing taken) when all are in use."""
+        if self.in_flight >= self.limits.max_concurrent:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        """Give back the slot taken by :meth:`enter`."""
+        self.in_flight -= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Integers beyond 64 bits
+
+# Every integer outside INT_MIN..INT_MAX has at least 20 digits, or 19 after a minus sign.
+# The search also hits digit runs inside strings; only then is the slow exact parse run.
+_LONG_DIGITS: Final = re.compile(rb"\d{20}|-\d{19}")
+
+
+class _OutOfRange(Exception):
+    pass
+
+
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise _OutOfRange
+    return value
+
+
+def check_integers(data: bytes, what: str = "body") -> None:
+    """Refuse a body holding an integer outside 64 bits: 400 ``integer_out_of_range`` naming it.
+
+    ``data`` must already be valid JSON (orjson parsed it).
+    """
+    if _LONG_DIGITS.search(data) is None:
+        return
+    try:
+        json.loads(data, parse_int=_exact_int)
+    except _OutOfRange:
+        where = _first_big_int(json.loads(data), what)
+        msg = (
+            f"{where}: integer outside -2^63 .. 2^64-1 (it would not be stored exactly; "
+            "send it as a string)"
+        )
+        raise IngestError(400, msg, code="integer_out_of_range") from None
+    except (ValueError, RecursionError):
+        # stdlib json is stricter than orjson in corner cases (or recurses too deep): orjson's
+        # reading stands, and the long digit run was not a number it would have lost.
+        return
+
+
+def _first_big_int(value: Any, path: str) -> str:
+    for where, item in _walk(value, path):
+        if type(item) is int and not INT_MIN <= item <= INT_MAX:
+            return where
+    return path
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    stack = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if type(item) is dict:
+            stack.extend((f"{where}.{k}", v) for k, v in reversed(item.items()))
+        elif type(item) is list:
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+        else:
+            yield where, item
