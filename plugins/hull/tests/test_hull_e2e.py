@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +213,10 @@ async def test_segment_workspace_webhook_reaches_hull(crossdock_daemon) -> None:
     async with FakeHullFirehose() as hull:
         daemon = crossdock_daemon(segment_to_hull(hull.url), env=hull_env())
         common = {"projectId": "ws-proj-1", "channel": "client", "version": 2,
-                  "receivedAt": "2026-11-22T12:00:00.300Z", "sentAt": "2026-11-22T12:00:00.250Z",
+                  # Segment stamps receivedAt on arrival: a delivery's is recent, or it is
+                  # refused as a replay (segment-webhook max_age).
+                  "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                  "sentAt": "2026-11-22T12:00:00.250Z",
                   "originalTimestamp": "2026-11-22T12:00:00.200Z", "integrations": {}}  # fmt: skip
         identify = {**common, "type": "identify", "messageId": "ajs-w1", "userId": "u-8",
                     "anonymousId": "a-8", "timestamp": "2026-11-22T12:00:00.000Z",

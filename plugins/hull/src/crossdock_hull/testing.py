@@ -3,11 +3,13 @@
 :class:`FakeHullFirehose` enforces contract §7: only ``POST /``; the three connector headers
 must match (401); the body needs a ``batch`` of entries plus ``timestamp`` and ``sentAt``
 (400); each entry a known ``type``, an object ``body``, an ISO ``timestamp`` and a
-``Hull-Access-Token`` JWT that verifies (HS256, connector secret, ``iss`` = connector id,
-``iat``, a valid subject); ``track`` needs a user, a non-empty ``event`` and object
-``properties``; trait values cannot be nested objects (operations excepted), at most 2,000 per
-entry. Accepted entries are recorded in :attr:`~FakeHullFirehose.entries`, with the resolved
-identities, account links and ``event_id`` overwrites::
+``Hull-Access-Token`` JWT that verifies strictly (compact form, three canonical unpadded
+base64url segments and nothing else, HS256, the signature segment exactly the connector
+secret's, ``iss`` = connector id, ``iat``, a valid subject); ``track`` needs a user, a
+non-empty ``event`` and object ``properties``; trait values cannot be nested objects
+(operations excepted), at most 2,000 per entry. Accepted entries are recorded in
+:attr:`~FakeHullFirehose.entries`, with the resolved identities, account links and ``event_id``
+overwrites::
 
     async with FakeHullFirehose() as hull:
         ...  # firehose_url = hull.url
@@ -19,6 +21,10 @@ credentials, and :func:`notification_headers` the smart-notifier headers Hull se
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -40,6 +46,7 @@ __all__ = [
     "hull_message",
     "hull_notification",
     "notification_headers",
+    "strict_decode",
 ]
 
 CONNECTOR_ID: Final = "5a7962e2793d3e942a03b29a"
@@ -49,6 +56,7 @@ ORGANIZATION: Final = "abc123.hullapp.io"
 ENTRY_TYPES: Final = frozenset({"traits", "track", "alias", "unalias"})
 OPERATIONS: Final = frozenset({"set", "setIfNull", "inc", "dec"})
 MAX_ATTRIBUTES: Final = 2000
+_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")
 USER_CLAIMS: Final = ("id", "email", "external_id", "anonymous_id")
 ACCOUNT_CLAIMS: Final = ("id", "external_id", "domain", "anonymous_id")
 
@@ -97,6 +105,47 @@ def _iso(value: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _canonical_b64(segment: str) -> bytes:
+    """Decode one base64url segment, refusing padding, stray characters and non-canonical
+    trailing bits (so no two texts decode to the same bytes)."""
+    if _SEGMENT.fullmatch(segment) is None or len(segment) % 4 == 1:
+        msg = "malformed token"
+        raise jwt.JwtError(msg)
+    data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(data).rstrip(b"=").decode() != segment:
+        msg = "malformed token (non-canonical base64url)"
+        raise jwt.JwtError(msg)
+    return data
+
+
+def strict_decode(token: str, secret: str) -> dict[str, Any]:
+    """Verify an HS256 token as strictly as a careful server would, then return its claims.
+
+    Exactly three canonical base64url segments; the header an object with ``alg`` HS256; the
+    signature segment byte-for-byte the HMAC-SHA256 of ``header.claims`` under ``secret`` (junk
+    appended, padding or altered spare bits all fail). Expiry is checked by :func:`jwt.decode`.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        msg = "malformed token"
+        raise jwt.JwtError(msg)
+    decoded = [_canonical_b64(part) for part in parts]
+    try:
+        header = orjson.loads(decoded[0])
+    except orjson.JSONDecodeError:
+        msg = "malformed token"
+        raise jwt.JwtError(msg) from None
+    if not isinstance(header, dict) or header.get("alg") != "HS256":
+        msg = "token algorithm must be HS256"
+        raise jwt.JwtError(msg)
+    signing_input = f"{parts[0]}.{parts[1]}".encode()
+    expected = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, decoded[2]):
+        msg = "invalid token signature"
+        raise jwt.JwtError(msg)
+    return jwt.decode(token, secret)
 
 
 class FakeHullFirehose(FakeVendor):
@@ -197,7 +246,7 @@ class FakeHullFirehose(FakeVendor):
         if not isinstance(token, str):
             return "headers.Hull-Access-Token required"
         try:
-            claims = jwt.decode(token, self.connector_secret)
+            claims = strict_decode(token, self.connector_secret)
         except jwt.JwtError as exc:
             return f"Hull-Access-Token: {exc}"
         problem = _claims_problem(claims, self.connector_id)
@@ -229,7 +278,7 @@ class FakeHullFirehose(FakeVendor):
             token = raw["headers"]["Hull-Access-Token"]
             entry = HullEntry(
                 raw["type"], raw["body"], raw["timestamp"],
-                jwt.decode(token, self.connector_secret),
+                strict_decode(token, self.connector_secret),
             )  # fmt: skip
             self._record(entry)
         return web.json_response({})
