@@ -87,11 +87,17 @@ def variants(value: str) -> tuple[str, ...]:
 def mask_values(text: str, values: Iterable[str]) -> str:
     """Replace every form (see :func:`variants`) of every value found in ``text`` with ``***``,
     longest first so a secret containing another is masked whole."""
-    forms = {form for value in values for form in variants(value)}
-    for form in sorted(forms, key=len, reverse=True):
+    for form in _forms(tuple(values)):
         if form in text:
             text = text.replace(form, _MASK)
     return text
+
+
+@functools.lru_cache(maxsize=256)
+def _forms(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Every form of every value, longest first (cached: workers mask with the same secrets)."""
+    forms = {form for value in values for form in variants(value)}
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def mask(text: str, secrets: Iterable[Secret | str]) -> str:
