@@ -99,12 +99,13 @@ async def dry_run(request: web.Request) -> web.Response:
         return json_response(400, error_body("invalid_json", "body: not valid JSON"))
     if not isinstance(event, dict):
         return json_response(400, error_body("invalid_event", "body: must be a JSON object"))
+    secrets = request.app[keys.CONFIG].secrets()
     try:
         payload = worker.transform(event)
     except Unsendable as exc:
-        return json_response(422, error_body("unsendable", exc.reason))
+        return json_response(422, error_body("unsendable", mask(exc.reason, secrets)))
     except Exception as exc:
-        message = f"transform failed: {type(exc).__name__}: {exc}"
+        message = mask(f"transform failed: {type(exc).__name__}: {exc}", secrets)
         return json_response(422, error_body("transform_failed", message))
     answer: dict[str, Any] = {"dropped": payload is None, "payload": payload}
     if payload is None:
