@@ -61,7 +61,7 @@ class IngestLimits:
     503 beyond it, ``max_depth`` levels of JSON nesting in one event (the event object is 1)."""
 
     max_events: int = field(default=5000, validator=[validators.ge(1), validators.le(1_000_000)])
-    max_concurrent: int = field(default=16, validator=[validators.ge(1), validators.le(10_000)])
+    max_concurrent: int = field(default=8, validator=[validators.ge(1), validators.le(10_000)])
     retry_after: int = field(default=1, validator=[validators.ge(1), validators.le(3600)])
     max_depth: int = field(default=64, validator=[validators.ge(8), validators.le(250)])
 
