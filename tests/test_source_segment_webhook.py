@@ -218,9 +218,10 @@ async def test_custom_token_header_in_body_mode() -> None:
         ({"signature_scope": "first-element"}, "signature_scope"),
         ({"secret": "s", "signature_scope": "first-element"}, "requires both secret and token"),
         ({"token": "t", "signature_scope": "first-element"}, "requires both secret and token"),
-        ({"secret": ""}, "secret: must not be empty"),
-        ({"secret": "s", "token": ""}, "token: must not be empty"),
-        ({"secret": "s", "max_age": "0s"}, "max_age: must be positive"),
+        ({"secret": ""}, "settings.secret: invalid value"),
+        ({"secret": "s", "token": ""}, "settings.token: invalid value"),
+        ({"secret": "s", "max_age": 0}, "max_age: must be a positive number of seconds"),
+        ({"token_header": " "}, "token_header: must not be empty"),
         ({"signature_scope": "first"}, "signature_scope"),
     ],
 )
@@ -232,7 +233,7 @@ def test_settings_are_checked(settings: dict[str, Any], problem: str) -> None:
 
 
 def test_first_element_settings_accepted() -> None:
-    settings = {"secret": "s", "token": "t", "signature_scope": "first-element", "max_age": "1h"}
+    settings = {"secret": "s", "token": "t", "signature_scope": "first-element", "max_age": 3600}
     value, problems = structure_collect(settings, SegmentWebhookSettings, "x")
     assert problems == []
     assert value is not None

@@ -30,6 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from aiohttp import web
@@ -48,8 +49,6 @@ from crossdock import (
     read_body,
     secret_in,
 )
-from crossdock.config.converter import Duration, Invalid
-from crossdock.ingest.normalize import parse_timestamp
 
 log = logging.getLogger("crossdock.ingest")
 
@@ -57,8 +56,9 @@ DEFAULT_PATH: Final = "/hooks/segment"
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 """Largest accepted body (decompressed): generous for batched Actions deliveries."""
 
-DEFAULT_MAX_AGE: Final = Duration(12 * 3600.0)
-"""Default replay tolerance on ``receivedAt``: half the queue's default dedupe window (24 h)."""
+DEFAULT_MAX_AGE: Final = 12 * 3600.0
+"""Default replay tolerance on ``receivedAt``, in seconds: half the queue's default dedupe
+window (24 h)."""
 
 DEFAULT_TOKEN_HEADER: Final = "X-Crossdock-Token"
 
@@ -86,23 +86,24 @@ class SegmentWebhookSettings:
     signature_scope: SignatureScope = "body"
     token: Secret | None = None
     token_header: str = DEFAULT_TOKEN_HEADER
-    max_age: Duration = DEFAULT_MAX_AGE
+    max_age: float = DEFAULT_MAX_AGE
 
     def __attrs_post_init__(self) -> None:
-        if self.secret is not None and not self.secret.reveal():
-            raise Invalid("secret: must not be empty")
-        if self.token is not None and not self.token.reveal():
-            raise Invalid("token: must not be empty")
-        if not self.token_header.strip():
-            raise Invalid("token_header: must not be empty")
-        if self.max_age <= 0:
-            raise Invalid("max_age: must be positive")
-        if self.signature_scope == "first-element" and (self.secret is None or self.token is None):
-            msg = (
-                'signature_scope: "first-element" requires both secret and token (a first-element'
-                " signature alone does not cover the rest of a batch)"
-            )
-            raise Invalid(msg)
+        problems = [
+            (self.secret is not None and not self.secret.reveal(), "'secret' must not be empty"),
+            (self.token is not None and not self.token.reveal(), "'token' must not be empty"),
+            (not self.token_header.strip(), "'token_header' must not be empty"),
+            (not self.max_age > 0, "'max_age' must be a positive number of seconds"),
+            (
+                self.signature_scope == "first-element"
+                and (self.secret is None or self.token is None),
+                "'signature_scope' \"first-element\" requires both secret and token (a"
+                " first-element signature alone does not cover the rest of a batch)",
+            ),
+        ]
+        for failed, message in problems:
+            if failed:
+                raise ValueError(message)
 
 
 def _skip_ws(data: bytes, index: int) -> int:
@@ -200,6 +201,17 @@ def _canonical_bytes(message: Any) -> bytes:
     return json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _epoch(value: Any) -> float:
+    """Seconds since the epoch of an ISO-8601 time (no offset: UTC); ``ValueError`` otherwise."""
+    if not isinstance(value, str):
+        msg = "not an ISO-8601 time"
+        raise ValueError(msg)
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
 def _unauthorized(what: str) -> IngestError:
     return IngestError(401, f"{what}: missing or invalid", code="unauthorized")
 
@@ -274,7 +286,7 @@ class SegmentWebhookIngestor:
                 continue  # no timestamp to judge by: the messageId dedupe is the only guard
             where = "receivedAt" if labels is None else f"{labels[index]}.receivedAt"
             try:
-                moment = parse_timestamp(message["receivedAt"]).timestamp()
+                moment = _epoch(message["receivedAt"])
             except (ValueError, OverflowError):
                 msg = f"{where}: must be an ISO-8601 time"
                 raise IngestError(400, msg, code="invalid_timestamp") from None
