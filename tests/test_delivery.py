@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import attrs
 from attrs import define, field
 
 import crossdock
@@ -50,6 +51,7 @@ class MemoryQueue:
     done: dict[str, list[int]] = field(factory=dict)
     dead: dict[str, list[DeadLetter]] = field(factory=dict)
     settles: int = 0
+    releases: int = 0
     _seq: Any = field(factory=lambda: itertools.count(1))
     _signal: asyncio.Event = field(factory=asyncio.Event)
 
@@ -106,6 +108,15 @@ class MemoryQueue:
         for d in dead:
             leased.discard(d.seq)
             self.dead[destination].append(d)
+
+    async def release(self, destination: str, now: float) -> int:
+        self.releases += 1
+        moved = 0
+        for seq, r in list(self.retries[destination].items()):
+            if r.next_at > now:
+                self.retries[destination][seq] = attrs.evolve(r, next_at=now)
+                moved += 1
+        return moved
 
     async def wait(self, destination: str, timeout: float) -> None:
         signal = self._signal
@@ -217,6 +228,9 @@ class Clock:
         return self.now
 
 
+NO_WAIT = Backoff(base=0.0, cap=0.0, jitter=False)
+
+
 async def start_worker(
     dest: Destination,
     deliverer: Any,
@@ -228,6 +242,8 @@ async def start_worker(
     await queue.open([dest.id])
     metrics = Metrics()
     kwargs.setdefault("idle_poll", 0.02)
+    # Probing a down destination at once keeps the fake clock in charge of the schedule.
+    kwargs.setdefault("outage_backoff", NO_WAIT)
     worker = DestinationWorker(dest, transformer, deliverer, queue, metrics, **kwargs)
     await worker.start()
     return worker, queue, metrics

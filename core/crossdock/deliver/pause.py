@@ -1,8 +1,15 @@
-"""Pausing a destination whose credentials the vendor refused, and probing it again.
+"""Pausing a destination that cannot take events now, and probing it again.
 
-While paused, a destination sends nothing but one probe batch after 5 s, 10 s, ... (capped at
-5 minutes, :data:`~.pacing.PAUSE_BACKOFF`); it resumes when a probe is not refused for
-credentials.
+Two reasons, one mechanism (a :class:`PauseState` each):
+
+- the vendor refused the credentials: one probe batch after 5 s, 10 s, ... (capped at
+  5 minutes, :data:`~.pacing.PAUSE_BACKOFF`); it resumes when a probe is not refused for
+  credentials;
+- the vendor is down (a whole batch answered "retry later": refused connections, timeouts,
+  5xx, 429): one probe batch after ``max(Retry-After, 1 s, 2 s, 4 s ...)`` capped at 30 s
+  (:data:`OUTAGE_BACKOFF`); it resumes when a probe is not answered "retry later" as a whole.
+  While down, the backlog is not fetched, so an outage costs one batch of retry records per
+  probe instead of one per queued event.
 """
 
 from __future__ import annotations
@@ -15,7 +22,11 @@ from attrs import define, field
 
 from crossdock.deliver.pacing import PAUSE_BACKOFF, Backoff
 
-__all__ = ["PauseState"]
+__all__ = ["OUTAGE_BACKOFF", "PauseState"]
+
+OUTAGE_BACKOFF = Backoff(base=1.0, factor=2.0, cap=30.0, jitter=False)
+"""Probing a destination that is down: 1 s, 2 s, 4 s ... capped at 30 s (so a recovered
+vendor is noticed within 30 s)."""
 
 
 @define
@@ -29,11 +40,13 @@ class PauseState:
     count: int = field(init=False, default=0)
     probe_at: float = field(init=False, default=0.0)
 
-    def pause(self, reason: str) -> bool:
-        """Pause (again) with ``reason``; the next probe waits one more backoff step.
+    def pause(self, reason: str, at_least: float = 0.0) -> bool:
+        """Pause (again) with ``reason``; the next probe waits one more backoff step, and at
+        least ``at_least`` seconds (a vendor's ``Retry-After``).
         True when the destination was running until now."""
         self.count += 1
-        self.probe_at = time.monotonic() + self.backoff.delay(self.count, self.rng)
+        delay = max(at_least, self.backoff.delay(self.count, self.rng))
+        self.probe_at = time.monotonic() + delay
         started = not self.paused
         self.paused = True
         self.reason = reason

@@ -139,7 +139,8 @@ class DestinationWorker:
       *both* ``attempts >= max_attempts`` and ``now - first_attempt_at >= max_age``: then dead
       letter with the last reason (:class:`~.settle.RetryRule`).
     - A whole batch answered :class:`~crossdock.RetryLater` (the vendor is down: refused
-      connections, timeouts, 5xx, 429) → the events are retried as above, and the destination
+      connections, timeouts, 5xx, 429; a batch of one event only without an HTTP status, see
+      :func:`_vendor_down`) → the events are retried as above, and the destination
       is *down*: it fetches nothing more until a probe batch is due
       (``max(Retry-After, 1 s·2ⁿ)`` capped at 30 s, :data:`~.pause.OUTAGE_BACKOFF`), so an
       outage costs one batch of retry records per probe, not one per queued event. The first
@@ -559,7 +560,7 @@ class DestinationWorker:
         credentials = next((o for o in outcomes if isinstance(o, CredentialsRejected)), None)
         if credentials is not None:
             self._pause_for(credentials)  # first, so the events go back due at the probe time
-        down = bool(outcomes) and all(isinstance(o, RetryLater) for o in outcomes)
+        down = _vendor_down(outcomes)
         if down:
             self._down_for(outcomes)  # type: ignore[arg-type]
         # End-to-end latency from the time the queue stored the event; events of one group
@@ -800,6 +801,16 @@ class DestinationWorker:
                 lag = 0.0 if stats.oldest_at is None else max(0.0, self.clock() - stats.oldest_at)
                 self.metrics.set("crossdock_queue_lag_seconds", labels, lag)
             await asyncio.sleep(self.stats_interval)
+
+
+def _vendor_down(outcomes: Sequence[Outcome]) -> bool:
+    """Whether a batch's outcomes say the vendor is down: every event answered "retry later",
+    and either the batch had several events or no HTTP answer came (refused, timed out). One
+    event refused with a status may be that event's own problem: it waits out its backoff
+    without stopping the destination."""
+    if not outcomes or not all(isinstance(o, RetryLater) for o in outcomes):
+        return False
+    return len(outcomes) > 1 or outcomes[0].status is None  # type: ignore[union-attr]
 
 
 def _filter_reason(event: Event, drop_reason: Callable[[Event], str | None] | None) -> str:

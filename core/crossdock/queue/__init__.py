@@ -124,6 +124,12 @@ class Queue(Protocol):
         ``retries`` are scheduled, ``dead`` go to the dead-letter table."""
         ...
 
+    async def release(self, destination: str, now: float) -> int:
+        """Make every retry of ``destination`` scheduled after ``now`` due at ``now`` (the
+        destination recovered: its backlog need not wait out each event's backoff); returns
+        how many were moved forward (a backend that cannot count returns 0)."""
+        ...
+
     async def wait(self, destination: str, timeout: float) -> None:
         """Return when new events may be available for ``destination``, or after ``timeout``."""
         ...

@@ -39,7 +39,10 @@ records are published with a ``Nats-Msg-Id`` naming the message they settle, so 
 after a partial failure (or a redelivered event settled twice) does not create a second record.
 
 Retry schedule. A record is delivered to a worker's fetch at once; if it is not due yet it is
-``-NAK``-ed with the delay until ``next_at`` and the server hands it out again at that time.
+``-NAK``-ed with the delay until ``next_at`` (at most :data:`RELEASE_LOOK`) and the server hands
+it out again at that time. ``release`` (a destination recovered) makes the records written
+before it due in this instance: since the server holds a NAK-ed record until its delay ends,
+they come within ``RELEASE_LOOK`` seconds, not at once as on SQLite.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ STORAGES = ("file", "memory")
 RETRY_POLL = 0.25
 """Seconds between looks at a destination's retry consumer when the last look found nothing
 (retries become due on the server's clock; a worker's idle poll is about a second anyway)."""
+
+RELEASE_LOOK = 30.0
+"""Longest ``-NAK`` delay of a retry record not due yet: how late a released record comes."""
 
 HOLD_LIMIT = 1800.0
 """Seconds a handed-out message is kept alive at most (a worker that lost track of it must not
@@ -117,6 +123,7 @@ class _Dest:
     last_retry_look: float = float("-inf")
     retries_hint: bool = True
     batch: int = 100
+    released_at: float = float("-inf")
 
 
 class NatsQueue:
@@ -516,8 +523,9 @@ class NatsQueue:
                 log.error("unreadable retry record dropped", extra={"subject": msg.subject})
                 await self._nc.publish(msg.reply, b"+TERM")
                 continue
-            if next_at > now:
-                await self._nak(msg, next_at - now)
+            released = float(record.get("scheduled_at") or now) < dest.released_at
+            if next_at > now and not released:
+                await self._nak(msg, min(next_at - now, RELEASE_LOOK))
                 continue
             if seq in dest.inflight:
                 await self._nak(msg, 1.0)
@@ -588,7 +596,7 @@ class NatsQueue:
                     "seq": r.seq, "event": r.event, "attempts": r.attempts,
                     "first_attempt_at": r.first_attempt_at, "next_at": r.next_at,
                     "reason": r.reason, "hold_key": r.hold_key,
-                    "enqueued_at": _enqueued_at(held),
+                    "enqueued_at": _enqueued_at(held), "scheduled_at": failed_at,
                 }  # fmt: skip
                 subject = f"{self.stream}.retries.{dest.token}.{encode_key(r.hold_key)}"
                 records.append((r.seq, held, record, subject))
@@ -649,6 +657,14 @@ class NatsQueue:
 
     # -----------------------------------------------------------------------------------------
     # Waiting, keep-alive, holds, stats
+
+    async def release(self, destination: str, now: float) -> int:
+        """Retry records written before ``now`` become due in this instance as they come back
+        (within :data:`RELEASE_LOOK`); returns 0 (the server does not say how many wait)."""
+        dest = self._dest(destination)
+        dest.released_at = max(dest.released_at, now)
+        dest.retries_hint = True
+        return 0
 
     async def wait(self, destination: str, timeout: float) -> None:
         """Return when new events may be available for ``destination``, or after ``timeout``.

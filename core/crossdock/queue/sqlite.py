@@ -514,6 +514,21 @@ class SqliteQueue:
             with contextlib.suppress(sqlite3.Error):
                 self._collect(conn)
 
+    async def release(self, destination: str, now: float) -> int:
+        """Make the destination's retries due later than ``now`` due at ``now``: one statement
+        over the ``(destination, next_at)`` index; returns how many moved."""
+        self._cursor(destination)
+        return await self._write(self._write_release, destination, now)
+
+    def _write_release(self, destination: str, now: float) -> int:
+        conn = self._conn_w()
+        with _transaction(conn):
+            count = conn.execute(
+                "UPDATE retries SET next_at = ? WHERE destination = ? AND next_at > ?",
+                (now, destination, now),
+            ).rowcount
+        return count
+
     async def collect(self) -> int:
         """Delete events every registered destination has passed; returns how many.
 

@@ -1,4 +1,5 @@
-"""``GET /health`` (the process answers) and ``GET /ready`` (the queue is writable)."""
+"""``GET /health`` (the process answers) and ``GET /ready`` (the queue is writable, and no
+destination's queue write is failing and being retried)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,21 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: 200 when the queue accepts writes and the server is not shutting down."""
+    """Readiness: 200 when the queue accepts writes, no destination is retrying a failed queue
+    write (a settle), and the server is not shutting down."""
     app = request.app
     if app.get(keys.SHUTTING_DOWN, [False])[0]:
         return json_response(503, {"status": "shutting_down"})
+    failing = sorted(d for d, w in app.get(keys.WORKERS, {}).items() if w.writes_failing)
+    if failing:
+        return json_response(
+            503,
+            {
+                "status": "queue_writes_failing",
+                "message": "queue writes fail and are being retried",
+                "destinations": failing,
+            },
+        )
     try:
         await app[keys.QUEUE].ping()
     except QueueError as exc:
