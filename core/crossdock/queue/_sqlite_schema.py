@@ -89,6 +89,9 @@ def connect(path: str, *, synchronous: str, writer: bool) -> sqlite3.Connection:
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         if writer:
+            # Before WAL and the first table, or SQLite ignores it: a new file can then give
+            # freed pages back to the file system after a drain (no effect on older files).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = _switch_to_wal(conn)
             if str(mode).lower() != "wal":
                 raise QueueError(f"sqlite queue {path}: cannot switch to WAL mode (got {mode})")
@@ -120,7 +123,10 @@ def _switch_to_wal(conn: sqlite3.Connection) -> str:
 
 
 def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
-    """Create the tables of a new file, or check the version of an existing one."""
+    """Create the tables of a new file, or check the version of an existing one.
+
+    A new file gets ``auto_vacuum = INCREMENTAL`` from :func:`connect`.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")

@@ -17,7 +17,11 @@ settled out of order above the position are recorded in ``settled`` in the same 
 so a restart re-delivers only what was really in flight (duplicates, never losses).
 
 Garbage collection. After settles (at most every few seconds) the writer deletes events at or
-below the smallest durable position of the destinations registered by this process. Only a
+below the smallest durable position of the destinations registered by this process, then hands
+free pages back to the file system (``PRAGMA incremental_vacuum``, at most
+:data:`_VACUUM_PAGES` per collection, only once :data:`_VACUUM_MIN_FREE` pages are free), so
+the file shrinks after a drain (files created before auto_vacuum was set keep their size until
+an offline ``VACUUM``). Only a
 process that settles collects, so the CLI opening the file never deletes anything. A queue
 with no registered destination keeps its events (nobody reads them: a destination added later
 starts at the end, and the first collection then removes them). A destination removed from the
@@ -67,6 +71,10 @@ _INSERT_CHUNK = 1000
 _GC_INTERVAL = 2.0
 _GC_CHUNK = 50_000
 _PRUNE_CHUNK = 10_000
+_VACUUM_MIN_FREE = 256
+"""Free pages (1 MiB at 4 KiB pages) before a collection gives any back to the file system."""
+_VACUUM_PAGES = 4096
+"""Most pages one collection gives back (16 MiB at 4 KiB): the writer is busy meanwhile."""
 _READERS = 2
 
 
@@ -558,7 +566,9 @@ class SqliteQueue:
                 ).rowcount
             total += deleted
             if deleted < _GC_CHUNK:
-                return total
+                break
+        _shrink(conn)
+        return total
 
     # -----------------------------------------------------------------------------------------
     # Waiting, holds, stats
@@ -796,6 +806,20 @@ class SqliteQueue:
             return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
         except Exception as exc:
             raise _as_queue_error(exc, self.path) from exc
+
+
+def _shrink(conn: sqlite3.Connection) -> int:
+    """Give free pages back to the file system (auto_vacuum incremental files only); returns
+    how many pages were free before."""
+    (mode,) = conn.execute("PRAGMA auto_vacuum").fetchone()
+    (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+    if mode != 2 or free < _VACUUM_MIN_FREE:
+        return int(free)
+    # The pragma frees one page per step, and execute() steps once: executescript() runs it
+    # to completion (sqlite3_exec).
+    conn.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES});")
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    return int(free)
 
 
 def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> None:
