@@ -562,7 +562,7 @@ class DestinationWorker:
             self._pause_for(credentials)  # first, so the events go back due at the probe time
         down = _vendor_down(outcomes)
         if down:
-            self._down_for(outcomes)  # type: ignore[arg-type]
+            self._down_for(outcomes, batch.probe)  # type: ignore[arg-type]
         # End-to-end latency from the time the queue stored the event; events of one group
         # commit share that time, so a batch has few distinct values to observe.
         stored_at: dict[float, int] = {}
@@ -745,8 +745,12 @@ class DestinationWorker:
             self._release_due = True
         self.metrics.set("crossdock_destination_paused", self._labels, 0)
 
-    def _down_for(self, outcomes: Sequence[RetryLater]) -> None:
-        """A whole batch answered "retry later": the destination is down until a probe."""
+    def _down_for(self, outcomes: Sequence[RetryLater], probe: bool) -> None:
+        """A whole batch answered "retry later": the destination is down until a probe. Only
+        a failed probe (or the first failure) moves the back-off on: batches that were in
+        flight together fail together."""
+        if self._down.paused and not probe:
+            return
         after = max((o.after or 0.0 for o in outcomes), default=0.0)
         reason = clean_text(outcomes[0].reason, self._secrets, 500) or "retry later"
         if self._down.pause(reason, after):
