@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
-import pytest
 import attrs
+import pytest
 from attrs import define, field
 
 import crossdock
