@@ -344,3 +344,26 @@ def test_depth_limit_is_exact(max_depth: int) -> None:
         check_depth(ingested.events, ingested, max_depth)
     assert (info.value.status, info.value.code) == (400, "too_deep")
     assert info.value.message == f"batch[1]: nested more than {max_depth} levels deep"
+
+
+def test_the_gate_weighs_requests_by_body_bytes() -> None:
+    """Memory follows body bytes: many small SDK batches run at once, large bodies queue; one
+    request alone is always admitted; a chunked body counts as CHUNKED_WEIGHT."""
+    from crossdock.ingest.limits import CHUNKED_WEIGHT, IngestGate
+
+    gate = IngestGate(IngestLimits(max_concurrent=256, max_body_bytes_in_flight=1_000_000))
+    small = [gate.enter(35_000) for _ in range(28)]
+    assert all(w == 35_000 for w in small)
+    assert gate.enter(35_000) is None  # 29 x 35 KB > 1 MB
+    for weight in small:
+        gate.leave(weight)
+    assert (gate.in_flight, gate.bytes_in_flight) == (0, 0)
+    alone = gate.enter(5_000_000)  # over the budget, but alone: its source's byte limit decides
+    assert alone == 5_000_000
+    assert gate.enter(10) is None
+    gate.leave(alone)
+    assert gate.enter(None) == CHUNKED_WEIGHT
+    counted = IngestGate(IngestLimits(max_concurrent=2))
+    assert counted.enter(1) is not None
+    assert counted.enter(1) is not None
+    assert counted.enter(1) is None

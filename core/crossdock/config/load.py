@@ -57,11 +57,15 @@ NatsUrl = NewType("NatsUrl", str)
 @frozen
 class IngestLimits:
     """``[server.limits]``: ``max_events`` per request (every source), ``max_concurrent``
-    ingest requests in progress at once (daemon-wide), ``retry_after`` seconds sent with the
-    503 beyond it, ``max_depth`` levels of JSON nesting in one event (the event object is 1)."""
+    ingest requests in progress at once and ``max_body_bytes_in_flight`` bytes of their bodies
+    (by ``Content-Length``; both daemon-wide), ``retry_after`` seconds sent with the 503 beyond
+    them, ``max_depth`` levels of JSON nesting in one event (the event object is 1)."""
 
     max_events: int = field(default=5000, validator=[validators.ge(1), validators.le(1_000_000)])
-    max_concurrent: int = field(default=8, validator=[validators.ge(1), validators.le(10_000)])
+    max_concurrent: int = field(default=256, validator=[validators.ge(1), validators.le(10_000)])
+    max_body_bytes_in_flight: int = field(
+        default=4 * 1024 * 1024, validator=[validators.ge(64 * 1024), validators.le(2**34)]
+    )
     retry_after: int = field(default=1, validator=[validators.ge(1), validators.le(3600)])
     max_depth: int = field(default=64, validator=[validators.ge(8), validators.le(250)])
 

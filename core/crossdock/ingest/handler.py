@@ -76,7 +76,8 @@ def make_ingest_handler(
 
     async def handle(request: web.Request) -> web.Response:
         headers = extra_headers(request) if extra_headers is not None else None
-        if not gate.enter():
+        weight = gate.enter(request.content_length)
+        if weight is None:
             metrics.inc("crossdock_requests_rejected_total", (source_id, "overloaded"))
             retry = {"Retry-After": str(limits.retry_after)}
             if headers:
@@ -87,7 +88,7 @@ def make_ingest_handler(
         try:
             return await _handle(request, headers)
         finally:
-            gate.leave()
+            gate.leave(weight)
             metrics.set("crossdock_ingest_in_flight", (), gate.in_flight)
 
     async def _handle(request: web.Request, headers: Mapping[str, str] | None) -> web.Response:

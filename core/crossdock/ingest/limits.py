@@ -3,9 +3,13 @@
 - ``max_events``: events in one request. The core's handler checks what every ingestor returned
   (:attr:`crossdock.Ingested.events`); :func:`crossdock.parse_json` also refuses a top-level
   array longer than that before an ingestor maps it item by item (the early, cheap cap).
-- ``max_concurrent``: ingest requests in progress at once, across every source of the daemon.
-  One more is answered at once with 503 and ``Retry-After`` (the SDKs' back-off signal), before
-  its body is read.
+- ``max_concurrent`` and ``max_body_bytes_in_flight``: ingest requests in progress at once, and
+  the bytes of their bodies (by ``Content-Length``; a chunked body counts as
+  :data:`CHUNKED_WEIGHT`), across every source of the daemon. Memory follows body bytes, not
+  request counts: a 35 KB SDK batch and a 4 MB webhook body cost very differently, so many small
+  requests run at once while a few large ones queue. A request beyond either is answered at once
+  with 503 and ``Retry-After`` (the SDKs' back-off signal), before its body is read; one request
+  alone is always admitted (its source's byte limit still applies).
 - integers outside 64 bits: orjson reads them as floats, so the stored event would not hold what
   was sent; :func:`crossdock.parse_json` refuses them with a 400 naming the field.
 
@@ -28,6 +32,7 @@ from crossdock.config.load import IngestLimits
 from crossdock.errors import IngestError
 
 __all__ = [
+    "CHUNKED_WEIGHT",
     "DEFAULT_LIMITS",
     "IngestGate",
     "IngestLimits",
@@ -72,23 +77,36 @@ def check_top_level_events(parsed: Any) -> None:
         raise too_many_events(len(parsed), limit)
 
 
+CHUNKED_WEIGHT: Final = 512 * 1024
+"""The bytes a body without ``Content-Length`` (chunked) is counted as while in flight."""
+
+
 class IngestGate:
-    """Counts ingest requests in progress; :meth:`enter` refuses one over ``max_concurrent``."""
+    """Counts ingest requests in progress and their body bytes; :meth:`enter` refuses one over
+    ``max_concurrent`` or ``max_body_bytes_in_flight`` (see the module docstring)."""
 
     def __init__(self, limits: IngestLimits) -> None:
         self.limits = limits
         self.in_flight = 0
+        self.bytes_in_flight = 0
 
-    def enter(self) -> bool:
-        """Take a slot; ``False`` (and nothing taken) when all are in use."""
-        if self.in_flight >= self.limits.max_concurrent:
-            return False
+    def enter(self, content_length: int | None = None) -> int | None:
+        """Admit a request whose body declares ``content_length`` bytes; returns the weight to
+        give back to :meth:`leave`, or ``None`` (nothing taken) when the daemon is full."""
+        weight = CHUNKED_WEIGHT if content_length is None else max(0, content_length)
+        if self.in_flight and (
+            self.in_flight >= self.limits.max_concurrent
+            or self.bytes_in_flight + weight > self.limits.max_body_bytes_in_flight
+        ):
+            return None
         self.in_flight += 1
-        return True
+        self.bytes_in_flight += weight
+        return weight
 
-    def leave(self) -> None:
-        """Give back the slot taken by :meth:`enter`."""
+    def leave(self, weight: int) -> None:
+        """Give back what :meth:`enter` took."""
         self.in_flight -= 1
+        self.bytes_in_flight -= weight
 
 
 # ---------------------------------------------------------------------------------------------
