@@ -21,6 +21,8 @@ __all__ = ["gunzip", "parse_json", "read_body", "too_large"]
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _MB: Final = 1024 * 1024
+_FRAMING: Final = 1024
+"""Bytes gzip or deflate may add to incompressible data (headers, block overhead)."""
 
 
 def _size(limit: int) -> str:
@@ -50,14 +52,20 @@ async def read_body(
     """Read the request body, decompressed, refusing more than ``limit`` bytes.
 
     Over the limit: :func:`too_large` with ``status`` and ``code``. A ``Content-Length`` over the
-    limit is refused before reading. aiohttp decodes ``Content-Encoding`` itself, in bounded
-    pieces; a gzip body that arrives still compressed is inflated here with the same cap, so
-    nothing beyond ``limit + 1`` bytes is ever held (no zip bombs). A body aiohttp cannot decode
-    is a 400 ``invalid_encoding``.
+    limit is refused before reading. A ``gzip`` or ``deflate`` body is inflated here with the
+    same cap, so nothing beyond ``limit + 1`` bytes is ever held (no zip bombs); the daemon
+    turns aiohttp's own decoding off (it would go on inflating a refused body while discarding
+    it). Another ``Content-Encoding``, or a body that does not inflate, is a 400
+    ``invalid_encoding``.
     """
-    encoded = request.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    encoded = encoding not in ("", "identity")
+    if encoded and encoding not in ("gzip", "x-gzip", "deflate"):
+        msg = f"{what}: unsupported Content-Encoding {encoding[:20]!r} (use gzip)"
+        raise IngestError(400, msg, code="invalid_encoding")
     length = request.content_length
-    if not encoded and length is not None and length > limit:
+    # compressed data is never larger than what it inflates to, beyond its framing
+    if length is not None and length > limit + (_FRAMING if encoded else 0):
         raise too_large(what, limit, status=status, code=code)
     chunks: list[bytes] = []
     size = 0
@@ -71,9 +79,9 @@ async def read_body(
         msg = f"{what}: cannot decode Content-Encoding"
         raise IngestError(400, msg, code="invalid_encoding") from None
     data = b"".join(chunks)
-    if encoded and data[:2] == _GZIP_MAGIC:
+    if encoded and (data[:2] == _GZIP_MAGIC or encoding == "deflate"):
         try:
-            data = gunzip(data, limit, what)
+            data = gunzip(data, limit, what, deflate=data[:2] != _GZIP_MAGIC)
         except IngestError as exc:
             if exc.code == "too_large":
                 raise too_large(what, limit, status=status, code=code) from None
@@ -81,9 +89,10 @@ async def read_body(
     return data
 
 
-def gunzip(data: bytes, limit: int, what: str = "body") -> bytes:
-    """Inflate a gzip body; 400 for output over ``limit`` bytes or a broken stream."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+def gunzip(data: bytes, limit: int, what: str = "body", *, deflate: bool = False) -> bytes:
+    """Inflate a gzip body (or, with ``deflate``, a zlib stream as HTTP's ``deflate`` sends it);
+    400 for output over ``limit`` bytes or a broken stream."""
+    inflater = zlib.decompressobj(zlib.MAX_WBITS if deflate else 16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(data, limit + 1)
     except zlib.error:

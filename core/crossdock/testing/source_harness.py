@@ -78,7 +78,7 @@ class SourceHarness:
         return self.queue.events
 
     async def __aenter__(self) -> SourceHarness:
-        app = web.Application()
+        app = web.Application(handler_args={"auto_decompress": False})  # as the daemon serves
         add_source_routes(app, self.source, self.ingestor, self.queue, self.metrics)  # type: ignore[arg-type]
         self._runner = web.AppRunner(app)
         await self._runner.setup()

@@ -42,7 +42,14 @@ def make_app(
     overrides how often an idle worker looks for new events (other processes' appends do not
     wake it).
     """
-    app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[admin.admin_auth])
+    # Bodies are inflated by crossdock.read_body, with each source's cap; aiohttp's own decoding
+    # would go on inflating a refused gzip bomb while it discards the unread rest (lingering
+    # close), costing seconds of the event loop per request.
+    app = web.Application(
+        client_max_size=CLIENT_MAX_SIZE,
+        middlewares=[admin.admin_auth],
+        handler_args={"auto_decompress": False},
+    )
     app[keys.CONFIG] = config
     app[keys.REGISTRY] = registry
     app[keys.METRICS] = Metrics()
