@@ -69,6 +69,24 @@ async def test_read_body_defaults_to_segments_400_in_kb() -> None:
     assert (status, body["code"]) == (400, "invalid_encoding")
 
 
+async def test_read_body_inflates_deflate_and_refuses_other_encodings() -> None:
+    import zlib
+
+    async def read(request: web.Request) -> Any:
+        return crossdock.parse_json(await crossdock.read_body(request, 32 * 1024))
+
+    deflated = zlib.compress(b'{"a": 2}')
+    assert await answer(read, deflated, {"Content-Encoding": "deflate"}) == (
+        200,
+        {"value": {"a": 2}},
+    )
+    status, body = await answer(read, zlib.compress(b"1" * 40_000), {"Content-Encoding": "deflate"})
+    assert (status, body["code"]) == (400, "too_large")
+    status, body = await answer(read, b"\x00\x01", {"Content-Encoding": "br"})
+    assert (status, body["code"]) == (400, "invalid_encoding")
+    assert "use gzip" in body["message"]
+
+
 def test_parse_json_names_what_and_where() -> None:
     assert crossdock.parse_json(b'{"a": [1]}') == {"a": [1]}
     with pytest.raises(IngestError) as info:
