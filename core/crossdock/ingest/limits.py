@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import re
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -114,7 +113,18 @@ class IngestGate:
 
 # Every integer outside INT_MIN..INT_MAX has at least 20 digits, or 19 after a minus sign.
 # The search also hits digit runs inside strings; only then is the slow exact parse run.
-_LONG_DIGITS: Final = re.compile(rb"\d{20}|-\d{19}")
+# It is the regex ``\d{20}|-\d{19}`` (ASCII digits), done as a translate (every digit becomes
+# "0") and two substring searches: 75 µs instead of 1.5 ms on a 54 KB SDK batch, where the
+# regex was a third of the event loop's work (bench/README.md, "Production-like ingest").
+_DIGITS_TO_ZERO: Final = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
+_TWENTY_DIGITS: Final = b"0" * 20
+_MINUS_NINETEEN_DIGITS: Final = b"-" + b"0" * 19
+
+
+def _may_hold_long_int(data: bytes) -> bool:
+    """Whether ``data`` has a run of 20 ASCII digits, or a minus sign and 19."""
+    digits = data.translate(_DIGITS_TO_ZERO)
+    return _TWENTY_DIGITS in digits or _MINUS_NINETEEN_DIGITS in digits
 
 
 class _OutOfRange(Exception):
@@ -133,7 +143,11 @@ def check_integers(data: bytes, what: str = "body") -> None:
 
     ``data`` must already be valid JSON (orjson parsed it).
     """
-    if _LONG_DIGITS.search(data) is None:
+    if isinstance(data, str):
+        data = data.encode()
+    elif not isinstance(data, bytes | bytearray):
+        data = bytes(data)  # a memoryview: translate needs bytes
+    if not _may_hold_long_int(data):
         return
     try:
         json.loads(data, parse_int=_exact_int)
