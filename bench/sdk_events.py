@@ -56,20 +56,17 @@ def _product(index: int, kind: str) -> dict:
         "type": "track",
         "event": "Product Viewed",
         "userId": f"user_{index % 50_000:06d}",
-        "anonymousId": "507f191e-810c-4197-9de8-60e6b1c2a2f0",
         "timestamp": "2026-11-22T12:00:00.000Z",
         "properties": {
             "product_id": f"sku-{sku}",
-            "name": "Trail Running Shoes",
+            "name": "Running Shoes",
             "price": 89.0,
             "currency": "USD",
             "category": "Shoes",
-            "brand": "Acme",
         },
         "context": {
             "library": LIBRARY[kind],
             "page": {"url": f"https://shop.example.com/p/{sku}"},
-            "ip": "203.0.113.7",
         },
     }
 
