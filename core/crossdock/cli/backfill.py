@@ -27,6 +27,7 @@ from crossdock.deliver.backfill import (
     read_lines,
     with_backfill_settings,
 )
+from crossdock.deliver.session import outbound_session
 from crossdock.errors import CrossdockError
 from crossdock.secrets import Secret, mask
 
@@ -224,7 +225,7 @@ async def _run(
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     lines, size = read_lines(path, skip=state.line)
     timeout = aiohttp.ClientTimeout(total=destination.delivery.timeout)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    async with outbound_session(timeout=timeout) as http:
         deliverer = registry.make_deliverer(destination, http)
         run = BackfillRun(
             destination,

@@ -22,7 +22,7 @@ from crossdock.cli.common import (
     default_config,
     load,
 )
-from crossdock.errors import CrossdockError
+from crossdock.errors import ConfigError, CrossdockError
 from crossdock.types import HasNotes
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate the config and plugins; list every problem")
     config_arg(p)
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object: ok, problems, notes, counts"
+    )
 
     p = sub.add_parser("plugins", help="installed plugins, versions, their types")
     p.add_argument("--json", action="store_true", help="JSON rows for scripts")
@@ -83,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-dropped",
         action="store_true",
         help="exit 0 even when no event would be sent",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: problems, notes, each event's outcome, the requests (masked)",
     )
 
     p = sub.add_parser("dlq", help="dead-letter queue: list, replay, purge")
@@ -193,28 +201,60 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """``crossdock check``: every config and plugin problem, or ``ok: N sources, M destinations``.
 
-    Exit 1 on any problem.
+    Exit 1 on any problem. ``--json`` prints one object instead: ``ok``, ``problems`` and
+    ``notes`` (lists of ``path: message``, masked), ``sources`` and ``destinations`` (counts, 0
+    when the config is invalid).
     """
-    loaded = load(args.config, out=sys.stdout)
-    if loaded is None:
-        return EXIT_PROBLEMS
-    config, registry = loaded
-    if registry.problems:
-        print(f"{len(registry.problems)} plugin problem(s):")
-        for problem in registry.problems:
+    report = check_report(args.config)
+    heading = report.pop("heading", "")
+    if args.json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif report["ok"]:
+        for note in report["notes"]:
+            print(f"note: {note}")
+        print(f"ok: {report['sources']} sources, {report['destinations']} destinations")
+    else:
+        print(heading)
+        for problem in report["problems"]:
             print(f"  {problem}")
-        return EXIT_PROBLEMS
+    return EXIT_OK if report["ok"] else EXIT_PROBLEMS
+
+
+def check_report(config_path: str | None) -> dict[str, Any]:
+    """What ``crossdock check`` found, as a JSON-ready dict (``heading``: the text form's first
+    line when there are problems)."""
+    from crossdock.config.load import load_config
+    from crossdock.plugins.registry import load_registry
+
+    registry = load_registry()
+    path = config_path or default_config()
+    report: dict[str, Any] = {
+        "ok": False,
+        "config": str(path),
+        "problems": [],
+        "notes": [],
+        "sources": 0,
+        "destinations": 0,
+    }
+    try:
+        config = load_config(path, registry)
+    except ConfigError as exc:
+        report["problems"] = [*exc.problems, *registry.problems]
+        report["heading"] = f"{path}: {len(exc.problems)} problem(s):"
+        return report
+    if registry.problems:
+        report["problems"] = list(registry.problems)
+        report["heading"] = f"{len(registry.problems)} plugin problem(s):"
+        return report
     notes: list[str] = []
     problems = transformer_problems(config, registry, notes=notes)
+    report["sources"], report["destinations"] = len(config.sources), len(config.destinations)
     if problems:
-        print(f"{len(problems)} problem(s):")
-        for problem in problems:
-            print(f"  {problem}")
-        return EXIT_PROBLEMS
-    for note in notes:
-        print(f"note: {note}")
-    print(f"ok: {len(config.sources)} sources, {len(config.destinations)} destinations")
-    return EXIT_OK
+        report["problems"] = problems
+        report["heading"] = f"{len(problems)} problem(s):"
+        return report
+    report.update(ok=True, notes=notes)
+    return report
 
 
 def transformer_problems(

@@ -12,7 +12,7 @@ import asyncio
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,12 +22,19 @@ import aiohttp
 import orjson
 
 from crossdock.cli.capture import CapturedRequest, CaptureSession
-from crossdock.cli.common import EXIT_OK, EXIT_PROBLEMS, load
+from crossdock.cli.common import EXIT_OK, EXIT_PROBLEMS, load_or_problems
+from crossdock.deliver.session import outbound_session
 from crossdock.errors import CrossdockError, IngestError, Unsendable
 from crossdock.secrets import Secret, mask
-from crossdock.types import BatchItem, Delivered, Ingested
+from crossdock.types import BatchItem, Delivered, HasNotes, Ingested
 
-__all__ = ["cmd_test", "mask_headers", "mask_url", "render_request"]
+__all__ = [
+    "cmd_test",
+    "mask_headers",
+    "mask_url",
+    "render_request",
+    "request_record",
+]
 
 _MASK = "***"
 _AUTH_HEADERS = ("authorization", "proxy-authorization")
@@ -42,28 +49,41 @@ def cmd_test(args: argparse.Namespace) -> int:
     ``where``, the mapping's reason, a failed transform). Exit 1 when nothing would be sent,
     unless ``--allow-dropped``; with ``--send``, also when the vendor did not accept an event.
     """
-    loaded = load(args.config)
-    if loaded is None:
+    report = _Report(as_json=args.json)
+    return report.finish(_test(args, report))
+
+
+def _test(args: argparse.Namespace, report: _Report) -> int:
+    loaded = load_or_problems(args.config)
+    if not isinstance(loaded, tuple):
+        heading, *problems = loaded
+        report.problems += problems
+        if not report.as_json:
+            print(heading, file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
         return EXIT_PROBLEMS
     config, registry = loaded
     try:
         destination = config.destination(args.destination)
     except KeyError:
         listing = ", ".join(d.id for d in config.destinations) or "none configured"
-        print(f'unknown destination "{args.destination}" (known: {listing})', file=sys.stderr)
+        report.problem(f'unknown destination "{args.destination}" (known: {listing})')
         return EXIT_PROBLEMS
     secrets = config.secrets()
     source = args.source
     if source is not None and source not in {s.id for s in config.sources}:
         listing = ", ".join(s.id for s in config.sources) or "none configured"
-        print(f'unknown source "{source}" (known: {listing})', file=sys.stderr)
+        report.problem(f'unknown source "{source}" (known: {listing})')
         return EXIT_PROBLEMS
     try:
         messages = _read_messages(args.event)
         transform = registry.make_transformer(destination)
+        notes = transform.notes() if isinstance(transform, HasNotes) else ()
     except (CrossdockError, OSError, ValueError) as exc:
-        print(f"crossdock test: {mask(str(exc), secrets)}", file=sys.stderr)
+        report.problem(f"crossdock test: {mask(str(exc), secrets)}")
         return EXIT_PROBLEMS
+    report.notes += [mask(str(note), secrets) for note in notes]
     default_source = source or _default_source(destination, config)
     decoders = _Decoders(registry, config)
     items: list[BatchItem] = []
@@ -73,36 +93,86 @@ def cmd_test(args: argparse.Namespace) -> int:
         try:
             ingested = _ingest(message, default_source, decoders)
         except IngestError as exc:
-            print(f"event {i}: invalid: {mask(exc.message, secrets)}")
+            report.event(str(i), "invalid", mask(exc.message, secrets))
             failed = True
             continue
         except CrossdockError as exc:
-            print(f"crossdock test: {mask(str(exc), secrets)}", file=sys.stderr)
+            report.problem(f"crossdock test: {mask(str(exc), secrets)}")
             return EXIT_PROBLEMS
         if isinstance(ingested, str):
-            print(f"event {i}: not sent: {ingested}")
+            report.event(str(i), "not sent", ingested)
             continue
         for j, event in enumerate(ingested):
             number = str(i) if len(ingested) == 1 else f"{i}.{j}"
             item, problem = _item(event, destination, transform, secrets)
             if item is None:
-                print(f"event {number}: not sent: {problem}")
+                report.event(number, "not sent", problem)
                 failed = failed or problem.startswith(("unsendable", "transform failed"))
                 continue
             items.append(item)
             numbers.append(number)
     if not items:
         if args.allow_dropped and not failed:
-            print("nothing would be sent")
+            report.line("nothing would be sent")
             return EXIT_OK
-        print("nothing would be sent (add --allow-dropped if that is expected)", file=sys.stderr)
+        report.problem("nothing would be sent (add --allow-dropped if that is expected)")
         return EXIT_PROBLEMS
     try:
-        code = asyncio.run(_deliver(registry, destination, items, numbers, secrets, send=args.send))
+        code = asyncio.run(
+            _deliver(registry, destination, items, numbers, secrets, report, send=args.send)
+        )
     except CrossdockError as exc:
-        print(f"crossdock test: {mask(str(exc), secrets)}", file=sys.stderr)
+        report.problem(f"crossdock test: {mask(str(exc), secrets)}")
         return EXIT_PROBLEMS
     return EXIT_PROBLEMS if failed else code
+
+
+class _Report:
+    """What ``crossdock test`` found: printed as it goes (text), or collected and printed as one
+    JSON object at the end (``--json``): ``ok``, ``problems``, ``notes``, ``events`` (per input
+    event: its number, outcome, reason and the indexes of the ``requests`` it went out in) and
+    ``requests`` (method, URL, headers and body, masked; with ``--send`` the answer too)."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.events: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+
+    def line(self, text: str) -> None:
+        """A line of the text form only."""
+        if not self.as_json:
+            print(text)
+
+    def problem(self, text: str) -> None:
+        """Why the test could not run or failed as a whole (stderr in the text form)."""
+        self.problems.append(text)
+        if not self.as_json:
+            print(text, file=sys.stderr)
+
+    def event(
+        self, number: str, outcome: str, reason: str = "", *, requests: Sequence[int] = ()
+    ) -> None:
+        """The outcome of one input event (``number``: ``3``, or ``3.1`` when a source made
+        several events of input 3)."""
+        self.events.append(
+            {"event": number, "outcome": outcome, "reason": reason, "requests": list(requests)}
+        )
+        self.line(f"event {number}: {outcome}" + (f": {reason}" if reason else ""))
+
+    def finish(self, code: int) -> int:
+        """Print the JSON object (``--json``) and pass the exit code on."""
+        if self.as_json:
+            document = {
+                "ok": code == EXIT_OK,
+                "problems": self.problems,
+                "notes": self.notes,
+                "events": self.events,
+                "requests": self.requests,
+            }
+            sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return code
 
 
 def _read_messages(name: str) -> list[dict[str, Any]]:
@@ -228,6 +298,7 @@ async def _deliver(
     items: list[BatchItem],
     numbers: list[str],
     secrets: list[Secret],
+    report: _Report,
     *,
     send: bool,
 ) -> int:
@@ -235,37 +306,47 @@ async def _deliver(
     if send:
         recorder = _TraceRecorder()
         timeout = aiohttp.ClientTimeout(total=destination.delivery.timeout)
-        async with aiohttp.ClientSession(timeout=timeout, trace_configs=[recorder.config]) as http:
-            outcomes = await _run_deliverer(registry, destination, http, items, secrets)
+        async with outbound_session(timeout=timeout, trace_configs=[recorder.config]) as http:
+            outcomes, made = await _run_deliverer(
+                registry, destination, http, items, secrets, lambda: len(recorder.requests)
+            )
         captured = recorder.requests
     else:
         session = CaptureSession()
-        outcomes = await _run_deliverer(registry, destination, session, items, secrets)
+        outcomes, made = await _run_deliverer(
+            registry, destination, session, items, secrets, lambda: len(session.requests)
+        )
         captured = session.requests
+    report.requests = [request_record(r, secrets, response=send) for r in captured]
     if not captured:
-        print("no request was made")
+        report.line("no request was made")
     for request in captured:
-        print(render_request(request, secrets, response=send))
+        report.line(render_request(request, secrets, response=send))
     if not send:
-        for number in numbers:
-            print(f"event {number}: would send")
-        print("(dry run: nothing was sent; add --send to deliver)")
+        for number, requests in zip(numbers, made, strict=True):
+            report.event(number, "would send", requests=requests)
+        report.line("(dry run: nothing was sent; add --send to deliver)")
         return EXIT_OK
     ok = True
-    for number, outcome in zip(numbers, outcomes, strict=True):
-        name = type(outcome).__name__
+    for number, outcome, requests in zip(numbers, outcomes, made, strict=True):
         reason = getattr(outcome, "reason", "")
-        text = f"event {number}: {name}" + (f": {mask(reason, secrets)}" if reason else "")
-        print(text)
+        name = type(outcome).__name__
+        report.event(number, name, mask(reason, secrets) if reason else "", requests=requests)
         ok = ok and isinstance(outcome, Delivered)
     return EXIT_OK if ok else EXIT_PROBLEMS
 
 
 async def _run_deliverer(
-    registry: Any, destination: Any, http: Any, items: list[BatchItem], secrets: list[Secret]
-) -> list[Any]:
+    registry: Any,
+    destination: Any,
+    http: Any,
+    items: list[BatchItem],
+    secrets: list[Secret],
+    made_so_far: Callable[[], int],
+) -> tuple[list[Any], list[list[int]]]:
     """Send ``items`` in the batches the live worker would form, through the core's sender
-    (rate limit, isolation of refused batches): one outcome per item, in order."""
+    (rate limit, isolation of refused batches): one outcome per item, in order, and for each
+    item the indexes of the requests made while its batch was sent."""
     from crossdock.deliver.batching import SEPARATOR_BYTES, BatchCaps
     from crossdock.deliver.sending import Sender
 
@@ -282,12 +363,15 @@ async def _run_deliverer(
         batches[-1].append(item)
         size += cost
     outcomes: list[Any] = []
+    made: list[list[int]] = []
     try:
         for batch in batches:
+            before = made_so_far()
             outcomes += await sender.deliver(batch)
+            made += [list(range(before, made_so_far()))] * len(batch)
     finally:
         await deliverer.close()
-    return outcomes
+    return outcomes, made
 
 
 class _TraceRecorder:
@@ -382,6 +466,35 @@ def _body_text(body: bytes | None, secrets: Sequence[Secret]) -> str:
     except orjson.JSONDecodeError:
         text = body.decode("utf-8", "replace")
     return _mask_text(text, secrets)
+
+
+def request_record(
+    request: CapturedRequest, secrets: Sequence[Secret], *, response: bool = False
+) -> dict[str, Any]:
+    """The request for ``--json``: ``method``, ``url`` and ``headers`` masked, ``body`` (parsed
+    JSON when it is JSON, else text, masked); with ``response``, ``status``, ``response`` and
+    ``error``."""
+    record: dict[str, Any] = {
+        "method": request.method,
+        "url": mask_url(request.url, secrets),
+        "headers": mask_headers(request.headers, secrets),
+        "body": _body_value(request.body, secrets),
+    }
+    if response:
+        record["status"] = request.status
+        record["response"] = _body_value(request.response_body, secrets)
+        record["error"] = None if request.error is None else mask(request.error, list(secrets))
+    return record
+
+
+def _body_value(body: bytes | None, secrets: Sequence[Secret]) -> Any:
+    if not body:
+        return None
+    text = mask(body.decode("utf-8", "replace"), secrets)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 def render_request(

@@ -273,7 +273,8 @@ def empty_secrets(value: Any, path: str, depth: int = 0) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # ${VAR} expansion
 
-_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
+_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+FILE_SUFFIX = "_FILE"
 
 
 @frozen
@@ -288,17 +289,37 @@ class Expanded:
 
 
 def expand_env(data: Any, env: Mapping[str, str], path: str = "") -> Expanded:
-    """Replace ``${VAR}`` in every string of ``data`` (recursively); ``$${`` is a literal ``${``."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``data`` (recursively).
+
+    ``VAR`` comes from ``env``; when it is not set but ``VAR_FILE`` is, the value is the content
+    of that file with trailing newlines stripped (the container secrets convention). Setting both
+    is a problem. ``${VAR:-default}`` gives ``default`` (literal text) when neither is set or
+    ``VAR`` is empty. ``$${`` is a literal ``${``. Values from the environment and from files are
+    listed in :attr:`Expanded.values` (they are secrets); defaults are not.
+    """
     problems: list[str] = []
     values: list[str] = []
     failed: set[str] = set()
+    files: dict[str, str | None] = {}
+
+    def from_file(name: str, label: str) -> str | None:
+        file = env[name + FILE_SUFFIX]
+        if file not in files:
+            try:
+                files[file] = Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(
+                    f"{label}: {name}{FILE_SUFFIX}: cannot read {file}: {type(exc).__name__}"
+                )
+                files[file] = None
+        return files[file]
 
     def one(text: str, where: str) -> str:
         def sub(match: re.Match[str]) -> str:
             token = match.group(0)
             if token == "$${":
                 return "${"
-            name = match.group(1)
+            name, default = match.group(1), match.group(2)
             label = where or "(top level)"
             if name is None:
                 problems.append(
@@ -306,12 +327,24 @@ def expand_env(data: Any, env: Mapping[str, str], path: str = "") -> Expanded:
                 )
                 failed.add(where)
                 return ""
-            if name not in env:
+            value: str | None = env.get(name)
+            if name + FILE_SUFFIX in env:
+                if value is not None:
+                    problems.append(f"{label}: set {name} or {name}{FILE_SUFFIX}, not both")
+                    failed.add(where)
+                    return ""
+                value = from_file(name, label)
+                if value is None:
+                    failed.add(where)
+                    return ""
+            if default is not None and not value:
+                return default
+            if value is None:
                 problems.append(f"{label}: environment variable {name} is not set")
                 failed.add(where)
                 return ""
-            values.append(env[name])
-            return env[name]
+            values.append(value)
+            return value
 
         return _REF.sub(sub, text) if "$" in text else text
 
