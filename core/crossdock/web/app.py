@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from crossdock.config.load import Config
+from crossdock.deliver.session import outbound_session
 from crossdock.deliver.worker import DestinationWorker
 from crossdock.ingest.handler import add_source_routes
 from crossdock.metrics import Metrics
@@ -100,7 +101,7 @@ async def _queue_context(app: web.Application) -> AsyncIterator[None]:
 async def _http_context(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=64, ttl_dns_cache=300)
-    session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+    session = outbound_session(timeout=timeout, connector=connector)
     app[keys.HTTP] = session
     yield
     await session.close()
