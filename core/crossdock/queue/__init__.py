@@ -102,6 +102,12 @@ class Queue(Protocol):
         """Flush and release everything; pending appends complete first."""
         ...
 
+    async def rewind(self, destination: str) -> None:
+        """Hand out again what ``destination`` has in flight (fetched, not settled): its worker
+        was stopped and a new one takes over (configuration reload). Call with no worker
+        running for it."""
+        ...
+
     async def append(self, events: Sequence[Event]) -> AppendResult:
         """Store ``events`` durably (all or none), skipping those whose ``messageId`` was seen
         within the dedupe window (and repeats inside ``events``). Returns once committed."""

@@ -220,6 +220,14 @@ class NatsQueue:
                     except Exception as exc:
                         raise self._error(exc) from exc
 
+    async def rewind(self, destination: str) -> None:
+        """``-NAK`` what this instance holds for ``destination``, so it comes again at once."""
+        dest = self._dest(destination)
+        held, dest.inflight = list(dest.inflight.values()), {}
+        for h in held:
+            with contextlib.suppress(Exception):
+                await self._nc.publish(h.msg.reply, b"-NAK")
+
     async def _connect(self) -> None:
         try:
             import nats

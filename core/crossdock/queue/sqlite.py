@@ -173,6 +173,15 @@ class SqliteQueue:
                     del self._cursors[dest]
             self._registered = tuple(loaded)
 
+    async def rewind(self, destination: str) -> None:
+        """Rebuild ``destination``'s cursor from the file: everything after its durable
+        position not recorded as settled is handed out again, retries when due."""
+        cursor = self._cursor(destination)
+        async with cursor.lock:
+            loaded = await self._write(self._register, [destination])
+            position, skip = loaded[destination]
+            self._cursors[destination] = Cursor(durable=position, read_pos=position, skip=skip)
+
     async def close(self) -> None:
         """Finish pending appends, checkpoint the WAL and close every connection."""
         if self._state in ("closing", "closed"):

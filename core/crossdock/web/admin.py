@@ -7,6 +7,7 @@
 - ``POST /admin/dlq/replay``                   body: ``{"destination"?, "ids"?}``
 - ``POST /admin/dlq/purge``                    body: ``{"destination"?, "ids"?}``
 - ``GET  /admin/tail?source=``                 live NDJSON stream of accepted events
+- ``POST /admin/reload``                       re-read and apply the config file (below)
 - ``GET  /admin/tail?destination=``            live NDJSON stream of the events that destination's
   worker did not send: filtered, dropped by its mapping, or dead-lettered at transform time
   (unsendable, transform failed, too large). One record per event, with no event data:
@@ -17,6 +18,12 @@
 
 Both tails are bounded and lossy: a reader that falls 1000 records behind loses the excess, and
 the hot path never waits for a reader. Without a subscriber the worker builds no record.
+
+Reload (:mod:`crossdock.web.reload`): 200 ``{"success": true, "sources": {"added", "removed",
+"changed"}, "destinations": {...}, "notes"}`` once applied; 422 ``{"success": false, "code":
+"invalid_config", "message", "problems": [...]}`` with every problem when refused (the running
+configuration stays). With ``crossdock run --workers N`` the answering process checks the file
+and has the supervisor signal every process: 202 ``{"success": true, "forwarded": true}``.
 
 Without an ``admin_token`` in the config the admin API answers 403 on every path.
 """
@@ -35,6 +42,7 @@ from crossdock.errors import Unsendable
 from crossdock.ingest.handler import error_body, json_response
 from crossdock.secrets import mask
 from crossdock.web import keys
+from crossdock.web.reload import current_config
 
 MAX_DLQ_PAGE = 1000
 
@@ -44,7 +52,7 @@ async def admin_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     """Check the bearer token on every ``/admin`` path, in constant time."""
     if not request.path.startswith("/admin"):
         return await handler(request)
-    token = request.app[keys.CONFIG].server.admin_token
+    token = current_config(request.app).server.admin_token
     if token is None:
         body = error_body("admin_disabled", "the admin API is off: set server.admin_token")
         return json_response(403, body)
@@ -56,9 +64,9 @@ async def admin_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)
 
 
-async def _status(request: web.Request, destination_id: str) -> dict[str, Any]:
+async def _status(request: web.Request, destination_id: str, worker: Any = None) -> dict[str, Any]:
     app = request.app
-    worker = app[keys.WORKERS][destination_id]
+    worker = worker if worker is not None else app[keys.WORKERS][destination_id]
     stats = await app[keys.QUEUE].stats(destination_id)
     status = dict(worker.status())
     now = time.time()
@@ -81,7 +89,9 @@ def _worker_id(request: web.Request) -> str:
 
 async def destinations(request: web.Request) -> web.Response:
     """Status of every destination."""
-    rows = [await _status(request, d) for d in request.app[keys.WORKERS]]
+    # A copy: a reload may add or remove workers while the statuses are awaited.
+    workers = dict(request.app[keys.WORKERS])
+    rows = [await _status(request, d, w) for d, w in workers.items()]
     return json_response(200, {"destinations": rows})
 
 
@@ -99,7 +109,7 @@ async def dry_run(request: web.Request) -> web.Response:
         return json_response(400, error_body("invalid_json", "body: not valid JSON"))
     if not isinstance(event, dict):
         return json_response(400, error_body("invalid_event", "body: must be a JSON object"))
-    secrets = request.app[keys.CONFIG].secrets()
+    secrets = current_config(request.app).secrets()
     try:
         payload = worker.transform(event)
     except Unsendable as exc:
@@ -143,7 +153,7 @@ async def dlq_list(request: web.Request) -> web.Response:
         request.query.get("destination"), limit=limit, offset=offset
     )
     # masked again here: entries stored by an older version may hold a secret in clear
-    secrets = request.app[keys.CONFIG].secrets()
+    secrets = current_config(request.app).secrets()
     rows = [
         {
             "id": e.id, "destination": e.destination, "reason": mask(e.reason, secrets),
@@ -292,6 +302,13 @@ def _gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+async def reload(request: web.Request) -> web.Response:
+    """Re-read, check and apply the configuration file (see the module docstring)."""
+    outcome = await request.app[keys.RELOADER].reload(forward=True)
+    status = 202 if outcome.forwarded else 200 if outcome.applied else 422
+    return json_response(status, outcome.as_dict())
+
+
 def routes() -> list[web.RouteDef]:
     """The admin routes (mounted with :func:`admin_auth` as middleware)."""
     return [
@@ -302,4 +319,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/admin/dlq/replay", dlq_replay),
         web.post("/admin/dlq/purge", dlq_purge),
         web.get("/admin/tail", tail),
+        web.post("/admin/reload", reload),
     ]

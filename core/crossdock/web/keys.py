@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from crossdock.metrics import Metrics
     from crossdock.plugins.registry import Registry
     from crossdock.queue import Queue
+    from crossdock.web.reload import Reloader
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
@@ -23,3 +24,4 @@ HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
 WORKERS: web.AppKey[dict[str, DestinationWorker]] = web.AppKey("workers")
 TAIL: web.AppKey[Any] = web.AppKey("tail")
 SHUTTING_DOWN: web.AppKey[list[bool]] = web.AppKey("shutting_down")
+RELOADER: web.AppKey[Reloader] = web.AppKey("reloader")
