@@ -208,7 +208,7 @@ async def test_events_per_request_are_capped_on_every_source(
     daemon: Daemon, path: str, body: object, auth: str | None
 ) -> None:
     source = {"/v1/batch": "web", "/hooks/hook": "hook", "/hooks/segment": "sw"}[path]
-    labels = f'source="{source}",reason="too_many_events"'
+    labels = f'reason="too_many_events",source="{source}"'  # exposition sorts label names
     async with aiohttp.ClientSession() as session:
         before = await _metric(session, daemon.url, "crossdock_requests_rejected_total", labels)
         status, answer = await post_json(session, daemon.url + path, body, auth=auth)
@@ -247,7 +247,7 @@ async def _hold_open(daemon: Daemon, path: str) -> asyncio.StreamWriter:
 async def test_concurrent_ingest_beyond_the_limit_is_a_503_with_retry_after(
     daemon: Daemon,
 ) -> None:
-    labels = 'source="web",reason="overloaded"'
+    labels = 'reason="overloaded",source="web"'  # exposition sorts label names
     async with aiohttp.ClientSession() as session:
         before = await _metric(session, daemon.url, "crossdock_requests_rejected_total", labels)
         held = [await _hold_open(daemon, "/hooks/hook"), await _hold_open(daemon, "/hooks/segment")]

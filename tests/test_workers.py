@@ -1,8 +1,9 @@
 """``crossdock run --workers 2``: two processes share the port and the queue (sqlite and nats).
 
 Load over many short connections (the kernel spreads them over both processes through
-SO_REUSEPORT); every accepted event is delivered once the load stops; SIGTERM to the
-supervisor stops both processes and exits 0.
+SO_REUSEPORT); every accepted event is delivered once the load stops; whichever process answers
+``/metrics`` reports the exact totals of both; SIGTERM to the supervisor stops both processes and
+exits 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from crossdock.testing.fakes import FakeVendor
 from crossdock.testing.helpers import basic_auth, post_json, wait_until
@@ -74,16 +76,35 @@ def listening(daemon) -> list[dict]:
     return [r for r in daemon.log_records() if r.get("message", "").startswith("======== Running")]
 
 
-async def received(url: str) -> int:
-    """``crossdock_events_received_total`` of the process a fresh connection lands on."""
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(url: str) -> Samples:
+    """``/metrics`` of the process a fresh connection lands on, parsed: (name, labels) → value."""
     connector = aiohttp.TCPConnector(force_close=True)
     async with (
         aiohttp.ClientSession(connector=connector) as session,
         session.get(url + "/metrics") as r,
     ):
         text = await r.text()
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("crossdock_events_received_total")))  # fmt: skip
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+async def totals(url: str) -> tuple[float | None, float | None]:
+    """(received from "web", delivered to "sink") as one scrape reports them."""
+    samples = await scrape(url)
+    return (
+        value(samples, "crossdock_events_received_total", source="web"),
+        value(samples, "crossdock_events_delivered_total", destination="sink"),
+    )
 
 
 async def run_two_workers(crossdock_daemon, queue: str) -> None:
@@ -97,10 +118,23 @@ async def run_two_workers(crossdock_daemon, queue: str) -> None:
                          what="every acknowledged event delivered")  # fmt: skip
         starts = [r for r in daemon.log_records() if r.get("message") == "crossdock starting"]
         assert sorted(r["worker"] for r in starts) == [0, 1]
-        # Each process counts what it received; fresh connections land on either. Every count
-        # seen is short of everything accepted: the other process received the rest.
-        counts = [await received(daemon.url) for _ in range(10)]
-        assert all(0 < c < len(acked) for c in counts), counts
+        # Each process received a share; whichever answers a scrape reports the sum. The vendor
+        # has the events a moment before the counter moves: wait for it once, then every scrape
+        # (landing on either process) must agree exactly.
+        delivered = len(delivered_ids(sink))
+        expected = (len(acked), delivered)
+
+        async def settled() -> bool:
+            return await totals(daemon.url) == expected
+
+        await wait_until(settled, timeout=10, what="delivered_total catches up")
+        seen = [await totals(daemon.url) for _ in range(10)]
+        assert seen == [expected] * 10, seen
+        samples = await scrape(daemon.url)
+        # process_* of each process, told apart by its index; the build, once.
+        for worker in ("0", "1"):
+            assert (value(samples, "process_resident_memory_bytes", worker=worker) or 0) > 0
+        assert [k for k in samples if k[0] == "crossdock_build_info"]
         assert daemon.stop() == 0
         stopped = [r for r in daemon.log_records() if r.get("message") == "crossdock stopped"]
         assert len(stopped) == 2

@@ -1,10 +1,12 @@
-"""``GET /metrics``: Prometheus text format, by stage with reasons."""
+"""``GET /metrics``: Prometheus text format, by stage with reasons (every process's under
+``--workers``)."""
 
 from __future__ import annotations
 
 import time
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from crossdock.web import keys
 
@@ -24,9 +26,9 @@ async def metrics(request: web.Request) -> web.Response:
         lag = max(0.0, now - stats.oldest_at) if stats.oldest_at is not None else 0.0
         registry.set("crossdock_queue_lag_seconds", labels, lag)
     return web.Response(
-        text=registry.render(), content_type="text/plain", charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff"},
-    )  # fmt: skip
+        body=registry.render(),
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def routes() -> list[web.RouteDef]:
