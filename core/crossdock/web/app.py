@@ -9,6 +9,7 @@ path then calls the objects they returned.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 from collections.abc import AsyncIterator
 
@@ -18,13 +19,21 @@ from aiohttp import web
 from crossdock import metrics as metrics_store
 from crossdock.config.load import Config
 from crossdock.deliver.session import outbound_session
-from crossdock.deliver.worker import DestinationWorker
-from crossdock.ingest.handler import add_source_routes
+from crossdock.ingest.handler import INGEST_GATE
+from crossdock.ingest.limits import IngestGate
 from crossdock.metrics import Metrics
 from crossdock.plugins.registry import Registry
 from crossdock.queue import make_queue
 from crossdock.types import Transformer
 from crossdock.web import admin, health, keys, metrics
+from crossdock.web.reload import (
+    Reloader,
+    build_router,
+    build_worker,
+    install_sighup,
+    signal_parent,
+)
+from crossdock.web.routing import SourceRoutes
 
 log = logging.getLogger("crossdock.app")
 
@@ -63,21 +72,21 @@ def make_app(
     app[keys.WORKERS] = {}
     app[keys.SHUTTING_DOWN] = [False]
 
+    app[INGEST_GATE] = IngestGate(config.server.limits)
+
     transformers = {d.id: registry.make_transformer(d) for d in config.destinations}
-    for source in config.sources:
-        ingestor = registry.make_ingestor(source)
-        add_source_routes(
-            app,
-            source,
-            ingestor,
-            app[keys.QUEUE],
-            app[keys.METRICS],
-            [app[keys.TAIL]],
-            limits=config.server.limits,
-        )
+    ingestors = {s.id: registry.make_ingestor(s) for s in config.sources}
+    # Source routes sit behind one catch-all route (registered last, after the fixed ones), so
+    # a reload can swap them although aiohttp freezes its router (crossdock.web.routing).
+    routes = SourceRoutes()
+    routes.swap(build_router(config.sources, ingestors, app, app[INGEST_GATE]))
+    app[keys.RELOADER] = Reloader(
+        app, config, routes, ingestors, deliver=deliver, idle_poll=idle_poll
+    )
     app.router.add_routes(health.routes())
     app.router.add_routes(metrics.routes())
     app.router.add_routes(admin.routes())
+    routes.mount(app)
 
     app.cleanup_ctx.append(_queue_context)
     app.cleanup_ctx.append(_http_context)
@@ -116,28 +125,24 @@ def _workers_context(transformers: dict[str, Transformer], deliver: bool, idle_p
         config = app[keys.CONFIG]
         registry = app[keys.REGISTRY]
         workers = app[keys.WORKERS]
-        extra = {} if idle_poll is None else {"idle_poll": idle_poll}
         for destination in config.destinations:
             deliverer = registry.make_deliverer(destination, app[keys.HTTP])
-            workers[destination.id] = DestinationWorker(
-                destination,
-                transformers[destination.id],
-                deliverer,
-                app[keys.QUEUE],
-                app[keys.METRICS],
-                not_sent=app[keys.TAIL].not_sent,
-                secrets=config.secrets(),
-                **extra,
+            transformer = transformers[destination.id]
+            workers[destination.id] = build_worker(
+                app, config, destination, transformer, deliverer, idle_poll
             )
         if deliver:
             for worker in workers.values():
                 await worker.start()
         yield
-        timeout = config.server.shutdown_timeout
-        for worker in workers.values():
-            await worker.stop(timeout)
-        for worker in workers.values():
-            await worker.deliverer.close()
+        # A reload in progress finishes first; the workers are then those it left running.
+        reloader = app[keys.RELOADER]
+        async with reloader.lock:
+            timeout = reloader.config.server.shutdown_timeout
+            for worker in workers.values():
+                await worker.stop(timeout)
+            for worker in workers.values():
+                await worker.deliverer.close()
 
     return context
 
@@ -189,7 +194,13 @@ def run_app(
     idle_poll = None
     if workers > 1 and config.queue.backend == "sqlite":
         idle_poll = SQLITE_SHARED_IDLE_POLL
+    # Until the loop's own SIGHUP handler is in place (start-up), a SIGHUP must not kill us.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     app = make_app(config, registry, deliver=deliver, idle_poll=idle_poll)
+    install_sighup(app)
+    if workers > 1:
+        # POST /admin/reload reaches one process: the supervisor signals them all.
+        app[keys.RELOADER].forward = signal_parent
     metrics_store.register_worker_process(worker_index)
     log.info(
         "crossdock starting",
@@ -212,11 +223,14 @@ def run_app(
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the child gets SIGTERM when the supervisor dies (even by SIGKILL)."""
+    """Linux: the child gets SIGTERM when the supervisor dies (even by SIGKILL). SIGHUP is
+    ignored (kept across exec) until the child's loop handles it: a reload forwarded while a
+    process starts must not kill it."""
     import contextlib
     import ctypes
     import signal
 
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -255,8 +269,15 @@ def run_workers(config: Config, config_path: str, workers: int) -> int:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
+    def on_hup(_signum: int, _frame: object) -> None:
+        # Each process re-reads and checks the file itself (a restarted one reads it anyway).
+        for process, _ in children.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     log.info("crossdock supervisor starting", extra={"workers": workers})
     for index in range(workers):
         spawn(index)
