@@ -24,6 +24,9 @@ BENCHMARKS: dict[str, list[str]] = {
     "queue_nats": ["queue_nats.py"],
     "ingest": ["ingest.py", "--batches", "3000", "--tracks", "15000", "--connections", "32"],
     "e2e": ["e2e.py", "--batches", "800"],
+    # SDK ids, a full 5 M-id dedupe window, wrk (needs Debian's wrk; ~4 min, ~3 GB of disk)
+    "production": ["production.py"],
+    "dedupe_cost": ["dedupe_cost.py"],
 }
 
 
