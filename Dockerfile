@@ -11,11 +11,11 @@ FROM ${PYTHON_IMAGE} AS build
 ARG PLUGINS="segmentify insider"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY core ./core
 COPY plugins ./plugins
 RUN python -m venv /opt/crossdock \
- && /opt/crossdock/bin/pip install ".[nats]" $(for p in $PLUGINS; do printf './plugins/%s ' "$p"; done)
+ && /opt/crossdock/bin/pip install -c constraints.txt ".[nats]" $(for p in $PLUGINS; do printf './plugins/%s ' "$p"; done)
 
 FROM ${PYTHON_IMAGE}
 # A fixed uid so volume ownership survives rebuilds.
