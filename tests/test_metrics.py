@@ -4,6 +4,7 @@ observations, and how several processes' values combine (``--workers``)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -210,3 +211,14 @@ def test_the_supervisor_makes_and_removes_its_own_directory(
     assert Path(path).is_dir()
     metrics_store.remove_multiprocess_dir(path)
     assert not Path(path).exists()
+
+
+def test_the_cost_bench_reports_every_variant() -> None:
+    bench = Path(__file__).resolve().parent.parent / "bench" / "metrics_cost.py"
+    out = subprocess.run([sys.executable, str(bench), "--calls", "200", "--renders", "2"],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    result = json.loads(out)
+    assert result["dict"]["inc_ns"] > 0
+    for variant in ("old", "prometheus", "prometheus-mp"):
+        assert set(result[variant]) >= {"inc_ns", "observe_ns", "render_us", "render_bytes"}
+    assert result["prometheus-mp"]["processes"] == 2
