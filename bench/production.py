@@ -17,12 +17,13 @@ One run measures, each against the same wrk load generator and the same Lua body
 5. ``latency``: p50/p99 of /v1/batch at half of ``full``'s /v1/batch rate, open loop from the
    Python generator in ``constant_rate.py`` (wrk2 is not packaged by Debian).
 
-With ``--profile DIR``, a separate /v1/batch wrk run on a full window is sampled with py-spy
-(``record --format speedscope`` plus a raw collapsed-stack file), not counted in the figures;
-``profile_summary.py`` reads the raw file.
+With ``--profile DIR``, separate /v1/batch wrk runs on a full window, solo and delivering, are
+sampled with py-spy (``DIR/solo.*``, ``DIR/delivering.*``: ``record --format speedscope`` and
+a raw collapsed-stack file), not counted in the figures; ``profile_summary.py`` reads the raw
+files. ``--profile-only`` does just that (after the pre-fill).
 
     .venv/bin/python bench/production.py [--seconds 10] [--segments 2] [--connections 32]
-                                         [--ids 5000000] [--profile DIR]
+                                         [--ids 5000000] [--profile DIR [--profile-only]]
 """
 
 from __future__ import annotations
@@ -226,29 +227,45 @@ def measure_latency(bench: Bench, batch_rate: float) -> dict:
 
 
 def profile(bench: Bench, out_dir: Path) -> dict:
-    """py-spy on a daemon during a /v1/batch wrk run on a full window (figures not counted)."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    """py-spy on a daemon during a /v1/batch wrk run on a full window, solo and delivering to
+    the sink (figures not counted: sampling costs the daemon a little)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     daemon = bench.daemon("profile", full=True)
     try:
-        bench.wrk(daemon.port, "batch", seconds=2)
-        assert daemon.process is not None
-        pid = str(daemon.process.pid)
-        secs = str(int(bench.args.seconds))
-        outputs = (("raw", "daemon.collapsed"), ("speedscope", "daemon.speedscope.json"))
-        procs = []
-        for fmt, name in outputs:
-            command = [spy, "record", "--pid", pid, "--duration", secs, "--rate", "100"]
-            command += ["--threads", "--nonblocking", "--format", fmt, "-o", str(out_dir / name)]
-            procs.append(
-                subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
-        run = bench.wrk(daemon.port, "batch")
-        for proc in procs:
-            proc.wait(60)
+        solo = _profiled_run(bench, daemon, out_dir / "solo")
     finally:
         daemon.stop()
-    return {"batch_while_profiled": run, "files": sorted(p.name for p in out_dir.iterdir())}
+    with reference_server("sink") as sink_port:
+        config = SOURCE + DESTINATION.format(port=sink_port)
+        daemon = bench.daemon("profile-delivering", full=True, config=config)
+        try:
+            delivering = _profiled_run(bench, daemon, out_dir / "delivering")
+        finally:
+            daemon.stop()
+    return {
+        "batch_while_profiled": solo,
+        "batch_delivering_while_profiled": delivering,
+        "files": sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.*")),
+    }
+
+
+def _profiled_run(bench: Bench, daemon: Daemon, prefix: Path) -> dict:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    bench.wrk(daemon.port, "batch", seconds=2)
+    assert daemon.process is not None
+    pid = str(daemon.process.pid)
+    secs = str(int(bench.args.seconds))
+    procs = []
+    for fmt, suffix in (("raw", ".collapsed"), ("speedscope", ".speedscope.json")):
+        command = [spy, "record", "--pid", pid, "--duration", secs, "--rate", "100", "--threads"]
+        command += ["--nonblocking", "--format", fmt, "-o", f"{prefix}{suffix}"]
+        procs.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+    run = bench.wrk(daemon.port, "batch")
+    for proc in procs:
+        proc.wait(60)
+    return run
 
 
 def _rate(segment: dict) -> float:
@@ -265,6 +282,9 @@ def summarize(r: dict) -> dict:
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {
         "batch_full_vs_bare": round(mean(full) / bare, 3),
+        "batch_full_vs_bare_static_body": round(
+            mean(full) / r["bare"]["batch_static_body"]["events_per_s"], 3
+        ),
         "batch_empty_vs_bare": round(mean(empty) / bare, 3),
         "batch_full_vs_empty": round(mean(full) / mean(empty), 3),
         "batch_full_last_vs_first_segment": round(full[-1] / full[0], 3),
@@ -299,7 +319,18 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=5_000_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument(
+        "--profile-only", action="store_true", help="pre-fill, profile (needs --profile), stop"
+    )
     args = parser.parse_args()
+    if args.profile_only:
+        if args.profile is None:
+            parser.error("--profile-only needs --profile DIR")
+        with tempfile.TemporaryDirectory() as tmp:
+            bench = Bench(args, Path(tmp))
+            bench.prefill()
+            emit({"benchmark": "production-profile", "profile": profile(bench, args.profile)})
+        return
     wrk_path()  # exits with a clear message when wrk is missing
     results: dict = {"benchmark": "production", "load": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
