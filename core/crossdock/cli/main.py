@@ -1,4 +1,4 @@
-"""The ``crossdock`` command: run, check, plugins, test, dlq, backfill, init.
+"""The ``crossdock`` command: run, check, plugins, test, dlq, backfill, init, completion.
 
 Exit codes: 0 ok, 1 problems (invalid config, failed delivery, ...), 2 usage errors. Nothing
 printed ever contains a configured secret.
@@ -45,12 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def config_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-c",
-            "--config",
-            default=None,
-            metavar="FILE",
-            help=f"config file (default: ${CONFIG_ENV} or crossdock.toml)",
+        _file(
+            p.add_argument(
+                "-c",
+                "--config",
+                default=None,
+                metavar="FILE",
+                help=f"config file (default: ${CONFIG_ENV} or crossdock.toml)",
+            )
         )
 
     p = sub.add_parser("run", help="run the daemon")
@@ -72,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="show the request(s) DEST would get for an event")
     config_arg(p)
     p.add_argument("destination", metavar="DEST", help="destination id")
-    p.add_argument(
-        "--event", required=True, metavar="FILE", help="JSON event (or list), '-' = stdin"
+    _file(
+        p.add_argument(
+            "--event", required=True, metavar="FILE", help="JSON event (or list), '-' = stdin"
+        )
     )
     p.add_argument("--send", action="store_true", help="really deliver and show the response")
     p.add_argument(
@@ -113,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backfill", help="import historical events (NDJSON, or gzip of it)")
     config_arg(p)
-    p.add_argument("file", metavar="FILE", help="NDJSON of Spec events, optionally gzipped")
+    _file(p.add_argument("file", metavar="FILE", help="NDJSON of Spec events, optionally gzipped"))
     p.add_argument("--to", required=True, metavar="DEST", dest="destination", help="destination")
     p.add_argument(
         "--state", metavar="PATH", help="resume state (default: FILE.DEST.backfill.json)"
@@ -134,7 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--plugin", metavar="NAME", help="write a new plugin distribution crossdock-NAME instead"
     )
     p.add_argument("--dir", metavar="DIR", help="where --plugin writes (default: ./crossdock-NAME)")
+
+    p = sub.add_parser("completion", help="print a shell completion script")
+    p.add_argument("shell", choices=COMPLETION_SHELLS, help="the shell to complete in")
     return parser
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+
+
+def _file(action: argparse.Action) -> None:
+    """Let shell completion offer file names for ``action`` (shtab reads ``complete``)."""
+    import shtab
+
+    action.complete = shtab.FILE  # type: ignore[attr-defined]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dlq": _cmd_dlq,
         "backfill": _cmd_backfill,
         "init": cmd_init,
+        "completion": cmd_completion,
     }[args.command]
     try:
         code = handler(args)
@@ -361,6 +379,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(STARTER, encoding="utf-8")
     print(f"wrote {path}; check it with: crossdock check -c {path}")
+    return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """``crossdock completion bash|zsh|fish``: the completion script for that shell, generated
+    from the argument parser by shtab (so it never lags behind the commands)."""
+    import shtab
+
+    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
     return EXIT_OK
 
 
