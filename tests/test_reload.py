@@ -181,3 +181,19 @@ async def test_reload_under_load_delivers_exactly_once_and_refuses_an_invalid_fi
 
         assert daemon.process.poll() is None
         assert daemon.stop() == 0
+
+
+async def test_a_reload_declares_the_series_of_what_it_adds(crossdock_daemon) -> None:
+    """A source or destination a reload adds has its series at zero at once (a rate() alert
+    sees a destination that never delivered), as those configured at start do."""
+    async with FakeVendor() as a, FakeVendor() as new:
+        daemon = crossdock_daemon(SOURCE + destination("a", a.url + "/in"))
+        head = daemon.config_path.read_text().split("[[sources]]")[0]
+        added = SOURCE + destination("a", a.url + "/in") + destination("new", new.url + "/in")
+        daemon.config_path.write_text(head + added + HOOK)
+        status, body = await admin_reload(daemon)
+        assert status == 200, body
+        async with aiohttp.ClientSession() as session, session.get(daemon.url + "/metrics") as r:
+            text = await r.text()
+        assert 'crossdock_events_delivered_total{destination="new"} 0.0' in text
+        assert 'crossdock_events_received_total{source="hook"} 0.0' in text

@@ -163,6 +163,8 @@ def build_router(
     extra ``web_routes``."""
     router = new_router()
     listeners: list[EventListener] = [app[keys.TAIL]]
+    # series at zero from the start, for sources a reload adds too (safe to repeat)
+    app[keys.METRICS].declare(sources=[s.id for s in sources])
     for source in sources:
         ingestor = ingestors[source.id]
         handler = make_ingest_handler(
@@ -187,6 +189,7 @@ def build_worker(
     """The delivery worker of ``destination`` (not started)."""
     from crossdock.deliver.worker import DestinationWorker
 
+    app[keys.METRICS].declare(destinations=[destination.id])  # at zero, as at start
     extra = {} if idle_poll is None else {"idle_poll": idle_poll}
     return DestinationWorker(
         destination,
