@@ -145,3 +145,15 @@ def test_unknown_variable_in_check_fails(tmp_path, monkeypatch, capsys) -> None:
         parse_config(CONFIG, load_registry(), {})
     assert main(["check", "-c", str(path)]) == 1
     assert "WEB_WRITE_KEY is not set" in capsys.readouterr().out
+
+
+def test_the_documented_example_reads_the_key_from_the_file(registry, secret_file) -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    section = docs.split("## Environment variables and secret files", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert "${VAR:-default}" in section
+    assert "WEB_WRITE_KEY_FILE" in section
+    config = parse_config(example, registry, {"WEB_WRITE_KEY_FILE": str(secret_file)})
+    assert [k.reveal() for k in config.sources[0].settings.write_keys] == [FILE_SECRET]
