@@ -45,7 +45,13 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, ROOT, *PLUGINS)
     venv = tmp / "venv"
     _run(sys.executable, "-m", "venv", venv)
-    _run(venv / "bin" / "python", "-m", "pip", "install", "-q", *sorted(dist.glob("*.whl")))
+    wheels = sorted(dist.glob("*.whl"))
+    # the core with its nats extra (examples/compose.toml uses the NATS queue), from the same
+    # pins as CI and the container
+    core = next(w for w in wheels if w.name.startswith("crossdock-"))
+    others = [w for w in wheels if w != core]
+    pip = (venv / "bin" / "python", "-m", "pip", "install", "-q", "-c", ROOT / "constraints.txt")
+    _run(*pip, f"crossdock[nats] @ {core.as_uri()}", *others)
     return venv
 
 
