@@ -228,3 +228,15 @@ async def test_sigterm_shuts_down_gracefully_with_exit_0(daemon) -> None:
     assert delivered <= len(events)
     assert {e["context"]["crossdock"]["source"] for e in events} == {"web"}
     assert len({e["messageId"] for e in events}) == 200
+
+
+async def test_a_source_route_with_path_parameters_through_the_running_server(daemon) -> None:
+    """Source routes are dispatched through the reloadable routing layer: a route whose handler
+    reads its path parameters (analytics.js settings) still gets them, after the admin
+    middleware has run."""
+    async with aiohttp.ClientSession() as session:
+        url = f"{daemon.url}/v1/projects/{WRITE_KEY}/settings"
+        async with session.get(url) as response:
+            assert response.status == 200
+            doc = await response.json()
+    assert WRITE_KEY in orjson.dumps(doc).decode()

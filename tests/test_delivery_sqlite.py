@@ -59,7 +59,7 @@ async def test_sqlite_queue_through_webhook_with_retries(tmp_path: Path) -> None
         stats = await queue.stats("hook")
         assert (stats.pending, stats.retrying, stats.dead) == (0, 0, 0)
         # one latency observation per delivered event, measured from the time it was stored
-        text = metrics.render()
-        assert 'crossdock_end_to_end_latency_seconds_count{destination="hook"} 2000' in text
+        text = metrics.render().decode()
+        assert 'crossdock_end_to_end_latency_seconds_count{destination="hook"} 2000.0' in text
     finally:
         await queue.close()

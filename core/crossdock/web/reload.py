@@ -299,7 +299,7 @@ class Reloader:
         try:
             await queue.open(list(dict.fromkeys(both)))
         except QueueError as exc:
-            await _close_all(starting.values())
+            await _close_all(w.deliverer for w in starting.values())
             raise _Refused(f"queue: cannot register the destinations: {exc}") from exc
 
         # 3. Stop removed and changed workers; their in-flight batches settle first.
@@ -357,8 +357,7 @@ def _masked(exc: BaseException, secrets: Sequence[Any]) -> str:
 
 
 async def _close_all(deliverers: Any) -> None:
-    for item in list(deliverers):
-        deliverer = getattr(item, "deliverer", item)
+    for deliverer in list(deliverers):
         try:
             await deliverer.close()
         except Exception:

@@ -49,6 +49,9 @@ class SourceRoutes:
         # What aiohttp's own dispatch does (web_app._handle): the handler reads the path
         # parameters of *its* route (``request.match_info``), not the catch-all's.
         request._match_info = match
+        # ``request.match_info`` is computed once and cached; when a middleware read it before
+        # this dispatch, the cached value is the catch-all's: give it this route's parameters.
+        request.match_info.update(match)
         return await match.handler(request)
 
     def mount(self, app: web.Application) -> None:
