@@ -16,11 +16,13 @@ import orjson
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "wrk" / "sdk_bodies.lua"
+FALLBACK = Path("/usr/bin/wrk")
+"""Debian's wrk, used when ``wrk`` is not on PATH."""
 
 
 def wrk_path() -> str:
     """The wrk binary, or exit non-zero saying how to get it."""
-    found = shutil.which("wrk") or ("/usr/bin/wrk" if Path("/usr/bin/wrk").exists() else None)
+    found = shutil.which("wrk") or (str(FALLBACK) if FALLBACK.exists() else None)
     if found is None:
         sys.stderr.write(
             "error: these benchmarks need wrk (a C HTTP load generator) and it is not on PATH;"

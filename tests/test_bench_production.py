@@ -27,6 +27,7 @@ import constant_rate  # noqa: E402
 import dedupe_fill  # noqa: E402
 import profile_summary  # noqa: E402
 import sdk_events  # noqa: E402
+import wrk_runner  # noqa: E402
 
 from crossdock.queue.sqlite import SqliteQueue  # noqa: E402
 
@@ -178,3 +179,14 @@ def test_profile_summary_counts_busy_share_per_thread() -> None:
     assert result["crossdock-sqlite-writer"]["busy_share_of_a_core"] == 0.5
     assert result["MainThread"]["samples"] == 40
     assert result["MainThread"]["top_own_code"][0] == ["run (crossdock/web/app.py:1)", 30]
+
+
+def test_missing_wrk_exits_non_zero_saying_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(wrk_runner.shutil, "which", lambda name: None)
+    monkeypatch.setattr(wrk_runner, "FALLBACK", tmp_path / "no-wrk")
+    with pytest.raises(SystemExit) as info:
+        wrk_runner.wrk_path()
+    assert info.value.code == 2
+    assert "apt-get install wrk" in capsys.readouterr().err
