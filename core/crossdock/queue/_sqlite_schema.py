@@ -5,8 +5,12 @@ Tables (one file, WAL):
 - ``meta(key, value)``: ``schema_version`` and small facts.
 - ``events(seq, enqueued_at, data)``: every stored event once, as orjson bytes. ``seq`` is
   ``AUTOINCREMENT`` so it is never reused, even after garbage collection emptied the table.
-- ``dedupe(id, message_id, seen_at)``: messageIds seen recently; ``id`` grows with insertion,
-  so the oldest rows are a cheap rowid range to prune.
+- ``dedupe(id, message_id, seen_at)``: messageIds accepted recently, an append-only log in
+  arrival order (``id`` is ``AUTOINCREMENT``, never reused) with **no index on** ``message_id``:
+  a commit appends its ids at the b-tree's right edge, and the oldest rows are a rowid range
+  to prune. Lookups go to an in-memory index rebuilt from the log at open
+  (``crossdock.queue._sqlite_dedupe``). Schema version 1 had ``message_id UNIQUE`` (a random
+  page written per id); :func:`ensure_schema` migrates such a file at open.
 - ``destinations(id, position, created_at)``: each destination's durable position: every seq
   ``<= position`` is settled for it.
 - ``settled(destination, seq)``: seqs above ``position`` already settled out of order (so a
@@ -23,7 +27,7 @@ import time
 
 from crossdock.errors import QueueError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 BUSY_TIMEOUT = 30.0
 """Seconds a connection waits for another one's write lock (CLI and daemon share the file)."""
@@ -37,8 +41,8 @@ CREATE TABLE IF NOT EXISTS events (
     data BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dedupe (
-    id INTEGER PRIMARY KEY,
-    message_id TEXT NOT NULL UNIQUE,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
     seen_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS destinations (
@@ -151,7 +155,26 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
                 )
             if version < 1:
                 raise QueueError(f"sqlite queue {path}: unknown schema version {row[0]!r}")
+            if version == 1:
+                _migrate_1_to_2(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Version 1's ``dedupe`` (``message_id UNIQUE``) becomes the append-only log: same rows,
+    same ids (arrival order), no index on the id. In the caller's transaction, so of several
+    processes opening the file at once exactly one migrates."""
+    conn.execute("ALTER TABLE dedupe RENAME TO dedupe_v1")
+    conn.execute(
+        "CREATE TABLE dedupe (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " message_id TEXT NOT NULL, seen_at REAL NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO dedupe (id, message_id, seen_at)"
+        " SELECT id, message_id, seen_at FROM dedupe_v1 ORDER BY id"
+    )
+    conn.execute("DROP TABLE dedupe_v1")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")

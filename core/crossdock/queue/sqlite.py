@@ -55,6 +55,7 @@ from crossdock.queue import (
     Retry,
 )
 from crossdock.queue._sqlite_cursor import Cursor, SettlePlan
+from crossdock.queue._sqlite_dedupe import DedupeIndex
 from crossdock.queue._sqlite_schema import SYNCHRONOUS_MODES, connect, ensure_schema
 from crossdock.types import Event
 
@@ -71,6 +72,7 @@ _INSERT_CHUNK = 1000
 _GC_INTERVAL = 2.0
 _GC_CHUNK = 50_000
 _PRUNE_CHUNK = 10_000
+_CATCH_UP_CHUNK = 100_000
 _VACUUM_MIN_FREE = 256
 """Free pages (1 MiB at 4 KiB pages) before a collection gives any back to the file system."""
 _VACUUM_PAGES = 4096
@@ -140,6 +142,7 @@ class SqliteQueue:
         self._notify = asyncio.Event()
         self._last_seq = 0
         self._last_prune = float("-inf")
+        self._dedupe: DedupeIndex | None = None  # the writer thread's, built at open
         self._last_gc = float("-inf")
 
     # -----------------------------------------------------------------------------------------
@@ -217,6 +220,7 @@ class SqliteQueue:
         if self._wconn is not None:
             self._wconn.close()
             self._wconn = None
+        self._dedupe = None
 
     async def __aenter__(self) -> SqliteQueue:
         return self
@@ -283,33 +287,46 @@ class SqliteQueue:
     def _write_appends(self, batch: list[_AppendRequest]) -> None:
         conn = self._conn_w()
         now = self._clock()
-        ids = [mid for request in batch for mid, _ in request.rows if mid is not None]
+        cutoff = now - self.dedupe_window
+        index = self._index()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            seen = self._recent_ids(conn, ids, now - self.dedupe_window)
+            # Under the write lock: ids other processes (``--workers``) committed since the
+            # last look are in the index before any of this batch is decided.
+            self._catch_up(conn, index)
+            seen: set[str] = set()
+            lookup = index.lookup
             event_rows: list[bytes] = []
-            dedupe_rows: list[str] = []
+            new_ids: list[str] = []
             for request in batch:
                 stored = duplicates = 0
                 for mid, data in request.rows:
                     if mid is not None:
-                        if mid in seen:
+                        if mid in seen or (
+                            (rowids := lookup(mid)) and _seen_in_log(conn, mid, rowids, cutoff)
+                        ):
                             duplicates += 1
                             continue
                         seen.add(mid)
-                        dedupe_rows.append(mid)
+                        new_ids.append(mid)
                     event_rows.append(data)
                     stored += 1
                 request.result = AppendResult(stored, duplicates)
             _insert_events(conn, now, event_rows)
-            if dedupe_rows:
+            first = low = 0
+            if new_ids:
+                (seq,) = conn.execute(
+                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'dedupe'), 0)"
+                ).fetchone()
+                first = max(int(seq), index.last) + 1
+                # Arrival order, explicit ids: the rows land at the log's right edge, and the
+                # index learns exactly which rowid holds which id.
                 conn.execute(
-                    "INSERT OR REPLACE INTO dedupe (message_id, seen_at)"
-                    " SELECT value, ? FROM json_each(?)",
-                    # Sorted: neighbouring keys land on the same index pages.
-                    (now, orjson.dumps(sorted(dedupe_rows)).decode()),
+                    "INSERT INTO dedupe (id, message_id, seen_at)"
+                    " SELECT ?1 + key, value, ?2 FROM json_each(?3)",
+                    (first, now, orjson.dumps(new_ids).decode()),
                 )
-                self._prune_dedupe(conn, now)
+                low = self._prune_dedupe(conn, now)
             last = _last_seq(conn)
             conn.execute("COMMIT")
         except BaseException:
@@ -317,36 +334,60 @@ class SqliteQueue:
             for request in batch:
                 request.result = None
             raise
+        if new_ids:
+            # Only once committed: a failed transaction leaves no id behind in memory.
+            index.add_many(first, new_ids)
+            index.expire(low)
         self._last_seq = last
         self.commits += 1
 
-    @staticmethod
-    def _recent_ids(conn: sqlite3.Connection, ids: list[str], cutoff: float) -> set[str]:
-        if not ids:
-            return set()
-        # One statement returning one row: each row stepped would hand the GIL back and forth
-        # with the event loop's thread, which costs far more than the lookups themselves.
-        (found,) = conn.execute(
-            "SELECT json_group_array(message_id) FROM dedupe"
-            " WHERE message_id IN (SELECT value FROM json_each(?)) AND seen_at >= ?",
-            (orjson.dumps(ids).decode(), cutoff),
-        ).fetchone()
-        return set(orjson.loads(found))
+    def _index(self) -> DedupeIndex:
+        if self._dedupe is None:
+            raise QueueError(f"sqlite queue {self.path}: not open")
+        return self._dedupe
 
-    def _prune_dedupe(self, conn: sqlite3.Connection, now: float) -> None:
+    @staticmethod
+    def _catch_up(conn: sqlite3.Connection, index: DedupeIndex) -> int:
+        """Index the log rows above ``index.last`` (other processes' ids; every row at open);
+        returns how many. One statement per chunk returning one row (see ``_insert_events``)."""
+        total = 0
+        while True:
+            (ids, mids) = conn.execute(
+                "SELECT json_group_array(id), json_group_array(message_id) FROM"
+                " (SELECT id, message_id FROM dedupe WHERE id > ? ORDER BY id LIMIT ?)",
+                (index.last, _CATCH_UP_CHUNK),
+            ).fetchone()
+            rowids = orjson.loads(ids)
+            if not rowids:
+                break
+            index.add_rows(rowids, orjson.loads(mids))
+            total += len(rowids)
+            if len(rowids) < _CATCH_UP_CHUNK:
+                break
+        if total:
+            (low,) = conn.execute("SELECT min(id) FROM dedupe").fetchone()
+            index.expire(index.last + 1 if low is None else int(low))
+        return total
+
+    def _prune_dedupe(self, conn: sqlite3.Connection, now: float) -> int:
+        """Apply the cap and (at most every minute) the age limit; returns the log's lowest
+        rowid left (the index drops what is below it once the transaction committed)."""
         # Cap: ids grow with insertion, so the newest ``dedupe_max`` ids are a rowid range.
         # Two subqueries: SQLite answers a lone min() or max() from the b-tree's edge, but
         # scans the whole table for "SELECT min(id), max(id)".
         low, high = conn.execute(
             "SELECT (SELECT min(id) FROM dedupe), (SELECT max(id) FROM dedupe)"
         ).fetchone()
-        if high is not None and high - low + 1 > self.dedupe_max:
-            conn.execute("DELETE FROM dedupe WHERE id <= ?", (high - self.dedupe_max,))
+        if high is None:
+            return 0
+        if high - low + 1 > self.dedupe_max:
+            low = high - self.dedupe_max + 1
+            conn.execute("DELETE FROM dedupe WHERE id < ?", (low,))
         # Age: from the oldest rows on, a chunk at a time; correctness never depends on it
-        # (lookups compare seen_at), it only bounds the table.
+        # (lookups compare seen_at), it only bounds the log and the index.
         interval = min(60.0, self.dedupe_window / 4)
         if now - self._last_prune < interval:
-            return
+            return int(low)
         self._last_prune = now
         cutoff = now - self.dedupe_window
         while True:
@@ -357,6 +398,8 @@ class SqliteQueue:
             ).rowcount
             if deleted < _PRUNE_CHUNK:
                 break
+        (low,) = conn.execute("SELECT min(id) FROM dedupe").fetchone()
+        return 0 if low is None else int(low)
 
     # -----------------------------------------------------------------------------------------
     # Fetch and settle
@@ -726,10 +769,13 @@ class SqliteQueue:
         try:
             ensure_schema(conn, str(self.path))
             last = _last_seq(conn)
+            index = DedupeIndex(self.dedupe_max)
+            self._catch_up(conn, index)
         except BaseException:
             conn.close()
             raise
         self._wconn = conn
+        self._dedupe = index
         return last
 
     def _register(self, destinations: list[str]) -> dict[str, tuple[int, set[int]]]:
@@ -832,11 +878,23 @@ def _shrink(conn: sqlite3.Connection) -> int:
 
 
 def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> None:
-    # Multi-row VALUES: one statement step per chunk instead of one per row (see _recent_ids).
+    # Multi-row VALUES: one statement step per chunk instead of one per row (see _catch_up).
     for start in range(0, len(rows), _INSERT_CHUNK):
         chunk = rows[start : start + _INSERT_CHUNK]
         values = ",".join(f"(?1, ?{i})" for i in range(2, len(chunk) + 2))
         conn.execute(f"INSERT INTO events (enqueued_at, data) VALUES {values}", (now, *chunk))
+
+
+def _seen_in_log(conn: sqlite3.Connection, mid: str, rowids: list[int], cutoff: float) -> bool:
+    """Whether one of the log rows the index points at holds ``mid`` seen since ``cutoff``
+    (the index compares 32-bit tags; this compares the full id)."""
+    for rowid in rowids:
+        row = conn.execute(
+            "SELECT message_id, seen_at FROM dedupe WHERE id = ?", (rowid,)
+        ).fetchone()
+        if row is not None and row[0] == mid and row[1] >= cutoff:
+            return True
+    return False
 
 
 def _last_seq(conn: sqlite3.Connection) -> int:

@@ -1,0 +1,173 @@
+"""The SQLite queue's dedupe log and its in-memory index (issue 12): the index alone, the
+migration of a version-1 file, two queue objects sharing one file (``--workers``), restarts."""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from crossdock.queue._sqlite_dedupe import DedupeIndex, memory_bytes, slot_bits
+from crossdock.queue.sqlite import SqliteQueue
+
+NOW = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ev(mid: str) -> dict[str, Any]:
+    return {"type": "track", "event": "E", "messageId": mid}
+
+
+def rid() -> str:
+    return f"ajs-next-{os.urandom(16).hex()}"
+
+
+def test_index_finds_every_id_it_holds_across_generations_and_drops_old_ones() -> None:
+    index = DedupeIndex(5000)  # 2**12 slots, 2,457 ids per generation: three generations
+    ids = [rid() for _ in range(5000)]
+    index.add_many(1, ids[:3000])
+    index.add_rows(list(range(3001, 5001)), ids[3000:])
+    assert len(index) == 5000
+    assert index.last == 5000
+    for rowid, mid in enumerate(ids, 1):
+        assert rowid in index.lookup(mid)
+    assert all(not index.lookup(rid()) for _ in range(5000))
+    before = index.memory()
+    index.expire(2001)  # rowids 1..2000 gone: the first generation keeps 2001..2457
+    assert index.memory() == before
+    assert not any(index.lookup(mid) for mid in ids[:2000])
+    index.expire(2501)  # the first generation goes whole
+    assert index.memory() < before
+    assert not any(index.lookup(mid) for mid in ids[:2500])
+    assert all(rowid in index.lookup(mid) for rowid, mid in enumerate(ids, 1) if rowid > 2500)
+
+
+def test_index_memory_for_the_default_window() -> None:
+    assert slot_bits(5_000_000) == 21
+    assert memory_bytes(5_000_000) == 5 * 2**21 * 8  # 80 MiB, 16.8 bytes per id at most
+    assert memory_bytes(10) == 2 * 2**10 * 8
+
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, enqueued_at REAL NOT NULL,
+    data BLOB NOT NULL);
+CREATE TABLE dedupe (id INTEGER PRIMARY KEY, message_id TEXT NOT NULL UNIQUE,
+    seen_at REAL NOT NULL);
+CREATE TABLE destinations (id TEXT PRIMARY KEY, position INTEGER NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE settled (destination TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (destination, seq)) WITHOUT ROWID;
+CREATE TABLE retries (id INTEGER PRIMARY KEY, destination TEXT NOT NULL, seq INTEGER NOT NULL,
+    data BLOB NOT NULL, enqueued_at REAL, attempts INTEGER NOT NULL, first_attempt_at REAL,
+    next_at REAL NOT NULL, reason TEXT NOT NULL, hold_key TEXT, UNIQUE (destination, seq));
+CREATE INDEX retries_due ON retries (destination, next_at);
+CREATE TABLE dead (id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL,
+    seq INTEGER NOT NULL, data BLOB NOT NULL, enqueued_at REAL, reason TEXT NOT NULL,
+    status INTEGER, body TEXT, attempts INTEGER NOT NULL, failed_at REAL NOT NULL);
+CREATE INDEX dead_by_destination ON dead (destination, id);
+"""
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_ids_and_events(tmp_path: Path) -> None:
+    db = tmp_path / "v1.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(_V1)
+    # Ids inserted in random key order, as version 1 left them; "old" is out of the window.
+    conn.executemany(
+        "INSERT INTO dedupe (id, message_id, seen_at) VALUES (?, ?, ?)",
+        [(i, f"m{i}", NOW - 10) for i in range(1, 501)] + [(501, "old", NOW - 200)],
+    )
+    conn.execute("INSERT INTO events (enqueued_at, data) VALUES (?, ?)", (NOW, b'{"a":1}'))
+    conn.execute("INSERT INTO destinations VALUES ('a', 0, ?)", (NOW,))
+    conn.commit()
+    conn.close()
+
+    q = SqliteQueue(db, dedupe_window=100.0, clock=Clock())
+    await q.open(["a"])
+    try:
+        assert [g.event for g in await q.fetch("a", 10, NOW)] == [{"a": 1}]
+        result = await q.append([ev("m1"), ev("m500"), ev("old"), ev("new")])
+        assert (result.stored, result.duplicates) == (2, 2)
+        again = await q.append([ev("old"), ev("new")])
+        assert (again.stored, again.duplicates) == (0, 2)
+    finally:
+        await q.close()
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "2",
+        )
+        # No index on message_id any more: only the rowid b-tree.
+        assert (
+            conn.execute(
+                "SELECT name FROM sqlite_master WHERE tbl_name = 'dedupe' AND type = 'index'"
+            ).fetchall()
+            == []
+        )
+        assert conn.execute("SELECT max(id) FROM dedupe").fetchone() == (503,)
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
+async def test_two_queues_on_one_file_see_each_others_ids(tmp_path: Path) -> None:
+    """``--workers 2``: each process indexes the other's new log rows before deciding."""
+    db = tmp_path / "shared.db"
+    clock = Clock()
+    a = SqliteQueue(db, clock=clock, dedupe_max=300)
+    b = SqliteQueue(db, clock=clock, dedupe_max=300)
+    await a.open(["d"])
+    await b.open(["d"])
+    try:
+        rng = random.Random(7)
+        stored: set[str] = set()
+        for round_ in range(60):
+            ids = [rid() for _ in range(rng.randint(1, 12))]
+            first, second = (a, b) if round_ % 2 else (b, a)
+            assert (await first.append([ev(m) for m in ids])).stored == len(ids)
+            # The other queue refuses every one of them, also mixed with new ids.
+            fresh = rid()
+            result = await second.append([ev(m) for m in ids] + [ev(fresh)])
+            assert (result.stored, result.duplicates) == (1, len(ids))
+            stored.update(ids)
+            stored.add(fresh)
+        # The cap (300) applies to both: old ids are forgotten by both processes alike.
+        (count,) = sqlite3.connect(db).execute("SELECT count(*) FROM dedupe").fetchone()
+        assert count == 300
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_restart_rebuilds_the_index_from_the_log(tmp_path: Path) -> None:
+    db = tmp_path / "restart.db"
+    clock = Clock()
+    ids = [rid() for _ in range(3000)]
+    q = SqliteQueue(db, clock=clock, dedupe_max=2000, dedupe_window=1000.0)
+    await q.open([])
+    for start in range(0, 3000, 250):
+        await q.append([ev(m) for m in ids[start : start + 250]])
+        clock.now += 10
+    await q.close()
+    q = SqliteQueue(db, clock=clock, dedupe_max=2000, dedupe_window=1000.0)
+    await q.open([])
+    try:
+        # The newest 2,000 are known, the 1,000 beyond the cap are not.
+        result = await q.append([ev(m) for m in ids])
+        assert (result.stored, result.duplicates) == (1000, 2000)
+        clock.now += 2000  # all out of the window
+        result = await q.append([ev(m) for m in ids[-10:]])
+        assert result.stored == 10
+    finally:
+        await q.close()
