@@ -107,18 +107,27 @@ def mask(text: str, secrets: Iterable[Secret | str]) -> str:
     return mask_values(text, values)
 
 
-def find_secrets(value: Any, depth: int = 0) -> Iterator[Secret]:
-    """Every :class:`~crossdock.Secret` inside ``value`` (attrs instances, mappings, sequences)."""
-    if depth > 8:
+def walk(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """``(path, leaf)`` for every value inside ``value`` that is not a container: attrs
+    instances (by field alias), mappings (by key) and sequences and sets (by index) are walked,
+    eight levels deep at most. A :class:`Secret` is a leaf."""
+    if len(path) > 8:
         return
-    if isinstance(value, Secret):
-        yield value
-    elif attrs.has(type(value)):
+    if attrs.has(type(value)):
         for a in attrs.fields(type(value)):
-            yield from find_secrets(getattr(value, a.name, None), depth + 1)
+            yield from walk(getattr(value, a.name, None), (*path, a.alias or a.name))
     elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from find_secrets(item, depth + 1)
+        for key, item in value.items():
+            yield from walk(item, (*path, str(key)))
     elif isinstance(value, list | tuple | set | frozenset):
-        for item in value:
-            yield from find_secrets(item, depth + 1)
+        for i, item in enumerate(value):
+            yield from walk(item, (*path, i))
+    else:
+        yield path, value
+
+
+def find_secrets(value: Any) -> Iterator[Secret]:
+    """Every :class:`~crossdock.Secret` inside ``value`` (attrs instances, mappings, sequences)."""
+    return (leaf for _, leaf in walk(value) if isinstance(leaf, Secret))

@@ -14,7 +14,7 @@ import importlib.util
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal, NewType
 from urllib.parse import unquote, urlsplit
@@ -30,7 +30,7 @@ from crossdock.config.converter import (
     structure_collect,
 )
 from crossdock.errors import ConfigError
-from crossdock.secrets import Secret, find_secrets
+from crossdock.secrets import Secret, find_secrets, walk
 from crossdock.transform.spec import MappingFile
 from crossdock.types import DeliverySettings, Destination, DestinationType, Source, SourceType
 
@@ -199,14 +199,15 @@ class Config:
         roots += [s.settings for s in self.sources]
         roots += [d.settings for d in self.destinations]
         for root in roots:
-            for secret in find_secrets(root, depth=0):
+            for secret in find_secrets(root):
                 found[secret] = None
         for secret in self.env_values:
             found[secret] = None
         for root in roots:
-            for text in _strings(root, depth=0):
-                for secret in url_credentials(text):
-                    found[secret] = None
+            for _, text in walk(root):
+                if isinstance(text, str):
+                    for secret in url_credentials(text):
+                        found[secret] = None
         return list(found)
 
 
@@ -226,47 +227,19 @@ def url_credentials(text: str) -> list[Secret]:
     return [Secret(password), Secret(f"{user}:{password}")]
 
 
-def _strings(value: Any, depth: int) -> Iterator[str]:
-    """Every string inside ``value`` (attrs instances, mappings, sequences)."""
-    if depth > 8:
-        return
-    if isinstance(value, str):
-        yield value
-    elif attrs.has(type(value)):
-        for a in attrs.fields(type(value)):
-            yield from _strings(getattr(value, a.name, None), depth + 1)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _strings(item, depth + 1)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for item in value:
-            yield from _strings(item, depth + 1)
-
-
-def empty_secrets(value: Any, path: str, depth: int = 0) -> list[str]:
+def empty_secrets(value: Any, path: str) -> list[str]:
     """A problem for every empty :class:`~crossdock.Secret` inside ``value``, named by its path.
 
     An empty credential never means "no check": leave the setting out to turn a check off. A
     key from an unset-but-empty variable would otherwise accept anyone (``Basic Og==``).
     """
-    if depth > 8:
-        return []
-    if isinstance(value, Secret):
-        if value.reveal().strip():
-            return []
-        return [f"{path}: empty credential (leave the setting out to turn it off)"]
     problems: list[str] = []
-    if attrs.has(type(value)):
-        for a in attrs.fields(type(value)):
-            name = a.alias if a.alias else a.name
-            item = getattr(value, a.name, None)
-            problems += empty_secrets(item, join_path(path, name), depth + 1)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            problems += empty_secrets(item, join_path(path, str(key)), depth + 1)
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            problems += empty_secrets(item, join_path(path, i), depth + 1)
+    for parts, leaf in walk(value):
+        if isinstance(leaf, Secret) and not leaf.reveal().strip():
+            where = path
+            for part in parts:
+                where = join_path(where, part)
+            problems.append(f"{where}: empty credential (leave the setting out to turn it off)")
     return problems
 
 
