@@ -18,6 +18,30 @@ HERE = Path(__file__).resolve().parent
 WRITE_KEY = "bench-write-key"
 AUTH = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
 
+SOURCE = f"""
+[[sources]]
+id = "bench"
+type = "segment"
+write_keys = ["{WRITE_KEY}"]
+"""
+"""The benchmarks' one source: the Segment tracking API with :data:`WRITE_KEY`."""
+
+
+def sink_destination(port: int, *, batch_size: int = 1000, concurrency: int = 4) -> str:
+    """A batching ``webhook`` destination posting to the local sink on ``port``."""
+    return f"""
+[[destinations]]
+id = "sink"
+plugin = "webhook"
+[destinations.settings]
+url = "http://127.0.0.1:{port}/events"
+batch = true
+[destinations.delivery]
+batch_size = {batch_size}
+max_wait_ms = 20
+concurrency = {concurrency}
+"""
+
 
 def event(index: int, run: str) -> dict:
     """A realistic track event (~600 bytes) with a unique messageId."""

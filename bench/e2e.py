@@ -27,30 +27,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _nats_variants as variants
-from _common import AUTH, WRITE_KEY, batch_bodies, emit, reference_server
+from _common import AUTH, SOURCE, batch_bodies, emit, reference_server, sink_destination
 from loadgen import build_request, run_load
 
 from crossdock.testing.daemon import Daemon
-
-SOURCE = f"""
-[[sources]]
-id = "bench"
-type = "segment"
-write_keys = ["{WRITE_KEY}"]
-"""
-
-DESTINATION = """
-[[destinations]]
-id = "sink"
-plugin = "webhook"
-[destinations.settings]
-url = "http://127.0.0.1:{port}/events"
-batch = true
-[destinations.delivery]
-batch_size = {batch_size}
-max_wait_ms = 20
-concurrency = {concurrency}
-"""
 
 
 def sink_count(port: int) -> int:
@@ -89,9 +69,7 @@ def measure(args: argparse.Namespace, tmp: Path, name: str, nats_url: str | None
         config = (
             variants.queue_section(queue, nats_url)
             + SOURCE
-            + DESTINATION.format(
-                port=sink_port, batch_size=args.batch_size, concurrency=args.concurrency
-            )
+            + sink_destination(sink_port, batch_size=args.batch_size, concurrency=args.concurrency)
         )
         daemon = Daemon(config, tmp / f"{name}-e2e", extra_args=extra).start()
         try:

@@ -46,33 +46,13 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sdk_events
-from _common import AUTH, WRITE_KEY, emit, reference_server
+from _common import AUTH, SOURCE, emit, reference_server, sink_destination
 from constant_rate import run_constant
 from dedupe_fill import fill
 from loadgen import build_request
 from wrk_runner import run_wrk, wrk_path
 
 from crossdock.testing.daemon import Daemon
-
-SOURCE = f"""
-[[sources]]
-id = "bench"
-type = "segment"
-write_keys = ["{WRITE_KEY}"]
-"""
-
-DESTINATION = """
-[[destinations]]
-id = "sink"
-plugin = "webhook"
-[destinations.settings]
-url = "http://127.0.0.1:{port}/events"
-batch = true
-[destinations.delivery]
-batch_size = 1000
-max_wait_ms = 20
-concurrency = 4
-"""
 
 
 class Bench:
@@ -178,7 +158,7 @@ def _settled_count(port: int, quiet: float = 0.5) -> int:
 def measure_delivering(bench: Bench) -> dict:
     """Ingest with a batching webhook destination running, and the end-to-end rate."""
     with reference_server("sink") as sink_port:
-        config = SOURCE + DESTINATION.format(port=sink_port)
+        config = SOURCE + sink_destination(sink_port)
         daemon = bench.daemon("delivering", full=True, config=config)
         try:
             bench.wrk(daemon.port, "batch", seconds=2)
@@ -236,7 +216,7 @@ def profile(bench: Bench, out_dir: Path) -> dict:
     finally:
         daemon.stop()
     with reference_server("sink") as sink_port:
-        config = SOURCE + DESTINATION.format(port=sink_port)
+        config = SOURCE + sink_destination(sink_port)
         daemon = bench.daemon("profile-delivering", full=True, config=config)
         try:
             delivering = _profiled_run(bench, daemon, out_dir / "delivering")
