@@ -27,6 +27,7 @@ from crossdock.errors import (
 from crossdock.ingest.auth import basic_user, bearer_token, secret_in, signature_valid
 from crossdock.ingest.body import parse_json, read_body, too_large
 from crossdock.ingest.labels import IndexLabels
+from crossdock.ingest.normalize import parse_timestamp
 from crossdock.plugins.hookspecs import hookimpl
 from crossdock.secrets import Secret
 from crossdock.types import (
@@ -136,6 +137,7 @@ __all__ = [
     "parse_json",
     "parse_mapping",
     "parse_retry_after",
+    "parse_timestamp",
     "read_body",
     "register_function",
     "secret_in",

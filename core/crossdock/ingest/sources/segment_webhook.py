@@ -30,7 +30,6 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from aiohttp import web
@@ -203,13 +202,7 @@ def _canonical_bytes(message: Any) -> bytes:
 
 def _epoch(value: Any) -> float:
     """Seconds since the epoch of an ISO-8601 time (no offset: UTC); ``ValueError`` otherwise."""
-    if not isinstance(value, str):
-        msg = "not an ISO-8601 time"
-        raise ValueError(msg)
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    return crossdock.parse_timestamp(value).timestamp()
 
 
 def _unauthorized(what: str) -> IngestError:

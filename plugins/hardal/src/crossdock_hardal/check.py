@@ -8,8 +8,9 @@ bad one is reported by index instead of reaching the core.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Final
+
+import crossdock
 
 SPEC_TYPES: Final = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 MAX_MESSAGE_ID: Final = 100
@@ -69,10 +70,7 @@ def _iso(value: Any) -> bool:
     if type(value) is not str:
         return False
     try:
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        parsed.timestamp()
+        crossdock.parse_timestamp(value).timestamp()
     except (ValueError, OverflowError, OSError):
         return False
     return True
