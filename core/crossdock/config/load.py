@@ -671,7 +671,7 @@ class _Builder:
         dt: DestinationType | None = None
         if plugin is not None:
             dt = self.type_of("destination", "plugin", plugin, prefix)
-        from crossdock.transform.overrides import SETTINGS_TABLE, merge_spec, settings_rows
+        from crossdock.transform.overrides import merge_spec
 
         settings: Any = None
         if dt is not None:
@@ -682,10 +682,6 @@ class _Builder:
                 self.problems += empty_secrets(settings, f"{prefix}.settings")
             if settings is not None:
                 settings = self.resolve_paths(settings, str_path=True)
-                # the destination's own settings, for mappings that depend on them
-                rows = settings_rows(settings)
-                if rows:
-                    tables = {**tables, SETTINGS_TABLE: {**tables.get(SETTINGS_TABLE, {}), **rows}}
         # the merged spec is validated whole: an override may conflict with a default target
         # (a.b vs a); problems carry the override's path (mapping.sections.x.fields.y)
         spec, problems = merge_spec(
@@ -695,6 +691,7 @@ class _Builder:
             functions=(*self.shared, *dt.functions) if dt else self.shared,
             prefix=f"{prefix}.mapping",
             renamed=dt.renamed if dt else None,
+            settings=settings,  # the settings table: mappings may depend on them
         )
         self.problems += problems
         if where is not None:

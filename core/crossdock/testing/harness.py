@@ -24,7 +24,7 @@ from crossdock.deliver.pacing import RateLimiter
 from crossdock.deliver.sending import Sender
 from crossdock.errors import ConfigError, PluginError
 from crossdock.plugins import hookspecs
-from crossdock.transform.overrides import SETTINGS_TABLE, merge_spec, settings_rows
+from crossdock.transform.overrides import merge_spec
 from crossdock.transform.sections import compile_spec
 from crossdock.types import (
     BatchItem,
@@ -101,18 +101,15 @@ class DestinationHarness:
         # Overrides and table rows merge exactly as ``[destinations.mapping]`` and
         # ``[destinations.tables.<name>]`` do (see crossdock.merge_spec).
         structured = structure_settings(self.type, settings)
-        extra = dict(tables or {})
-        rows = settings_rows(structured)
-        if rows:
-            extra[SETTINGS_TABLE] = {**extra.get(SETTINGS_TABLE, {}), **rows}
         shared = tuple(f for found in self._pm.hook.crossdock_jmespath_functions() for f in found)
         spec, problems = merge_spec(
             self.type.spec,
             mapping or {},
-            tables=extra,
+            tables=tables or {},
             functions=(*shared, *self.type.functions),
             prefix="mapping",
             renamed=self.type.renamed,
+            settings=structured,
         )
         if problems:
             raise ConfigError(problems)

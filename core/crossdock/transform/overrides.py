@@ -78,6 +78,7 @@ def merge_spec(
     functions: Functions | None = None,
     prefix: str = "mapping",
     renamed: Mapping[str, str | Mapping[str, str]] | None = None,
+    settings: Any = None,
 ) -> tuple[MappingFile, list[str]]:
     """``default`` with an operator's ``overrides`` and extra table ``tables`` rows applied
     (see the module docstring), and every problem as ``<prefix>.<path>: message``.
@@ -85,7 +86,8 @@ def merge_spec(
     The merged spec is validated whole (expressions, function names, table names, target
     conflicts); a problem in a field the operator wrote by shorthand is reported at the path
     they wrote. ``renamed`` (a type's :attr:`~crossdock.DestinationType.renamed`) translates
-    old override keys, with a :class:`FutureWarning` naming the new key.
+    old override keys, with a :class:`FutureWarning` naming the new key. ``settings`` (the
+    destination's structured settings) fill the ``settings`` table (:func:`settings_rows`).
     """
     over = dict(overrides or {})
     problems: list[str] = []
@@ -142,6 +144,9 @@ def merge_spec(
     merged_tables = {name: dict(rows) for name, rows in default.tables.items()}
     for name, rows in (tables or {}).items():
         merged_tables.setdefault(name, {}).update(rows)
+    rows = settings_rows(settings) if settings is not None else {}
+    if rows:
+        merged_tables.setdefault(SETTINGS_TABLE, {}).update(rows)
     spec = MappingFile(
         fields=merge_mapping(default.fields, common),
         tables=merged_tables,
