@@ -4,6 +4,7 @@ observations, and how several processes' values combine (``--workers``)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import crossdock
 from crossdock import metrics as metrics_store
 from crossdock.metrics import FAMILIES, MULTIPROC_ENV, Metrics
-from crossdock.testing.helpers import basic_auth
+from crossdock.testing.helpers import basic_auth, wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -222,3 +223,288 @@ def test_the_cost_bench_reports_every_variant() -> None:
     for variant in ("old", "prometheus", "prometheus-mp"):
         assert set(result[variant]) >= {"inc_ns", "observe_ns", "render_us", "render_bytes"}
     assert result["prometheus-mp"]["processes"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Reason-labelled families: every closed set of reasons at zero from the start
+
+
+SECTIONED = (
+    CONFIG
+    + """
+[[destinations]]
+id = "sections"
+plugin = "file"
+[destinations.settings]
+path = "{workdir}/sections.ndjson"
+[destinations.mapping.dispatch]
+select = "lookup('kinds', event)"
+[destinations.mapping.sections.order]
+where = "properties.order_id != null"
+[destinations.mapping.sections.order.fields]
+orderId = "properties.order_id"
+[destinations.mapping.sections.audit]
+drop = true
+[destinations.tables.kinds]
+"Order Completed" = "order"
+"Audit" = "audit"
+"""
+)
+
+
+def reason_series(samples: Samples, name: str, owner: tuple[str, str]) -> dict[str, float]:
+    """``reason`` (or ``operation``) → value of ``name``'s series of ``owner``."""
+    return {
+        value: v
+        for (sample, labels), v in samples.items()
+        if sample == name and owner in labels
+        for key, value in labels
+        if key in ("reason", "operation")
+    }
+
+
+async def test_every_closed_reason_is_at_zero_from_the_start(crossdock_daemon) -> None:
+    daemon = crossdock_daemon(SECTIONED)
+    async with aiohttp.ClientSession() as session, session.get(daemon.url + "/metrics") as r:
+        _, samples = parse(await r.text())
+    rejected = "crossdock_requests_rejected_total"
+    for source, kind in (("web", "segment"), ("hook", "webhook")):
+        got = reason_series(samples, rejected, ("source", source))
+        expected = {*metrics_store.REJECT_REASONS, *metrics_store.SOURCE_REJECT_REASONS[kind]}
+        assert got == dict.fromkeys(expected, 0.0), source
+    for destination in ("sink", "never", "sections"):
+        owner = ("destination", destination)
+        for name, reasons in (
+            ("crossdock_events_dead_lettered_total", metrics_store.DEAD_LETTER_REASONS),
+            ("crossdock_events_retried_total", metrics_store.RETRY_REASONS),
+            ("crossdock_queue_write_retries_total", metrics_store.QUEUE_WRITE_OPERATIONS),
+        ):
+            assert reason_series(samples, name, owner) == dict.fromkeys(reasons, 0.0), name
+    dropped = "crossdock_events_dropped_total"
+    # the file destination's default mapping is a plain JMESPath mapping
+    assert reason_series(samples, dropped, ("destination", "sink")) == {"null payload": 0.0}
+    kinds = ("alias", "group", "identify", "other", "page", "screen", "track")
+    assert reason_series(samples, dropped, ("destination", "sections")) == dict.fromkeys(
+        ["section order: null payload", "section order: where false",
+         *(f"unknown section (type {k})" for k in kinds)], 0.0,
+    )  # fmt: skip
+
+    # A refusal and a drop land on the declared series (same label values as the code emits).
+    async with aiohttp.ClientSession() as session:
+        auth = {"Authorization": basic_auth("wk-metrics-0123456789")}
+        async with session.post(daemon.url + "/v1/track", json={"type": "track"},
+                                headers=auth) as r:  # fmt: skip
+            assert r.status == 400
+            code = (await r.json())["code"]
+        order = {"type": "track", "userId": "u", "event": "Order Completed",
+                 "properties": {"order_id": None, "total": 1}}  # fmt: skip
+        async with session.post(daemon.url + "/v1/track", json=order, headers=auth) as r:
+            assert r.status == 200
+        text = ""
+
+        async def dropped_once() -> bool:
+            nonlocal text
+            async with session.get(daemon.url + "/metrics") as r:
+                text = await r.text()
+            owner = ("destination", "sections")
+            return reason_series(parse(text)[1], dropped, owner)["section order: where false"] == 1
+
+        await wait_until(dropped_once, timeout=20, what="the drop counted")
+    _, samples = parse(text)
+    assert code in metrics_store.REJECT_REASONS
+    assert reason_series(samples, rejected, ("source", "web"))[code] == 1
+    # no series besides the declared ones appeared for the drop
+    assert len(reason_series(samples, dropped, ("destination", "sections"))) == 9
+
+
+def test_drop_reasons_are_closed_for_the_core_transformers_only() -> None:
+    assert metrics_store.drop_reasons(lambda event: None) == ("mapping",)
+    plain = crossdock.compile_mapping({"x": "a"})
+    assert metrics_store.drop_reasons(plain) == ("null payload",)
+
+    class Own:
+        def __call__(self, event: object) -> None:
+            return None
+
+        def drop_reason(self, event: object) -> str:
+            return "no type"
+
+    assert metrics_store.drop_reasons(Own()) == ()  # a plugin's own reasons: an open set
+
+
+# The closed sets must hold every reason the code emits: read the emitting code (its literal
+# reasons, parameters followed to their call sites in the module, IfExp branches, f-strings on
+# a parameter). A reason this cannot read fails the test, so a new kind of emission is looked at.
+
+CORE = Path(crossdock.__file__).resolve().parent
+
+
+class Reasons:
+    """The string values an expression of one module can take."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tree = ast.parse(path.read_text())
+        self.functions = {
+            f.name: f
+            for f in ast.walk(self.tree)
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        self.open: set[str] = set()  # f-string patterns on something not a parameter
+
+    def enclosing(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The innermost function holding ``node``."""
+        holding = [
+            f
+            for f in ast.walk(self.tree)
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+            and any(n is node for n in ast.walk(f))
+        ]
+        return min(holding, key=lambda f: len(list(ast.walk(f))), default=None)
+
+    def values(self, node: ast.expr, function: ast.AST | None) -> set[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value}
+        if isinstance(node, ast.IfExp):
+            return self.values(node.body, function) | self.values(node.orelse, function)
+        if isinstance(node, ast.JoinedStr):
+            return self.joined(node, function)
+        if isinstance(node, ast.Name) and function is not None:
+            params = [a.arg for a in (*function.args.args, *function.args.kwonlyargs)]
+            if node.id in params:
+                return self.arguments(function, node.id)
+            assigned = [
+                a.value for a in ast.walk(function) if isinstance(a, ast.Assign)
+                for t in a.targets if isinstance(t, ast.Name) and t.id == node.id
+            ]  # fmt: skip
+            if assigned:
+                return set().union(*(self.values(v, function) for v in assigned))
+        raise AssertionError(f"{self.path.name}:{node.lineno}: cannot read {ast.unparse(node)!r}")
+
+    def joined(self, node: ast.JoinedStr, function: ast.AST | None) -> set[str]:
+        parts: list[set[str]] = []
+        for part in node.values:
+            if isinstance(part, ast.Constant):
+                parts.append({str(part.value)})
+                continue
+            try:
+                parts.append(self.values(part.value, function))  # type: ignore[attr-defined]
+            except AssertionError:
+                self.open.add(ast.unparse(node))
+                return set()
+        out = {""}
+        for options in parts:
+            out = {a + b for a in out for b in options}
+        return out
+
+    def arguments(self, function: ast.FunctionDef | ast.AsyncFunctionDef, param: str) -> set[str]:
+        """What the module's calls of ``function`` pass as ``param`` (and its default)."""
+        args = function.args
+        positional = [a.arg for a in args.args if a.arg != "self"]
+        found: set[str] = set()
+        defaults = dict(zip([a.arg for a in args.args][-len(args.defaults):] if args.defaults
+                            else [], args.defaults, strict=True))  # fmt: skip
+        defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                         if d is not None})  # fmt: skip
+        if param in defaults:
+            found |= self.values(defaults[param], function)
+        for call in ast.walk(self.tree):
+            if not isinstance(call, ast.Call) or _called(call) != function.name:
+                continue
+            caller = self.enclosing(call)
+            given = [k.value for k in call.keywords if k.arg == param]
+            index = positional.index(param) if param in positional else None
+            if index is not None and index < len(call.args):
+                given.append(call.args[index])
+            for value in given:
+                found |= self.values(value, caller)
+        return found
+
+    def emitted(self, callee: str, *, keyword: str | None = None, index: int | None = None,
+                default: str | None = None, skip: tuple[str, ...] = ()) -> set[str]:  # fmt: skip
+        """Every value passed to ``callee`` as ``keyword`` or positional ``index``, but those
+        written as one of ``skip``."""
+        found: set[str] = set()
+        for call in ast.walk(self.tree):
+            if not isinstance(call, ast.Call) or _called(call) != callee:
+                continue
+            given = [k.value for k in call.keywords if k.arg == keyword] if keyword else []
+            if index is not None and index < len(call.args):
+                given.append(call.args[index])
+            if not given and default is not None:
+                found.add(default)
+            for value in given:
+                if ast.unparse(value) not in skip:
+                    found |= self.values(value, self.enclosing(call))
+        return found
+
+    def counted(self, family: str, *, skip: tuple[str, ...] = ()) -> set[str]:
+        """The second label of every ``*.inc(family, (owner, reason))``, but those written as
+        one of ``skip``."""
+        found: set[str] = set()
+        for call in ast.walk(self.tree):
+            if (_called(call) == "inc" and call.args and isinstance(call.args[0], ast.Constant)
+                    and call.args[0].value == family):  # fmt: skip
+                labels = call.args[1]
+                assert isinstance(labels, ast.Tuple), ast.unparse(call)
+                if ast.unparse(labels.elts[1]) in skip:
+                    continue
+                found |= self.values(labels.elts[1], self.enclosing(call))
+        return found
+
+
+def _called(node: ast.AST) -> str | None:
+    if not isinstance(node, ast.Call):
+        return None
+    if isinstance(node.func, ast.Name):
+        return node.func.id
+    if isinstance(node.func, ast.Attribute):
+        return node.func.attr
+    return None
+
+
+def test_the_closed_sets_hold_every_reason_the_delivery_code_emits() -> None:
+    worker = Reasons(CORE / "deliver" / "worker.py")
+    dead = worker.counted("crossdock_events_dead_lettered_total")
+    assert dead == set(metrics_store.DEAD_LETTER_REASONS)
+    writes = worker.counted("crossdock_queue_write_retries_total")
+    assert writes == set(metrics_store.QUEUE_WRITE_OPERATIONS)
+    # retries: the words of retry_reason, and its open http_<status>
+    outcomes = Reasons(CORE / "deliver" / "outcomes.py")
+    function = outcomes.functions["retry_reason"]
+    words = set().union(*(
+        outcomes.values(r.value, function) for r in ast.walk(function)
+        if isinstance(r, ast.Return) and r.value is not None
+    ))  # fmt: skip
+    assert words == set(metrics_store.RETRY_REASONS)
+    assert outcomes.open == {"f'http_{outcome.status}'"}
+    assert not worker.open
+
+
+def test_the_closed_sets_hold_every_reason_ingest_emits() -> None:
+    ingest = CORE / "ingest"
+    everywhere: set[str] = set()
+    for path in sorted(ingest.glob("*.py")):
+        if path.name == "body.py":
+            continue
+        module = Reasons(path)
+        # normalize re-raises an _Invalid (read below) as an IngestError with its code
+        everywhere |= module.emitted("IngestError", keyword="code", default="bad_request",
+                                     skip=("exc.code",))  # fmt: skip
+        everywhere |= module.emitted("_Invalid", index=2)
+        # ``exc.code``: an IngestError's code, read from every IngestError here
+        everywhere |= module.counted("crossdock_requests_rejected_total", skip=("exc.code",))
+        assert not module.open, path
+    assert everywhere <= set(metrics_store.REJECT_REASONS), everywhere - set(
+        metrics_store.REJECT_REASONS
+    )
+    body = Reasons(ingest / "body.py")
+    body_codes = body.emitted("IngestError", keyword="code", default="bad_request")
+    assert body_codes == {"too_large", "invalid_encoding", "invalid_json"}
+    for name, kind in (("segment.py", "segment"), ("segment_webhook.py", "segment-webhook"),
+                       ("webhook.py", "webhook")):  # fmt: skip
+        module = Reasons(ingest / "sources" / name)
+        codes = module.emitted("IngestError", keyword="code", default="bad_request")
+        declared = {*metrics_store.REJECT_REASONS, *metrics_store.SOURCE_REJECT_REASONS[kind]}
+        assert codes | body_codes <= declared, (kind, (codes | body_codes) - declared)
+        assert not module.open, name

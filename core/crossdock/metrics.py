@@ -45,6 +45,42 @@ DELIVERY_OUTCOMES: tuple[str, ...] = (
 )  # fmt: skip
 """Every ``outcome`` of ``crossdock_delivery_requests_total``, each present at zero."""
 
+# The closed sets of reasons the core emits, each present at zero for every source or
+# destination so a rate() or increase() alert sees a series before its first event.
+# tests/test_metrics.py reads the code that emits them and fails when one is missing here.
+DEAD_LETTER_REASONS: tuple[str, ...] = (
+    "vendor_rejected", "max_attempts", "unsendable", "transform_failed", "too_large",
+)  # fmt: skip
+"""``reason`` of ``crossdock_events_dead_lettered_total`` (the worker's words)."""
+
+RETRY_REASONS: tuple[str, ...] = ("timeout", "connection", "plugin_error")
+"""The words of ``crossdock_events_retried_total{reason}``. Open besides these: ``http_<status>``,
+whatever status a vendor answers (declared when first seen)."""
+
+QUEUE_WRITE_OPERATIONS: tuple[str, ...] = ("settle", "release")
+"""``operation`` of ``crossdock_queue_write_retries_total``."""
+
+REJECT_REASONS: tuple[str, ...] = (
+    # the ingest handler and its limits
+    "overloaded", "queue_unavailable", "too_many_events", "too_deep", "integer_out_of_range",
+    # every event's validation (crossdock.ingest.normalize), whatever the source
+    "invalid_event", "type_required", "unsupported_type", "id_required", "id_not_string",
+    "previous_id_required", "event_not_defined", "event_not_string", "name_not_string",
+    "category_not_string", "group_id_required", "properties_not_object", "traits_not_object",
+    "context_not_object", "integrations_not_object", "message_id_invalid", "invalid_timestamp",
+)  # fmt: skip
+"""``reason`` of ``crossdock_requests_rejected_total`` that any source can be refused with."""
+
+_BODY_REASONS = ("too_large", "invalid_encoding", "invalid_json")  # crossdock.read_body/parse_json
+SOURCE_REJECT_REASONS: dict[str, tuple[str, ...]] = {
+    "segment": (*_BODY_REASONS, "invalid_body", "unauthorized", "empty_batch"),
+    "segment-webhook": (*_BODY_REASONS, "invalid_body", "unauthorized", "empty_batch",
+                        "replay_refused"),
+    "webhook": (*_BODY_REASONS, "invalid_body", "unauthorized", "empty_batch", "mapping_failed"),
+}  # fmt: skip
+"""Besides :data:`REJECT_REASONS`, the reasons of each built-in source type. A plugin's source
+type has its own codes, an open set: each series appears with its first refusal."""
+
 
 @frozen
 class Family:
@@ -72,7 +108,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("crossdock_events_received_total", "counter",
            "Events accepted and stored by a source.", ("source",)),
     Family("crossdock_requests_rejected_total", "counter",
-           "Ingest requests refused, by reason (nothing was stored).", ("source", "reason")),
+           "Ingest requests refused, by reason (nothing was stored).", ("source", "reason"),
+           zero=REJECT_REASONS),
     Family("crossdock_ingest_in_flight", "gauge",
            "Ingest requests in progress (at most [server.limits] max_concurrent).", (),
            multiprocess_mode="livesum"),
@@ -90,9 +127,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("crossdock_events_delivered_total", "counter",
            "Events the vendor accepted.", ("destination",)),
     Family("crossdock_events_retried_total", "counter",
-           "Delivery attempts that will be retried, by reason.", ("destination", "reason")),
+           "Delivery attempts that will be retried, by reason.", ("destination", "reason"),
+           zero=RETRY_REASONS),
     Family("crossdock_events_dead_lettered_total", "counter",
-           "Events moved to the dead-letter queue, by reason.", ("destination", "reason")),
+           "Events moved to the dead-letter queue, by reason.", ("destination", "reason"),
+           zero=DEAD_LETTER_REASONS),
     Family("crossdock_delivery_requests_total", "counter",
            "Requests sent to vendors, by outcome (delivered, partial, rejected, batch_rejected, "
            "retry, credentials_rejected, timeout, error, plugin_error).",
@@ -117,7 +156,7 @@ FAMILIES: tuple[Family, ...] = (
            ("destination",), multiprocess_mode="livemax"),
     Family("crossdock_queue_write_retries_total", "counter",
            "Queue writes (settle, release) that failed and are retried until they succeed.",
-           ("destination", "operation")),
+           ("destination", "operation"), zero=QUEUE_WRITE_OPERATIONS),
     Family("crossdock_ingest_duration_seconds", "histogram",
            "Time from request received to durable answer.", ("source",)),
     Family("crossdock_delivery_duration_seconds", "histogram",
@@ -180,6 +219,14 @@ class Metrics:
         if "crossdock_ingest_in_flight" in self.families:
             self._child("crossdock_ingest_in_flight", ())
 
+    def declare_reasons(self, name: str, owner: str, reasons: Iterable[str]) -> None:
+        """Create ``name``'s series of ``owner`` (a source or destination id) at zero for each
+        of ``reasons`` (the second label): the reasons known only from the owner's type or
+        mapping (:func:`source_reject_reasons`, :func:`drop_reasons`)."""
+        if name in self.families:
+            for reason in reasons:
+                self._child(name, (owner, reason))
+
     def _child(self, name: str, labels: tuple[str, ...]) -> Any:
         children = self._children[name]
         child = children.get(labels)
@@ -237,6 +284,36 @@ class Metrics:
         registry.register(WorkerProcesses(self.multiprocess_dir))
         registry.register(BuildInfo())
         return prometheus_client.generate_latest(registry)
+
+
+def source_reject_reasons(source_type: str) -> tuple[str, ...]:
+    """The refusal reasons of a source of ``source_type`` beyond :data:`REJECT_REASONS` (empty
+    for a plugin's type: its codes are its own)."""
+    return SOURCE_REJECT_REASONS.get(source_type, ())
+
+
+def drop_reasons(transformer: object) -> tuple[str, ...]:
+    """Every ``reason`` of ``crossdock_events_dropped_total`` that ``transformer`` can give.
+
+    Closed for the core's transformers: ``mapping`` for one that cannot say why, ``null payload``
+    for a plain JMESPath mapping, and for a sectioned one each section's ``null payload``, plus
+    with ``select`` each section's ``where false`` and an unknown section for each Spec type.
+    Empty for a plugin's transformer that names its own reasons (an open set)."""
+    from crossdock.transform.mapping import CompiledMapping
+    from crossdock.transform.sections import SPEC_TYPES, SectionedMapping
+
+    if getattr(transformer, "drop_reason", None) is None:
+        return ("mapping",)
+    if isinstance(transformer, CompiledMapping):
+        return ("null payload",)
+    if not isinstance(transformer, SectionedMapping):
+        return ()
+    sections = transformer.spec.sections
+    reasons = [f"section {name}: null payload" for name, s in sections.items() if not s.drop]
+    if transformer.spec.select is not None:
+        reasons += [f"section {name}: where false" for name, s in sections.items() if s.where]
+        reasons += [f"unknown section (type {kind})" for kind in (*sorted(SPEC_TYPES), "other")]
+    return tuple(reasons)
 
 
 def _total(name: str) -> str:

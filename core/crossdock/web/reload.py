@@ -33,6 +33,7 @@ from attrs import field, frozen
 from crossdock.errors import ConfigError, QueueError
 from crossdock.ingest.handler import EventListener, make_ingest_handler
 from crossdock.ingest.limits import IngestGate
+from crossdock.metrics import drop_reasons, source_reject_reasons
 from crossdock.web import keys
 from crossdock.web.routing import SourceRoutes, new_router
 
@@ -166,6 +167,10 @@ def build_router(
     # series at zero from the start, for sources a reload adds too (safe to repeat)
     app[keys.METRICS].declare(sources=[s.id for s in sources])
     for source in sources:
+        app[keys.METRICS].declare_reasons(
+            "crossdock_requests_rejected_total", source.id, source_reject_reasons(source.type)
+        )
+    for source in sources:
         ingestor = ingestors[source.id]
         handler = make_ingest_handler(
             source, ingestor, app[keys.QUEUE], app[keys.METRICS], listeners, gate
@@ -190,6 +195,9 @@ def build_worker(
     from crossdock.deliver.worker import DestinationWorker
 
     app[keys.METRICS].declare(destinations=[destination.id])  # at zero, as at start
+    app[keys.METRICS].declare_reasons(
+        "crossdock_events_dropped_total", destination.id, drop_reasons(transformer)
+    )
     extra = {} if idle_poll is None else {"idle_poll": idle_poll}
     return DestinationWorker(
         destination,
