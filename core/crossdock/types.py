@@ -381,11 +381,13 @@ DELIVERED = Delivered()
 @frozen
 class RetryLater:
     """Try again later: a 5xx, 429, timeout or connection error. ``after`` is seconds, if the
-    vendor said (``Retry-After``)."""
+    vendor said (``Retry-After``); ``body`` the vendor's answer when there was one (shown, cut
+    and masked, by the console; not part of equality)."""
 
     reason: str
     after: float | None = None
     status: int | None = None
+    body: str | None = field(default=None, eq=False, repr=False)
 
 
 @frozen

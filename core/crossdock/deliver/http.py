@@ -57,7 +57,7 @@ def outcome_for_status(
             after = parse_retry_after(headers.get(name))
             if after is not None:
                 break
-        return RetryLater(f"HTTP {status}", after, status)
+        return RetryLater(f"HTTP {status}", after, status, body[:BODY_LIMIT])
     return Rejected(f"HTTP {status}", status, body[:BODY_LIMIT])
 
 

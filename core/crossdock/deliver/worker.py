@@ -29,6 +29,7 @@ import orjson
 from attrs import define, field
 
 from crossdock.deliver.batching import SEPARATOR_BYTES, BatchCaps
+from crossdock.deliver.journal import Journal
 from crossdock.deliver.ordering import UserOrder, hold_key
 from crossdock.deliver.outcomes import (
     BODY_LIMIT,
@@ -59,6 +60,8 @@ from crossdock.types import (
 )
 
 __all__ = ["Backoff", "DestinationWorker", "NotSentListener", "RateLimiter", "call_deliverer"]
+
+OPERATOR_PAUSE = "paused by operator"
 
 log = logging.getLogger("crossdock.delivery")
 
@@ -175,6 +178,13 @@ class DestinationWorker:
     preparing a batch (:func:`not_sent_record`), only while it :meth:`~NotSentListener.wants`
     this destination; the admin API's ``/admin/tail?destination=`` is fed this way.
 
+    :attr:`journal`: the last outcome of each recently settled event by ``messageId``,
+    throughput buckets and the last vendor errors (:mod:`.journal`, for the console).
+
+    Operator controls (the console): :meth:`pause_by_operator` stops fetching until
+    :meth:`resume_by_operator` (batches in flight finish); :meth:`probe_now` makes the probe of a
+    destination paused for credentials or down due at once.
+
     ``secrets`` (optional): the configuration's other secrets (``Config.secrets()``: every
     ``${VAR}`` value, URL credentials), masked with the settings' own :class:`~crossdock.Secret`
     values in every reason and vendor body before it is logged or stored.
@@ -195,6 +205,7 @@ class DestinationWorker:
     stats_interval: float = field(default=STATS_INTERVAL, kw_only=True)
     not_sent: NotSentListener | None = field(default=None, kw_only=True)
     secrets: Sequence[Secret] = field(default=(), kw_only=True, repr=False)
+    journal: Journal = field(factory=Journal, kw_only=True, repr=False)
 
     # Derived settings (computed once).
     _id: str = field(init=False)
@@ -220,6 +231,9 @@ class DestinationWorker:
     _counts: dict[str, int] = field(init=False, factory=dict)
     _writes_failing: int = field(init=False, default=0)
     _release_due: bool = field(init=False, default=False)
+    _operator_paused: bool = field(init=False, default=False)
+    _wake: asyncio.Event | None = field(init=False, default=None)
+    _probes: int = field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         dest = self.destination
@@ -294,8 +308,10 @@ class DestinationWorker:
             "id": self._id,
             "plugin": self.destination.plugin,
             "running": self._main is not None and not self._main.done(),
-            "paused": self._pause.paused,
-            "pause_reason": self._pause.reason,
+            "paused": self._pause.paused or self._operator_paused,
+            "pause_reason": OPERATOR_PAUSE if self._operator_paused else self._pause.reason,
+            "paused_by_operator": self._operator_paused,
+            "credentials_rejected": self._pause.paused,
             "down": self._down.paused,
             "down_reason": self._down.reason,
             "writes_failing": self.writes_failing,
@@ -312,6 +328,48 @@ class DestinationWorker:
     def writes_failing(self) -> bool:
         """Whether a queue write of this destination is failing and being retried now."""
         return self._writes_failing > 0
+
+    @property
+    def probes(self) -> int:
+        """Probe batches sent so far (a caller of :meth:`probe_now` waits for it to move)."""
+        return self._probes
+
+    def pause_by_operator(self) -> None:
+        """Stop fetching until :meth:`resume_by_operator` (batches in flight finish)."""
+        if not self._operator_paused:
+            self._operator_paused = True
+            log.info("destination paused by the operator", extra={"destination": self._id})
+        self.metrics.set("crossdock_destination_paused", self._labels, 1)
+
+    def resume_by_operator(self) -> None:
+        """Undo :meth:`pause_by_operator`; a pause for credentials stays until its probe."""
+        if self._operator_paused:
+            self._operator_paused = False
+            log.info("destination resumed by the operator", extra={"destination": self._id})
+        self.metrics.set("crossdock_destination_paused", self._labels, int(self._pause.paused))
+        self._nudge()
+
+    def probe_now(self) -> bool:
+        """Make the probe of a destination paused for credentials or down due now; ``False``
+        when it is neither (nothing to probe)."""
+        state = self._pause if self._pause.paused else self._down if self._down.paused else None
+        if state is None:
+            return False
+        state.probe_at = 0.0
+        self._nudge()
+        return True
+
+    def _nudge(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when an operator control wakes the worker."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
 
     def transform(self, event: Event) -> Any:
         """The payload this destination would send for ``event`` (``None``: dropped). Dry runs."""
@@ -337,6 +395,9 @@ class DestinationWorker:
         slots = self._sender.slots
         while not self._stopping:
             try:
+                if self._operator_paused:
+                    await self._nap(self.idle_poll)
+                    continue
                 if self._pause.paused or self._down.paused:
                     await self._probe()
                     continue
@@ -373,7 +434,7 @@ class DestinationWorker:
         state = self._pause if self._pause.paused else self._down
         delay = state.probe_delay()
         if delay > 0:
-            await asyncio.sleep(min(delay, self.idle_poll))
+            await self._nap(min(delay, self.idle_poll))
             return
         if self._tasks:  # let the batches that were in flight at the pause settle first
             await asyncio.wait(set(self._tasks))
@@ -389,6 +450,7 @@ class DestinationWorker:
         batch.probe = True
         await self._sender.slots.acquire()
         await asyncio.wait({self._launch(batch)})
+        self._probes += 1
 
     # ------------------------------------------------------------------------------------------
     # Batch forming
@@ -476,11 +538,13 @@ class DestinationWorker:
         if listener is not None and listener.wants(self._id):
             records = []
         full = False
+        journal = self.journal
         for q in fetched:
             event = q.event
             if sources is not None and _source_of(event) not in sources:
                 extra.done.append(q.seq)
                 filtered += 1
+                journal.filtered(event, now, "sources")
                 if records is not None:
                     records.append(not_sent_record(self._id, event, "filtered", "sources"))
                 continue
@@ -495,12 +559,14 @@ class DestinationWorker:
                     extra.done.append(q.seq)
                     if matches is not None and not matches(event):
                         filtered += 1
+                        journal.filtered(event, now)
                         if records is not None:
                             why = _filter_reason(event, drop_reason)
                             records.append(not_sent_record(self._id, event, "filtered", why))
                     else:
                         why = (drop_reason(event) if drop_reason else None) or "mapping"
                         dropped[why] = dropped.get(why, 0) + 1
+                        journal.dropped(event, now, why)
                         if records is not None:
                             records.append(not_sent_record(self._id, event, "dropped", why))
                     continue
@@ -566,10 +632,12 @@ class DestinationWorker:
         # End-to-end latency from the time the queue stored the event; events of one group
         # commit share that time, so a batch has few distinct values to observe.
         stored_at: dict[float, int] = {}
+        delivered_events: list[Event] = []
         for q, item, outcome in zip(batch.queued, batch.items, outcomes, strict=True):
             if isinstance(outcome, Delivered):
                 settlement.done.append(q.seq)
                 delivered += 1
+                delivered_events.append(q.event)
                 received = q.enqueued_at
                 if received is None:
                     received = received_epoch(item.event)
@@ -590,7 +658,7 @@ class DestinationWorker:
                     attempts=q.attempts + 1,
                 )
             elif isinstance(outcome, CredentialsRejected):
-                self._put_back_one(settlement, q, now)
+                self._put_back_one(settlement, q, now, outcome)
             else:
                 self._retry(
                     settlement, q, RetryLater(f"plugin returned {type(outcome).__name__}"), now
@@ -603,6 +671,7 @@ class DestinationWorker:
                 count,
             )
         if delivered:
+            self.journal.delivered(delivered_events, now)
             self.metrics.inc("crossdock_events_delivered_total", self._labels, delivered)
             self._counts["delivered"] += delivered
             self._last_success_at = now
@@ -619,10 +688,17 @@ class DestinationWorker:
         first = q.first_attempt_at if q.first_attempt_at is not None else now
         reason = clean_text(outcome.reason, self._secrets, 500) or "retry"
         self._last_error = reason
+        body = clean_text(outcome.body, self._secrets, BODY_LIMIT)
         if self._rule.gives_up(attempts, first, now):
-            self._dead(settlement, q, reason, "max_attempts", outcome.status, attempts=attempts)
+            self._dead(
+                settlement, q, reason, "max_attempts", outcome.status, body, attempts=attempts
+            )
             return
         next_at = now + self._rule.delay(outcome, attempts, self.rng)
+        self.journal.retrying(
+            q.event, now, attempts=attempts, next_at=next_at, reason=reason,
+            status=outcome.status, body=body,
+        )  # fmt: skip
         key = self._hold_key(q.event)
         settlement.retries.append(Retry(q.seq, q.event, next_at, attempts, first, reason, key))
         self.metrics.inc("crossdock_events_retried_total", (self._id, retry_reason(outcome)))
@@ -645,10 +721,10 @@ class DestinationWorker:
     ) -> str:
         """Dead-letter ``q``; returns the reason as stored (secrets masked, cut)."""
         reason = clean_text(reason, self._secrets, 500) or word
-        settlement.dead.append(
-            DeadLetter(
-                q.seq, q.event, reason, q.attempts if attempts is None else attempts, status, body
-            )
+        attempts = q.attempts if attempts is None else attempts
+        settlement.dead.append(DeadLetter(q.seq, q.event, reason, attempts, status, body))
+        self.journal.dead_lettered(
+            q.event, self.clock(), reason=reason, attempts=attempts, status=status, body=body
         )
         self.metrics.inc("crossdock_events_dead_lettered_total", (self._id, word))
         self._counts["dead_lettered"] += 1
@@ -659,11 +735,22 @@ class DestinationWorker:
         )  # fmt: skip
         return reason
 
-    def _put_back_one(self, settlement: Settlement, q: QueuedEvent, now: float) -> None:
+    def _put_back_one(
+        self,
+        settlement: Settlement,
+        q: QueuedEvent,
+        now: float,
+        outcome: CredentialsRejected | None = None,
+    ) -> None:
         """Return an event to the queue untouched (attempts unchanged) while paused."""
         next_at = now + self._pause.probe_delay()
         key = self._hold_key(q.event)
         first = q.first_attempt_at if q.first_attempt_at is not None else now
+        reason = self._pause.reason or "paused"
+        status = outcome.status if outcome is not None else None
+        self.journal.retrying(
+            q.event, now, attempts=q.attempts, next_at=next_at, reason=reason, status=status
+        )
         settlement.retries.append(Retry(q.seq, q.event, next_at, q.attempts, first, "paused", key))
 
     async def _put_back(self, batch: _Batch) -> None:

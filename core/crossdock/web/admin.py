@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -222,12 +223,16 @@ class NotSentTail:
 
 class EventTail:
     """Fan-out of accepted events to live ``/admin/tail`` subscribers (bounded, lossy); its
-    :attr:`not_sent` hub carries the destination tail."""
+    :attr:`not_sent` hub carries the destination tail. :attr:`listeners` hear every call too
+    (the console's ring of recent events); :attr:`closed` is set at shutdown, which ends every
+    tail at once."""
 
     def __init__(self, max_buffer: int = 1000) -> None:
         self.subscribers: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self.max_buffer = max_buffer
         self.not_sent = NotSentTail(max_buffer)
+        self.listeners: list[Callable[[str, list[dict[str, Any]]], None]] = []
+        self.closed = asyncio.Event()
 
     def __call__(self, source_id: str, events: list[dict[str, Any]]) -> None:
         """Listener called by the ingest handler; drops events a slow subscriber cannot take."""
@@ -236,6 +241,12 @@ class EventTail:
                 if subscriber.full():
                     break
                 subscriber.put_nowait((source_id, event))
+        for listener in self.listeners:
+            listener(source_id, events)
+
+    def close(self) -> None:
+        """Shutdown: every open tail ends now (SIGTERM never waits for a reader)."""
+        self.closed.set()
 
 
 async def tail(request: web.Request) -> web.StreamResponse:
@@ -253,18 +264,45 @@ async def tail(request: web.Request) -> web.StreamResponse:
         return await _not_sent_tail(request, hub.not_sent, destination_id)
     subscriber: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(hub.max_buffer)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
     hub.subscribers.add(subscriber)
     try:
-        while True:
-            source_id, event = await subscriber.get()
+        await response.prepare(request)
+        async for source_id, event in _records(request, subscriber, hub.closed):
             if only is None or only == source_id:
                 await response.write(orjson.dumps(event) + b"\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        # Released as soon as the reader goes (or the daemon stops), not at the next event.
         hub.subscribers.discard(subscriber)
     return response
+
+
+async def _records(
+    request: web.Request, subscriber: asyncio.Queue[Any], closed: asyncio.Event
+) -> AsyncIterator[Any]:
+    """What ``subscriber`` receives, until the reader leaves or ``closed`` is set.
+
+    One pending get across the disconnect checks: cancelling it on each check could lose a
+    record taken at that moment.
+    """
+    getter: asyncio.Task[Any] | None = None
+    stop = asyncio.ensure_future(closed.wait())
+    try:
+        while not closed.is_set() and not _gone(request):
+            if getter is None:
+                getter = asyncio.ensure_future(subscriber.get())
+            await asyncio.wait(
+                {getter, stop}, timeout=DISCONNECT_POLL, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not getter.done():
+                continue
+            record, getter = getter.result(), None
+            yield record
+    finally:
+        stop.cancel()
+        if getter is not None:
+            getter.cancel()
 
 
 async def _not_sent_tail(
@@ -273,24 +311,14 @@ async def _not_sent_tail(
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     # Subscribed before the headers go out: a reader that has them misses nothing after.
     subscriber = hub.subscribe(destination_id)
-    # One pending get across the disconnect checks: cancelling it on each check could lose a
-    # record taken at that moment.
-    getter: asyncio.Task[dict[str, Any]] | None = None
+    closed: asyncio.Event = request.app[keys.TAIL].closed
     try:
         await response.prepare(request)
-        while not _gone(request):
-            if getter is None:
-                getter = asyncio.ensure_future(subscriber.get())
-            done, _ = await asyncio.wait({getter}, timeout=DISCONNECT_POLL)
-            if not done:
-                continue
-            record, getter = getter.result(), None
+        async for record in _records(request, subscriber, closed):
             await response.write(orjson.dumps(record) + b"\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        if getter is not None:
-            getter.cancel()
         # Unsubscribed as soon as the reader goes, so the worker stops building records.
         hub.unsubscribe(destination_id, subscriber)
     return response

@@ -25,7 +25,7 @@ from crossdock.metrics import Metrics
 from crossdock.plugins.registry import Registry
 from crossdock.queue import make_queue
 from crossdock.types import Transformer
-from crossdock.web import admin, health, keys, metrics
+from crossdock.web import admin, console, health, keys, metrics
 from crossdock.web.reload import (
     Reloader,
     build_router,
@@ -86,6 +86,7 @@ def make_app(
     app.router.add_routes(health.routes())
     app.router.add_routes(metrics.routes())
     app.router.add_routes(admin.routes())
+    console.mount(app)
     routes.mount(app)
 
     app.cleanup_ctx.append(_queue_context)
@@ -97,6 +98,7 @@ def make_app(
 
 async def _mark_shutting_down(app: web.Application) -> None:
     app[keys.SHUTTING_DOWN][0] = True
+    app[keys.TAIL].close()  # open tails end now: shutdown never waits for a reader
 
 
 async def _queue_context(app: web.Application) -> AsyncIterator[None]:

@@ -25,3 +25,5 @@ WORKERS: web.AppKey[dict[str, DestinationWorker]] = web.AppKey("workers")
 TAIL: web.AppKey[Any] = web.AppKey("tail")
 SHUTTING_DOWN: web.AppKey[list[bool]] = web.AppKey("shutting_down")
 RELOADER: web.AppKey[Reloader] = web.AppKey("reloader")
+CONSOLE: web.AppKey[Any] = web.AppKey("console")
+"""The console's per-process state (:class:`crossdock.web.console.state.ConsoleState`)."""

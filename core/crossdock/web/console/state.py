@@ -1,0 +1,64 @@
+"""What the console keeps for one process: the ring and streams, jobs, the sign-in limiter, and
+the signer and secrets of the running configuration (rebuilt when a reload changes it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from crossdock.config.load import Config
+from crossdock.secrets import Secret
+from crossdock.web import keys
+from crossdock.web.console.auth import Signer, SignInLimiter
+from crossdock.web.console.jobs import Jobs
+from crossdock.web.console.stream import ConsoleHub
+from crossdock.web.reload import current_config
+
+__all__ = ["ConsoleState", "state_of"]
+
+
+class ConsoleState:
+    """The console's state on the application (``app[keys.CONSOLE]``)."""
+
+    def __init__(self, root: web.Application) -> None:
+        self.root = root
+        self.hub = ConsoleHub()
+        self.jobs = Jobs()
+        self.limiter = SignInLimiter()
+        self._signer: tuple[Secret, Signer] | None = None
+        self._secrets: tuple[Config, list[Secret]] | None = None
+
+    @property
+    def config(self) -> Config:
+        """The configuration running now."""
+        return current_config(self.root)
+
+    def signer(self) -> Signer | None:
+        """The signer of the current admin token (``None``: the console is off)."""
+        token = self.config.server.admin_token
+        if token is None:
+            return None
+        if self._signer is None or self._signer[0] is not token:
+            self._signer = (token, Signer(token))
+        return self._signer[1]
+
+    def secrets(self) -> list[Secret]:
+        """Every secret of the running configuration, the admin token included."""
+        config = self.config
+        if self._secrets is None or self._secrets[0] is not config:
+            found = list(config.secrets())
+            if config.server.admin_token is not None:
+                found.append(config.server.admin_token)
+            self._secrets = (config, found)
+        return self._secrets[1]
+
+    @property
+    def workers(self) -> dict[str, Any]:
+        """A copy of the destination workers (a reload may change them meanwhile)."""
+        return dict(self.root[keys.WORKERS])
+
+
+def state_of(request: web.Request) -> ConsoleState:
+    """The console state of the application answering ``request``."""
+    return request.config_dict[keys.CONSOLE]  # type: ignore[no-any-return]

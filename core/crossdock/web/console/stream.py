@@ -1,0 +1,189 @@
+"""Live events for the console: a ring of the last accepted events and server-sent events.
+
+:class:`ConsoleHub` is one more listener of the admin API's :class:`~crossdock.web.admin.EventTail`
+(called by the ingest handler after each successful append). Per call it costs a few appends
+to the ring and, per open stream, a bounded append: nothing is serialized on the ingest path.
+Each stream's writer wakes at most :data:`FLUSH_INTERVAL` apart, serializes what its buffer
+holds, masks the configuration's secrets in it and writes it; a buffer holds at most
+:data:`MAX_BUFFER` events between flushes and counts the excess, sent as ``event: dropped``.
+So a browser (fast, slow or gone) costs ingest a bounded amount and holds no memory beyond
+its buffer; it is released within :data:`DISCONNECT_POLL` seconds of leaving, and at once at
+shutdown.
+
+Per process: with ``crossdock run --workers N`` a browser sees the events of the process its
+connection reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from crossdock.secrets import mask
+
+__all__ = ["ConsoleHub", "StreamSubscriber"]
+
+RING_SIZE = 500
+MAX_BUFFER = 1000
+FLUSH_INTERVAL = 0.25
+"""Seconds between two writes of one stream (bounds what a stream costs at full ingest rate)."""
+PING_INTERVAL = 15.0
+DISCONNECT_POLL = 0.5
+"""Seconds between checks that a stream's reader is still connected."""
+
+
+class StreamSubscriber:
+    """One open stream: its source filter, its bounded buffer and what it lost."""
+
+    __slots__ = ("buffer", "dropped", "source", "wake")
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self.buffer: list[tuple[str, float, dict[str, Any]]] = []
+        self.dropped = 0
+        self.wake = asyncio.Event()
+
+
+class ConsoleHub:
+    """The ring of recent accepted events and the open console streams (one per process)."""
+
+    def __init__(self, ring_size: int = RING_SIZE, max_buffer: int = MAX_BUFFER) -> None:
+        self.ring: deque[tuple[str, float, dict[str, Any]]] = deque(maxlen=ring_size)
+        self.max_buffer = max_buffer
+        self.subscribers: set[StreamSubscriber] = set()
+        self.closed = False
+
+    def __call__(self, source_id: str, events: list[dict[str, Any]]) -> None:
+        """Ingest listener: remember ``events`` and hand them to the open streams."""
+        now = time.time()
+        ring = self.ring
+        keep = events if len(events) <= RING_SIZE else events[-RING_SIZE:]
+        ring.extend([(source_id, now, event) for event in keep])
+        for subscriber in self.subscribers:
+            if subscriber.source is not None and subscriber.source != source_id:
+                continue
+            buffer = subscriber.buffer
+            room = self.max_buffer - len(buffer)
+            if room >= len(events):
+                buffer.extend([(source_id, now, event) for event in events])
+            else:
+                if room > 0:
+                    buffer.extend([(source_id, now, event) for event in events[:room]])
+                subscriber.dropped += len(events) - max(room, 0)
+            subscriber.wake.set()
+
+    def subscribe(self, source: str | None) -> StreamSubscriber:
+        """A new stream's subscriber (``source``: only that source's events)."""
+        subscriber = StreamSubscriber(source)
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: StreamSubscriber) -> None:
+        """Forget ``subscriber`` (its buffer goes with it)."""
+        self.subscribers.discard(subscriber)
+
+    def close(self) -> None:
+        """Shutdown: every stream ends now."""
+        self.closed = True
+        for subscriber in self.subscribers:
+            subscriber.wake.set()
+
+    def recent(
+        self, limit: int, source: str | None = None
+    ) -> list[tuple[str, float, dict[str, Any]]]:
+        """Up to ``limit`` remembered events, newest first (``source``: only that source's)."""
+        rows = []
+        for row in reversed(self.ring):
+            if source is None or row[0] == source:
+                rows.append(row)
+                if len(rows) >= limit:
+                    break
+        return rows
+
+    def find(self, message_id: str) -> tuple[str, float, dict[str, Any]] | None:
+        """The remembered event with ``message_id`` (the newest), or ``None``."""
+        for row in reversed(self.ring):
+            if row[2].get("messageId") == message_id:
+                return row
+        return None
+
+
+def record(row: tuple[str, float, dict[str, Any]]) -> dict[str, Any]:
+    """The JSON shape of one remembered event."""
+    source, received_at, event = row
+    return {"source": source, "received_at": round(received_at, 3), "event": event}
+
+
+def masked_json(value: Any, secrets: Iterable[Any]) -> bytes:
+    """``value`` as JSON with every secret masked (``***`` replaces text inside strings, so the
+    answer stays valid JSON)."""
+    text = mask(orjson.dumps(value).decode(), secrets)
+    return text.encode()
+
+
+def sse_chunk(rows: list[tuple[str, float, dict[str, Any]]], secrets: Iterable[Any]) -> bytes:
+    """``event: accepted`` messages for ``rows`` (one JSON line each), secrets masked."""
+    dumps = orjson.dumps
+    text = b"".join(
+        b"event: accepted\ndata: " + dumps(record(row)) + b"\n\n" for row in rows
+    ).decode()
+    return mask(text, secrets).encode()
+
+
+def gone(request: web.Request) -> bool:
+    """Whether the client of ``request`` left (aiohttp does not cancel its handler)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def serve_stream(
+    request: web.Request,
+    hub: ConsoleHub,
+    source: str | None,
+    secrets_of: Any,
+) -> web.StreamResponse:
+    """Write ``hub``'s events for ``source`` to ``request`` as server-sent events until the
+    client leaves or the daemon shuts down. ``secrets_of()`` gives the secrets to mask now."""
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+    )
+    subscriber = hub.subscribe(source)
+    loop = asyncio.get_running_loop()
+    try:
+        await response.prepare(request)
+        # A first line, so the browser's EventSource opens now rather than at the first event.
+        await response.write(b": connected\n\n")
+        last_write = loop.time()
+        while not hub.closed and not gone(request):
+            wait = min(DISCONNECT_POLL, max(0.0, last_write + PING_INTERVAL - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(subscriber.wake.wait(), wait)
+            if hub.closed or gone(request):
+                break
+            subscriber.wake.clear()
+            rows, subscriber.buffer = subscriber.buffer, []
+            dropped, subscriber.dropped = subscriber.dropped, 0
+            if rows:
+                await response.write(sse_chunk(rows, secrets_of()))
+            if dropped:
+                data = orjson.dumps({"count": dropped})
+                await response.write(b"event: dropped\ndata: " + data + b"\n\n")
+            if rows or dropped:
+                last_write = loop.time()
+                # bounded cost at full rate: what arrives meanwhile waits in the buffer
+                await asyncio.sleep(FLUSH_INTERVAL)
+            elif loop.time() - last_write >= PING_INTERVAL:
+                await response.write(b": ping\n\n")
+                last_write = loop.time()
+    except ConnectionResetError:
+        pass
+    finally:
+        hub.unsubscribe(subscriber)
+    return response
