@@ -187,10 +187,13 @@ async def test_a_slow_reader_loses_the_excess_and_is_told(tmp_path: Path) -> Non
 
 async def test_idle_stream_pings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream_module, "PING_INTERVAL", 0.2)
-    async with running(tmp_path) as (_app, url), aiohttp.ClientSession() as session:
-        async with session.get(url + "/console/api/events/stream", headers=BEARER) as stream:
-            assert await read_message(stream) == [": connected"]
-            assert await read_message(stream) == [": ping"]
+    async with (
+        running(tmp_path) as (_app, url),
+        aiohttp.ClientSession() as session,
+        session.get(url + "/console/api/events/stream", headers=BEARER) as stream,
+    ):
+        assert await read_message(stream) == [": connected"]
+        assert await read_message(stream) == [": ping"]
 
 
 async def test_disconnected_stream_and_tail_are_released_at_once(tmp_path: Path) -> None:
