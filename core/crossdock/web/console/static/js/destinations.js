@@ -80,20 +80,25 @@ class Card {
         h(
           "ul",
           { class: "error-list" },
-          errors.map((error) =>
-            h(
+          errors.map((error, index) => {
+            const status = error.status ? `HTTP ${error.status}` : "no answer";
+            // The reason often just repeats the status ("HTTP 500"): say it once.
+            const reason = error.reason && error.reason !== status ? error.reason : "";
+            const body = error.body ? h("pre", { class: "code vendor-body" }, h("code", { text: prettyBody(error.body) })) : null;
+            return h(
               "li",
               {},
               h(
                 "p",
                 { class: "error-head" },
                 timeElement(error.at),
-                h("span", { class: "error-status", text: error.status ? `HTTP ${error.status}` : "no answer" }),
-                h("span", { class: "error-reason", text: error.reason ?? "" }),
+                h("span", { class: "error-status", text: status }),
+                reason ? h("span", { class: "error-reason", text: reason }) : null,
               ),
-              error.body ? h("pre", { class: "code vendor-body" }, h("code", { text: prettyBody(error.body) })) : null,
-            ),
-          ),
+              // The newest answer is shown; older ones open on demand.
+              body && index > 0 ? h("details", {}, h("summary", { text: "vendor answer" }), body) : body,
+            );
+          }),
         ),
       );
     } else {

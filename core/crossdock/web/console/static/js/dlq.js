@@ -80,9 +80,9 @@ export function render(container, route) {
         h("span", { text: `All ${num(view.total)} dead letters matching the filter are selected. ` }),
         h("button", { type: "button", class: "btn-link", text: "Clear selection", onclick: clearSelection }),
       );
-    } else if (view.total > 0) {
-      if (onPage === pageIds.length && view.total > pageIds.length) {
-        selectionNote.append(h("span", { text: `${num(onPage)} on this page selected. ` }));
+    } else if (view.total > pageIds.length) {
+      if (onPage === pageIds.length) {
+        selectionNote.append(h("span", { text: `All ${num(onPage)} on this page are selected. ` }));
       }
       selectionNote.append(
         h("button", {
@@ -95,9 +95,10 @@ export function render(container, route) {
           },
         }),
       );
-      if (view.selected.size) {
-        selectionNote.append(" · ", h("button", { type: "button", class: "btn-link", text: "Clear selection", onclick: clearSelection }));
-      }
+    }
+    if (!view.allMatching && view.selected.size) {
+      if (selectionNote.childNodes.length) selectionNote.append(" · ");
+      selectionNote.append(h("button", { type: "button", class: "btn-link", text: "Clear selection", onclick: clearSelection }));
     }
   }
 
@@ -217,7 +218,9 @@ export function render(container, route) {
       if (stopped) return;
       view.entries = data.entries || [];
       view.total = data.total ?? view.entries.length;
-      status.textContent = `${num(view.total)} dead letter${view.total === 1 ? "" : "s"}${view.reason || view.q ? " match the filter" : ""}.`;
+      const plural = view.total !== 1;
+      const matching = view.reason || view.q ? ` match${plural ? "" : "es"} the filter` : "";
+      status.textContent = `${num(view.total)} dead letter${plural ? "s" : ""}${matching}.`;
       renderTable();
       renderPager();
       updateSelection();
