@@ -90,7 +90,9 @@ max_age = "1ms"
 """
 
 
-def _find_chromium() -> str:
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The system Chromium (Playwright's own browsers are not downloaded)."""
     for name in CHROMIUM_NAMES:
         path = shutil.which(name)
         if path:
@@ -230,9 +232,9 @@ class Recorder:
         return found
 
 
-async def _launch(playwright: Any) -> Any:
+async def _launch(playwright: Any, chromium: str) -> Any:
     return await playwright.chromium.launch(
-        executable_path=_find_chromium(), args=CHROMIUM_ARGS, headless=True
+        executable_path=chromium, args=CHROMIUM_ARGS, headless=True
     )
 
 
@@ -282,7 +284,7 @@ def _row(page: Any, destination: str, state: str | None = None) -> Any:
 
 
 async def test_console_scenario(
-    daemon: Daemon, sink: FakeVendor, vendor: FlakyVendor, tmp_path: Path
+    chromium: str, daemon: Daemon, sink: FakeVendor, vendor: FlakyVendor
 ) -> None:
     """Sign in, live events, an event's journey, dead letter, replay, mapping tester, sign out;
     no secret in anything the page received."""
@@ -292,7 +294,7 @@ async def test_console_scenario(
     base = daemon.url
     recorder = Recorder()
     async with async_playwright() as playwright, aiohttp.ClientSession() as http:
-        browser = await _launch(playwright)
+        browser = await _launch(playwright, chromium)
         page = await _new_page(browser, recorder, viewport=DESKTOP, color_scheme="light")
 
         # --- sign in: a wrong token gets a clear message and no session ----------------------
@@ -470,7 +472,7 @@ def _luminance(css_color: str) -> float:
     return 0.2126 * red + 0.7152 * green + 0.0722 * blue
 
 
-async def test_console_off_without_an_admin_token(tmp_path: Path) -> None:
+async def test_console_off_without_an_admin_token(chromium: str, tmp_path: Path) -> None:
     """No admin token: ``/console`` is a page saying how to turn the console on (styled: the CSS
     loads under the console's CSP), and the API refuses."""
     from playwright.async_api import async_playwright, expect
@@ -487,7 +489,7 @@ async def test_console_off_without_an_admin_token(tmp_path: Path) -> None:
     try:
         recorder = Recorder()
         async with async_playwright() as playwright:
-            browser = await _launch(playwright)
+            browser = await _launch(playwright, chromium)
             page = await _new_page(browser, recorder, viewport=PHONE)
             response = await page.goto(f"{process.url}/console")
             assert response is not None

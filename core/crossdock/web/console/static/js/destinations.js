@@ -134,7 +134,8 @@ class Card {
     try {
       const result = await post(`/destinations/${encodeURIComponent(this.id)}/probe`);
       const status = result.status ? ` (HTTP ${result.status})` : "";
-      this.message.textContent = `Probe ${result.ok ? "succeeded" : "failed"}${status}: ${result.message || ""}`;
+      const message = result.message || (result.ok ? "the vendor accepted it" : "refused");
+      this.message.textContent = `Probe ${result.ok ? "OK" : "failed"}${status}: ${message}`;
       this.message.dataset.ok = String(Boolean(result.ok));
       this.onChange();
     } catch (error) {

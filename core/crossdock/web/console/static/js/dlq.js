@@ -275,7 +275,17 @@ export function render(container, route) {
         bar.value = job.done;
         label.textContent = `${verb === "Replay" ? "Replaying" : "Purging"}: ${num(job.done)} of ${num(job.total)}`;
         await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
-        job = await get(`/jobs/${encodeURIComponent(started.job)}`);
+        try {
+          job = await get(`/jobs/${encodeURIComponent(started.job)}`);
+        } catch (error) {
+          // With --workers N this poll may reach another process, which does not know the job.
+          if (error.status !== 404) throw error;
+          label.textContent = `${verb} of ${num(started.total)} started; another worker process holds its progress. Refresh the list in a moment.`;
+          bar.removeAttribute("value");
+          clearSelection();
+          load();
+          return;
+        }
       }
       bar.max = Math.max(1, job.total);
       bar.value = job.done;

@@ -101,7 +101,7 @@ export function start() {
 
 async function loadRecent() {
   try {
-    const data = await get("/events/recent?limit=200");
+    const data = await get(`/events/recent?limit=${MAX_EVENTS}`);
     // The answer is newest first; append after what the stream already delivered.
     for (const record of data.events || []) add(record, { atEnd: true });
     state.records.sort((a, b) => (b.received_at ?? 0) - (a.received_at ?? 0));
