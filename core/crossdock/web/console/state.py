@@ -3,19 +3,44 @@ the signer and secrets of the running configuration (rebuilt when a reload chang
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
 
 from crossdock.config.load import Config
-from crossdock.secrets import Secret
+from crossdock.secrets import Secret, walk
 from crossdock.web import keys
 from crossdock.web.console.auth import Signer, SignInLimiter
 from crossdock.web.console.jobs import Jobs
 from crossdock.web.console.stream import ConsoleHub
 from crossdock.web.reload import current_config
 
-__all__ = ["ConsoleState", "state_of"]
+__all__ = ["ConsoleState", "credential_values", "state_of"]
+
+_SENSITIVE = re.compile(r"auth|token|secret|key|passw|cookie|session|credential", re.I)
+"""Setting names whose values are masked whatever they hold (as ``crossdock test`` does)."""
+_NOT_CREDENTIALS = ("_header", "_field", "_name", "_url", "_path")
+"""...except names that say the value is a name (``token_header = "X-Token"``)."""
+
+
+def credential_values(roots: list[Any]) -> list[Secret]:
+    """The string values under credential-named keys of ``roots`` (settings objects), as
+    secrets; for ``Bearer xyz`` style values the credential after the scheme too."""
+    found: list[Secret] = []
+    for root in roots:
+        for path, leaf in walk(root):
+            if not isinstance(leaf, str) or len(leaf) < 4:
+                continue
+            names = [part for part in path if isinstance(part, str)]
+            name = names[-1].lower() if names else ""
+            if not _SENSITIVE.search(name) or name.endswith(_NOT_CREDENTIALS):
+                continue
+            found.append(Secret(leaf))
+            _scheme, _, rest = leaf.partition(" ")
+            if rest and len(rest.strip()) >= 4:
+                found.append(Secret(rest.strip()))
+    return found
 
 
 class ConsoleState:
@@ -44,13 +69,16 @@ class ConsoleState:
         return self._signer[1]
 
     def secrets(self) -> list[Secret]:
-        """Every secret of the running configuration, the admin token included."""
+        """Every secret of the running configuration, the admin token included, and the values
+        of credential-named settings written in clear (a header ``X-Api-Key = "..."``)."""
         config = self.config
         if self._secrets is None or self._secrets[0] is not config:
             found = list(config.secrets())
             if config.server.admin_token is not None:
                 found.append(config.server.admin_token)
-            self._secrets = (config, found)
+            found += credential_values([s.settings for s in config.sources])
+            found += credential_values([d.settings for d in config.destinations])
+            self._secrets = (config, list(dict.fromkeys(found)))
         return self._secrets[1]
 
     @property
