@@ -197,3 +197,53 @@ async def test_a_reload_declares_the_series_of_what_it_adds(crossdock_daemon) ->
             text = await r.text()
         assert 'crossdock_events_delivered_total{destination="new"} 0.0' in text
         assert 'crossdock_events_received_total{source="hook"} 0.0' in text
+
+
+def broken_plugin(where: Any) -> dict[str, str]:
+    """A distribution whose ``crossdock`` entry point fails to import, on ``PYTHONPATH``."""
+    where.mkdir(parents=True, exist_ok=True)
+    info = where / "crossdock_reload_broken-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: crossdock-reload-broken\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text("[crossdock]\nreloadbroken = crossdock_reload_broken\n")
+    (where / "crossdock_reload_broken.py").write_text(
+        'raise ImportError("crossdock_reload_broken needs a module that is not installed")\n'
+    )
+    return {"PYTHONPATH": str(where)}
+
+
+async def test_a_plugin_that_failed_at_start_does_not_refuse_every_reload(
+    crossdock_daemon, tmp_path
+) -> None:
+    """``run`` starts with a plugin that cannot be imported (a warning), so a reload must judge
+    the new file on its own merits: applied when valid, with the plugin's problem as a note;
+    refused when the file itself is wrong, or when it needs what the broken plugin provides."""
+    async with FakeVendor() as a, FakeVendor() as new:
+        daemon = crossdock_daemon(
+            SOURCE + destination("a", a.url + "/in"), env=broken_plugin(tmp_path / "plugins")
+        )
+        assert "reloadbroken" in daemon.log()  # run warned about it
+        head = daemon.config_path.read_text().split("[[sources]]")[0]
+        daemon.config_path.write_text(
+            head + SOURCE + destination("a", a.url + "/in") + destination("new", new.url + "/in")
+        )
+        status, body = await admin_reload(daemon)
+        assert status == 200, body
+        assert body["destinations"]["added"] == ["new"]
+        assert any("reloadbroken" in note for note in body["notes"]), body
+
+        # A file with a problem of its own is still refused, listing it.
+        broken = destination("b", new.url + "/in").replace('plugin = "webhook"',
+                                                           'plugin = "reloadbroken"')  # fmt: skip
+        daemon.config_path.write_text(head + SOURCE + destination("a", a.url + "/in") + broken)
+        status, body = await admin_reload(daemon)
+        assert status == 422, body
+        assert any("reloadbroken" in p and "destinations" in p for p in body["problems"]), body
+        async with aiohttp.ClientSession() as session:
+            event = {"type": "track", "userId": "u", "event": "E", "messageId": "after-refusal"}
+            status, _ = await post_json(session, daemon.url + "/v1/track", event, auth=AUTH)
+        assert status == 200
+        await wait_until(lambda: "after-refusal" in ids_at(new), timeout=20,
+                         what="the applied configuration still runs")  # fmt: skip

@@ -139,6 +139,11 @@ def check_config(
     """Read and check ``path`` like ``crossdock check`` does, plus :func:`restart_problems`.
 
     Returns the new config (``None`` when it cannot be read), its problems and its notes.
+
+    Unlike ``check``, a plugin that failed to load when the daemon started is not a problem of
+    the file: ``run`` started with it (a warning), and plugins are loaded only at start, so it
+    would refuse every reload until a restart. It is a note; a file that uses what the plugin
+    would have provided is refused for that (unknown type), with the plugin's problem listed.
     """
     from crossdock.cli.main import transformer_problems
     from crossdock.config.load import load_config
@@ -147,8 +152,9 @@ def check_config(
         config = load_config(path, registry)
     except ConfigError as exc:
         return None, [*exc.problems, *registry.problems], []
-    problems = list(registry.problems)
-    notes: list[str] = []
+    problems: list[str] = []
+    notes = [f"{problem} (since start; a restart loads plugins again)"
+             for problem in registry.problems]  # fmt: skip
     problems += transformer_problems(config, registry, notes=notes)
     problems += restart_problems(running, config)
     return config, problems, notes
