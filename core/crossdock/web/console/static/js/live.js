@@ -7,13 +7,15 @@ import * as stream from "./stream.js";
 const TYPES = ["track", "identify", "page", "screen", "group", "alias"];
 
 // Kept across visits of the view, like a real tab's state.
-const filter = { type: "", name: "", user: "", messageId: "" };
+const filter = { source: "", type: "", name: "", user: "", messageId: "" };
+const SUMMARY_EVERY_MS = 1000; // the count is announced politely: not at every event
 let paused = false;
 let pausedAtSeq = 0;
 
 /** Does a record pass the filter? Empty fields match everything; text is case-insensitive. */
 export function matches(record, f = filter) {
   const event = record.event || {};
+  if (f.source && record.source !== f.source) return false;
   if (f.type && event.type !== f.type) return false;
   if (f.name && !contains(event.event ?? event.name, f.name)) return false;
   if (f.user && !(contains(event.userId, f.user) || contains(event.anonymousId, f.user))) {
@@ -28,7 +30,7 @@ function contains(value, needle) {
 }
 
 function filterActive() {
-  return Boolean(filter.type || filter.name || filter.user || filter.messageId);
+  return Boolean(filter.source || filter.type || filter.name || filter.user || filter.messageId);
 }
 
 function row(record) {
@@ -74,6 +76,23 @@ export function render(container) {
     onclick: () => (paused ? resume() : pause()),
   });
 
+  const sourceSelect = h("select", { name: "source" });
+  const knownSources = new Set();
+  function updateSources() {
+    const seen = new Set(stream.records().map((record) => record.source).filter(Boolean));
+    if (filter.source) seen.add(filter.source);
+    if (seen.size === knownSources.size && [...seen].every((s) => knownSources.has(s))) return;
+    knownSources.clear();
+    for (const source of [...seen].sort()) knownSources.add(source);
+    replace(
+      sourceSelect,
+      h("option", { value: "", text: "all sources" }),
+      [...knownSources].map((source) => h("option", { value: source, text: source })),
+    );
+    sourceSelect.value = filter.source;
+  }
+  updateSources();
+
   const typeSelect = h(
     "select",
     { name: "type" },
@@ -87,6 +106,7 @@ export function render(container) {
   const clearButton = h("button", { type: "button", class: "btn btn-quiet", text: "Clear filter" });
 
   const applyFilter = () => {
+    filter.source = sourceSelect.value;
     filter.type = typeSelect.value;
     filter.name = nameInput.value.trim();
     filter.user = userInput.value.trim();
@@ -95,9 +115,10 @@ export function render(container) {
   };
   const debounced = debounce(applyFilter, 150);
   typeSelect.addEventListener("change", applyFilter);
+  sourceSelect.addEventListener("change", applyFilter);
   for (const input of [nameInput, userInput, idInput]) input.addEventListener("input", debounced);
   clearButton.addEventListener("click", () => {
-    typeSelect.value = "";
+    typeSelect.value = sourceSelect.value = "";
     nameInput.value = userInput.value = idInput.value = "";
     applyFilter();
   });
@@ -105,6 +126,7 @@ export function render(container) {
   const filterForm = h(
     "form",
     { class: "filters", role: "search", "aria-label": "Filter events", onsubmit: (e) => e.preventDefault() },
+    field("Source", sourceSelect),
     field("Type", typeSelect),
     field("Event name", nameInput),
     field("User", userInput),
@@ -127,6 +149,8 @@ export function render(container) {
 
   let pending = [];
   let frame = 0;
+  let lastSummary = 0;
+  let summaryTimer = 0;
 
   function updatePauseButton() {
     pauseButton.textContent = paused ? "Resume" : "Pause";
@@ -136,34 +160,36 @@ export function render(container) {
 
   function counts() {
     const all = stream.records();
-    let shown = 0;
-    let newWhilePaused = 0;
+    let hidden = 0; // buffered, older than the pause (if any), not matching the filter
+    let newKept = 0; // arrived while paused and still buffered
     let newHidden = 0;
     for (const record of all) {
       const visible = matches(record);
       if (paused && record.seq > pausedAtSeq) {
-        newWhilePaused += 1;
+        newKept += 1;
         if (!visible) newHidden += 1;
-      } else if (visible) {
-        shown += 1;
+      } else if (!visible) {
+        hidden += 1;
       }
     }
-    return { total: all.length, shown, newWhilePaused, newHidden };
+    // Arrivals since the pause, exactly, even those already pushed out of the buffer.
+    const newWhilePaused = paused ? stream.lastSeq() - pausedAtSeq : 0;
+    return { total: all.length, shown: list.childElementCount, hidden, newWhilePaused, newKept, newHidden };
   }
 
   function updateSummary() {
     const c = counts();
-    const hidden = c.total - c.newWhilePaused - c.shown;
     let text = `${num(c.shown)} event${c.shown === 1 ? "" : "s"} shown`;
-    if (filterActive()) text += `, ${num(hidden)} hidden by the filter`;
+    if (filterActive()) text += `, ${num(c.hidden)} hidden by the filter`;
     text += ` (the last ${num(stream.MAX_EVENTS)} are kept)`;
     summary.textContent = text;
     if (paused) {
       pausedNote.hidden = false;
-      const matching = c.newWhilePaused - c.newHidden;
+      const matching = c.newKept - c.newHidden;
+      const of = c.newWhilePaused > c.newKept ? ` Of the newest ${num(c.newKept)} kept,` : "";
       pausedNote.textContent =
-        `Paused: ${num(c.newWhilePaused)} new event${c.newWhilePaused === 1 ? "" : "s"} since, ` +
-        `${num(matching)} matching the filter and ${num(c.newHidden)} filtered out. Resume to see them.`;
+        `Paused: ${num(c.newWhilePaused)} new event${c.newWhilePaused === 1 ? "" : "s"} since.${of} ` +
+        `${num(matching)} match${matching === 1 ? "es" : ""} the filter, ${num(c.newHidden)} filtered out. Resume to see them.`;
     } else {
       pausedNote.hidden = true;
       pausedNote.textContent = "";
@@ -210,8 +236,26 @@ export function render(container) {
     updateSummary();
   }
 
+  // The count changes with every event: refresh it at most once a second (a trailing update
+  // makes sure the last change shows), so screen readers are not flooded.
+  function throttledSummary() {
+    const wait = lastSummary + SUMMARY_EVERY_MS - performance.now();
+    if (wait <= 0) {
+      clearTimeout(summaryTimer);
+      summaryTimer = 0;
+      lastSummary = performance.now();
+      updateSummary();
+    } else if (!summaryTimer) {
+      summaryTimer = setTimeout(() => {
+        summaryTimer = 0;
+        throttledSummary();
+      }, wait);
+    }
+  }
+
   function flush() {
     frame = 0;
+    updateSources();
     if (!paused && pending.length) {
       const rows = pending.filter((record) => matches(record)).map(row);
       pending = [];
@@ -222,7 +266,7 @@ export function render(container) {
         list.lastElementChild.remove();
       }
     }
-    updateSummary();
+    throttledSummary();
   }
 
   function schedule() {
@@ -246,6 +290,8 @@ export function render(container) {
   const unsubscribe = stream.subscribe((kind, payload) => {
     if (kind === "add") {
       pending.push(payload);
+      // A background tab runs no animation frame: keep at most what the list can show.
+      if (pending.length > stream.MAX_EVENTS) pending.splice(0, pending.length - stream.MAX_EVENTS);
       schedule();
     } else if (kind === "reset") {
       renderList();
@@ -260,5 +306,6 @@ export function render(container) {
   return () => {
     unsubscribe();
     if (frame) cancelAnimationFrame(frame);
+    clearTimeout(summaryTimer);
   };
 }

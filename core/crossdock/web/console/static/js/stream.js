@@ -40,6 +40,11 @@ export function findRecord(messageId) {
   return state.records.find((record) => record.event && record.event.messageId === messageId);
 }
 
+/** The sequence number of the newest event received (counts every event, kept or not). */
+export function lastSeq() {
+  return state.seq;
+}
+
 export function streamStatus() {
   return state.status;
 }
