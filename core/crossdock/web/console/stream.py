@@ -32,7 +32,7 @@ __all__ = ["ConsoleHub", "StreamSubscriber"]
 
 RING_SIZE = 500
 MAX_BUFFER = 1000
-FLUSH_INTERVAL = 0.25
+FLUSH_INTERVAL = 1.0
 """Seconds between two writes of one stream (bounds what a stream costs at full ingest rate)."""
 PING_INTERVAL = 15.0
 DISCONNECT_POLL = 0.5

@@ -1,0 +1,179 @@
+"""What the console costs ingest (issue 13): throughput with a live console stream open and
+read, against the same daemon without it, in the same run; and the per-event cost of the
+pieces on the hot paths (the delivery journal, the ring of recent events).
+
+One daemon (``crossdock run``, SQLite, a batching webhook destination delivering to the local
+sink, so the journal records every outcome) takes /v1/batch load from wrk with SDK-like random
+messageIds (``wrk/sdk_bodies.lua``, as ``production.py``). Segments alternate: without a
+stream, with one (``curl -N`` reading ``/console/api/events/stream`` as a browser tab would),
+``--pairs`` times, so drift hits both sides alike. The ratio is the mean ``with`` rate over the
+mean ``without`` rate (target: >= 0.95). The events the stream delivered and the ``dropped``
+counts it reported are included: at full ingest rate a stream is bounded, not complete.
+
+    .venv/bin/python bench/console_cost.py [--seconds 10] [--pairs 3] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import sdk_events
+from _common import SOURCE, emit, reference_server, sink_destination
+from wrk_runner import run_wrk, wrk_path
+
+from crossdock.deliver.journal import Journal
+from crossdock.testing.daemon import ADMIN_TOKEN, Daemon
+from crossdock.web.console.stream import ConsoleHub
+
+TARGET = 0.95
+
+
+def _stream_reader(port: int, out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            "curl", "-sN", "--max-time", "3600",
+            "-H", f"Authorization: Bearer {ADMIN_TOKEN}",
+            "-o", str(out),
+            f"http://127.0.0.1:{port}/console/api/events/stream",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _stream_counts(path: Path) -> dict[str, int]:
+    text = path.read_bytes() if path.exists() else b""
+    dropped = sum(int(n) for n in re.findall(rb'event: dropped\ndata: \{"count":(\d+)\}', text))
+    return {"accepted_events": text.count(b"event: accepted\n"), "dropped_reported": dropped,
+            "bytes": len(text)}  # fmt: skip
+
+
+def measure_ingest(args: argparse.Namespace, tmp: Path) -> dict:
+    batch = sdk_events.batch_templates(200, 100)
+    per_request = sdk_events.mean_events(batch)
+    templates = sdk_events.write_templates(tmp / "batch.txt", batch)
+
+    def wrk(port: int, seconds: float) -> dict:
+        return run_wrk(
+            port, "/v1/batch", templates, seconds=seconds, connections=args.connections,
+            events_per_request=per_request,
+        )  # fmt: skip
+
+    without: list[dict] = []
+    with_stream: list[dict] = []
+    streams: list[dict] = []
+    with reference_server("sink") as sink_port:
+        daemon = Daemon(SOURCE + sink_destination(sink_port), tmp / "daemon").start(timeout=60)
+        try:
+            wrk(daemon.port, 2)  # warm-up
+            for i in range(args.pairs):
+                without.append(wrk(daemon.port, args.seconds))
+                out = tmp / f"stream-{i}.txt"
+                reader = _stream_reader(daemon.port, out)
+                try:
+                    time.sleep(0.5)  # connected and idle before the load starts
+                    with_stream.append(wrk(daemon.port, args.seconds))
+                    time.sleep(0.5)
+                finally:
+                    reader.terminate()
+                    reader.wait(10)
+                streams.append(_stream_counts(out))
+        finally:
+            daemon.stop(60)
+
+    def mean(rows: list[dict]) -> float:
+        return sum(r["events_per_s"] for r in rows) / len(rows)
+
+    ratio = mean(with_stream) / mean(without)
+    return {
+        "events_per_request": per_request,
+        "without_stream": without,
+        "with_stream": with_stream,
+        "streams": streams,
+        "without_events_per_s": round(mean(without), 1),
+        "with_events_per_s": round(mean(with_stream), 1),
+        "ratio_with_over_without": round(ratio, 4),
+        "target": f">= {TARGET}",
+        "meets_target": ratio >= TARGET,
+    }
+
+
+def _per_event_ns(fn, events: int, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter_ns()
+        fn()
+        best = min(best, time.perf_counter_ns() - started)
+    return round(best / events, 1)
+
+
+def measure_hot_paths() -> dict:
+    """Nanoseconds per event of the journal (worker side) and the hub (ingest side)."""
+    batch = [{"messageId": f"ajs-next-{i:032x}", "type": "track"} for i in range(1000)]
+    journal = Journal()
+    rounds = 50
+
+    def delivered() -> None:
+        for r in range(rounds):
+            journal.delivered(batch, 1000.0 + r)
+
+    def retrying() -> None:
+        for r in range(rounds):
+            for event in batch:
+                journal.retrying(
+                    event, 1000.0 + r, attempts=1, next_at=1001.0 + r, reason="HTTP 503",
+                    status=503, body="busy",
+                )  # fmt: skip
+
+    idle_hub = ConsoleHub()
+    busy_hub = ConsoleHub()
+    busy_hub.subscribe(None)
+
+    def ring_only() -> None:
+        for _ in range(rounds):
+            idle_hub("web", batch)
+
+    def with_subscriber() -> None:
+        for sub in busy_hub.subscribers:
+            sub.buffer.clear()
+        for _ in range(rounds):
+            busy_hub("web", batch)
+
+    events = rounds * len(batch)
+    return {
+        "journal_delivered_ns_per_event": _per_event_ns(delivered, events),
+        "journal_retrying_ns_per_event": _per_event_ns(retrying, events),
+        "hub_ring_only_ns_per_event": _per_event_ns(ring_only, events),
+        "hub_one_stream_ns_per_event": _per_event_ns(with_subscriber, events),
+        "note": "best of 5 rounds of 50 batches of 1000 events, in this process",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per wrk segment")
+    parser.add_argument("--pairs", type=int, default=3, help="without/with segment pairs")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--hot-paths-only", action="store_true")
+    args = parser.parse_args()
+    results: dict = {"benchmark": "console_cost", "load": os.getloadavg()}
+    results["hot_paths"] = measure_hot_paths()
+    if not args.hot_paths_only:
+        wrk_path()  # exits with a clear message when wrk is missing
+        with tempfile.TemporaryDirectory() as tmp:
+            results["ingest"] = measure_ingest(args, Path(tmp))
+    results["load_after"] = os.getloadavg()
+    emit(results)
+
+
+if __name__ == "__main__":
+    main()
