@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -258,3 +259,41 @@ def test_sigterm_does_not_wait_for_open_streams(tmp_path: Path) -> None:
         daemon.kill()
     assert elapsed < 20, f"shutdown waited {elapsed:.1f} s for the open streams"
     assert "crossdock stopped" in daemon.log()
+
+
+async def test_a_reader_that_stops_reading_is_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that keeps its connection but reads nothing (a frozen tab, a dead peer that
+    never sent a FIN) is let go once a write waits for it longer than the write timeout: it
+    holds neither memory nor its handler."""
+    from crossdock.web import admin
+
+    monkeypatch.setattr(admin, "WRITE_TIMEOUT", 1.0)
+    async with running(tmp_path) as (app, url), aiohttp.ClientSession() as session:
+        hub: ConsoleHub = app[keys.CONSOLE].hub
+        tail = app[keys.TAIL]
+        port = int(url.rsplit(":", 1)[1])
+        readers = []
+        for path in ("/console/api/events/stream", "/admin/tail"):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            request = (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+            )
+            await asyncio.get_running_loop().sock_sendall(sock, request.encode())
+            readers.append(sock)  # never read from
+        await wait_until(lambda: len(hub.subscribers) == 1 and len(tail.subscribers) == 1)
+        big = "x" * 28_000
+        for i in range(30):
+            batch = [track("Big", f"m-{i}-{j}", properties={"blob": big}) for j in range(15)]
+            status, _ = await post_json(session, url + "/v1/batch", {"batch": batch}, auth=AUTH)
+            assert status == 200
+        await wait_until(lambda: not hub.subscribers, timeout=20, what="stalled stream let go")
+        await wait_until(lambda: not tail.subscribers, timeout=20, what="stalled tail let go")
+        assert not tail.streams
+        for sock in readers:
+            sock.close()

@@ -82,7 +82,7 @@ class Journal:
         count = 0
         for event in events:
             message_id = event.get("messageId")
-            if message_id is not None:
+            if type(message_id) is str:
                 new[message_id] = record
             count += 1
         if count:
@@ -139,7 +139,7 @@ class Journal:
 
     def _put(self, event: Mapping[str, Any], record: Record) -> None:
         message_id = event.get("messageId")
-        if message_id is None:
+        if type(message_id) is not str:  # normalized events always have one; stay safe anyway
             return
         new = self._new
         new[message_id] = record

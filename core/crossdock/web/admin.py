@@ -31,9 +31,10 @@ Without an ``admin_token`` in the config the admin API answers 403 on every path
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -183,6 +184,13 @@ async def dlq_purge(request: web.Request) -> web.Response:
 DISCONNECT_POLL = 1.0
 """Seconds between checks that a tail's reader is still connected while nothing arrives."""
 
+WRITE_TIMEOUT = 10.0
+"""Seconds a stream's write may wait for a reader that takes nothing (its connection is then
+closed and the stream released)."""
+
+STREAM_GRACE = 1.0
+"""At shutdown, seconds streams get to end by themselves before their connections are closed."""
+
 
 class NotSentTail:
     """Fan-out of the records of events a destination did not send to live
@@ -233,6 +241,7 @@ class EventTail:
         self.not_sent = NotSentTail(max_buffer)
         self.listeners: list[Callable[[str, list[dict[str, Any]]], None]] = []
         self.closed = asyncio.Event()
+        self.streams: set[asyncio.BaseTransport] = set()
 
     def __call__(self, source_id: str, events: list[dict[str, Any]]) -> None:
         """Listener called by the ingest handler; drops events a slow subscriber cannot take."""
@@ -245,8 +254,47 @@ class EventTail:
             listener(source_id, events)
 
     def close(self) -> None:
-        """Shutdown: every open tail ends now (SIGTERM never waits for a reader)."""
+        """Shutdown: every open tail ends now (SIGTERM never waits for a reader); a stream
+        still writing to a reader that does not read a second later has its connection
+        closed."""
         self.closed.set()
+        if not self.streams:
+            return
+        try:
+            asyncio.get_running_loop().call_later(STREAM_GRACE, self._abort_streams)
+        except RuntimeError:
+            self._abort_streams()
+
+    def _abort_streams(self) -> None:
+        for transport in list(self.streams):
+            transport.abort()
+        self.streams.clear()
+
+    @contextlib.contextmanager
+    def stream(self, request: web.Request) -> Iterator[None]:
+        """Count ``request``'s connection among the open streams while the block runs."""
+        transport = request.transport
+        if transport is not None:
+            self.streams.add(transport)
+        try:
+            yield
+        finally:
+            if transport is not None:
+                self.streams.discard(transport)
+
+
+async def write_or_let_go(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    """``response.write(data)``; a reader that takes nothing for :data:`WRITE_TIMEOUT` seconds
+    has its connection closed (``ConnectionResetError``): a stalled or vanished client holds
+    neither memory nor the handler."""
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await response.write(data)
+    except TimeoutError:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        raise ConnectionResetError("the reader stopped reading") from None
 
 
 async def tail(request: web.Request) -> web.StreamResponse:
@@ -267,9 +315,10 @@ async def tail(request: web.Request) -> web.StreamResponse:
     hub.subscribers.add(subscriber)
     try:
         await response.prepare(request)
-        async for source_id, event in _records(request, subscriber, hub.closed):
-            if only is None or only == source_id:
-                await response.write(orjson.dumps(event) + b"\n")
+        with hub.stream(request):
+            async for source_id, event in _records(request, subscriber, hub.closed):
+                if only is None or only == source_id:
+                    await write_or_let_go(request, response, orjson.dumps(event) + b"\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -311,11 +360,12 @@ async def _not_sent_tail(
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     # Subscribed before the headers go out: a reader that has them misses nothing after.
     subscriber = hub.subscribe(destination_id)
-    closed: asyncio.Event = request.app[keys.TAIL].closed
+    tail_hub: EventTail = request.app[keys.TAIL]
     try:
         await response.prepare(request)
-        async for record in _records(request, subscriber, closed):
-            await response.write(orjson.dumps(record) + b"\n")
+        with tail_hub.stream(request):
+            async for record in _records(request, subscriber, tail_hub.closed):
+                await write_or_let_go(request, response, orjson.dumps(record) + b"\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

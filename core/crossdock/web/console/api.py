@@ -179,7 +179,7 @@ async def events_stream(request: web.Request) -> web.StreamResponse:
     """Accepted events as server-sent events (``event: accepted``)."""
     state = state_of(request)
     source = request.query.get("source") or None
-    return await serve_stream(request, state.hub, source, state.secrets)
+    return await serve_stream(request, state.hub, source, state.secrets, state.root[keys.TAIL])
 
 
 # ---------------------------------------------------------------------------------------------

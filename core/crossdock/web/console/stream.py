@@ -27,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from crossdock.secrets import mask
+from crossdock.web.admin import EventTail, write_or_let_go
 
 __all__ = ["ConsoleHub", "StreamSubscriber"]
 
@@ -59,6 +60,7 @@ class ConsoleHub:
         self.max_buffer = max_buffer
         self.subscribers: set[StreamSubscriber] = set()
         self.closed = False
+        self.closing = asyncio.Event()
 
     def __call__(self, source_id: str, events: list[dict[str, Any]]) -> None:
         """Ingest listener: remember ``events`` and hand them to the open streams."""
@@ -92,6 +94,7 @@ class ConsoleHub:
     def close(self) -> None:
         """Shutdown: every stream ends now."""
         self.closed = True
+        self.closing.set()
         for subscriber in self.subscribers:
             subscriber.wake.set()
 
@@ -148,42 +151,58 @@ async def serve_stream(
     hub: ConsoleHub,
     source: str | None,
     secrets_of: Any,
+    tail: EventTail,
 ) -> web.StreamResponse:
     """Write ``hub``'s events for ``source`` to ``request`` as server-sent events until the
-    client leaves or the daemon shuts down. ``secrets_of()`` gives the secrets to mask now."""
+    client leaves or the daemon shuts down. ``secrets_of()`` gives the secrets to mask now;
+    the connection counts among ``tail``'s open streams (closed at shutdown if it stalls), and
+    a reader that takes nothing for :data:`~crossdock.web.admin.WRITE_TIMEOUT` seconds is let
+    go."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     subscriber = hub.subscribe(source)
-    loop = asyncio.get_running_loop()
     try:
         await response.prepare(request)
         # A first line, so the browser's EventSource opens now rather than at the first event.
         await response.write(b": connected\n\n")
-        last_write = loop.time()
-        while not hub.closed and not gone(request):
-            wait = min(DISCONNECT_POLL, max(0.0, last_write + PING_INTERVAL - loop.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(subscriber.wake.wait(), wait)
-            if hub.closed or gone(request):
-                break
-            subscriber.wake.clear()
-            rows, subscriber.buffer = subscriber.buffer, []
-            dropped, subscriber.dropped = subscriber.dropped, 0
-            if rows:
-                await response.write(sse_chunk(rows, secrets_of()))
-            if dropped:
-                data = orjson.dumps({"count": dropped})
-                await response.write(b"event: dropped\ndata: " + data + b"\n\n")
-            if rows or dropped:
-                last_write = loop.time()
-                # bounded cost at full rate: what arrives meanwhile waits in the buffer
-                await asyncio.sleep(FLUSH_INTERVAL)
-            elif loop.time() - last_write >= PING_INTERVAL:
-                await response.write(b": ping\n\n")
-                last_write = loop.time()
+        with tail.stream(request):
+            await _pump(request, response, hub, subscriber, secrets_of)
     except ConnectionResetError:
         pass
     finally:
         hub.unsubscribe(subscriber)
     return response
+
+
+async def _pump(
+    request: web.Request,
+    response: web.StreamResponse,
+    hub: ConsoleHub,
+    subscriber: StreamSubscriber,
+    secrets_of: Any,
+) -> None:
+    loop = asyncio.get_running_loop()
+    last_write = loop.time()
+    while not hub.closed and not gone(request):
+        wait = min(DISCONNECT_POLL, max(0.0, last_write + PING_INTERVAL - loop.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscriber.wake.wait(), wait)
+        if hub.closed or gone(request):
+            break
+        subscriber.wake.clear()
+        rows, subscriber.buffer = subscriber.buffer, []
+        dropped, subscriber.dropped = subscriber.dropped, 0
+        if rows:
+            await write_or_let_go(request, response, sse_chunk(rows, secrets_of()))
+        if dropped:
+            data = b"event: dropped\ndata: " + orjson.dumps({"count": dropped}) + b"\n\n"
+            await write_or_let_go(request, response, data)
+        if rows or dropped:
+            last_write = loop.time()
+            # bounded cost at full rate: what arrives meanwhile waits in the buffer
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hub.closing.wait(), FLUSH_INTERVAL)
+        elif loop.time() - last_write >= PING_INTERVAL:
+            await write_or_let_go(request, response, b": ping\n\n")
+            last_write = loop.time()
