@@ -723,9 +723,6 @@ class DestinationWorker:
         reason = clean_text(reason, self._secrets, 500) or word
         attempts = q.attempts if attempts is None else attempts
         settlement.dead.append(DeadLetter(q.seq, q.event, reason, attempts, status, body))
-        self.journal.dead_lettered(
-            q.event, self.clock(), reason=reason, attempts=attempts, status=status, body=body
-        )
         self.metrics.inc("crossdock_events_dead_lettered_total", (self._id, word))
         self._counts["dead_lettered"] += 1
         log.info(
@@ -776,6 +773,14 @@ class DestinationWorker:
                 self._id, settlement.done, settlement.retries, settlement.dead
             ),
         )
+        if settlement.dead:
+            # once stored, so a journey that says dead-lettered finds the dead letter
+            now = self.clock()
+            for dead in settlement.dead:
+                self.journal.dead_lettered(
+                    dead.event, now, reason=dead.reason, attempts=dead.attempts,
+                    status=dead.status, body=dead.body,
+                )  # fmt: skip
 
     async def _write_until_done(self, operation: str, write: Callable[[], Any]) -> None:
         """Await ``write()`` until it succeeds, backing off (:attr:`write_backoff`), counting
