@@ -8,6 +8,7 @@ fuzzing a real ``crossdock run``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -27,6 +28,7 @@ from crossdock.config.load import load_config
 from crossdock.plugins.registry import load_registry
 from crossdock.secrets import Secret
 from crossdock.testing.daemon import ADMIN_TOKEN, Daemon, free_port
+from crossdock.testing.helpers import basic_auth
 from crossdock.web import keys
 from crossdock.web.app import make_app
 from crossdock.web.console.auth import COOKIE, SESSION_SECONDS, Signer, SignInLimiter
@@ -364,3 +366,44 @@ def test_fuzz_sign_in_body(daemon: Daemon, body: bytes, content_type: str) -> No
     assert answer["code"]
     assert answer["message"]
     assert ADMIN_TOKEN.encode() not in raw
+
+
+@pytest.mark.slow
+async def test_one_sign_in_works_on_every_process_of_workers_n(tmp_path: Path) -> None:
+    """``crossdock run --workers 2``: the cookie is checked by whichever process answers (no
+    shared state), while the ring of recent events is each process's own."""
+    daemon = Daemon(CONFIG, tmp_path / "w", extra_args=("--workers", "2")).start(timeout=60)
+    try:
+        async with client() as session:
+            csrf = await sign_in(session, daemon.url)
+            headers = {"Authorization": basic_auth(WRITE_KEY), "Content-Type": "application/json"}
+            body = b'{"type": "track", "event": "Hi", "userId": "u", "messageId": "m-workers"}'
+            async with session.post(daemon.url + "/v1/track", data=body, headers=headers) as r:
+                assert r.status == 200
+            seen: list[bool] = []
+            # until both processes answered (the second may still be starting at first)
+            for _ in range(300):
+                if any(seen) and not all(seen):
+                    break
+                await asyncio.sleep(0.05)
+                # a fresh connection each time: the kernel spreads them over both processes
+                connector = aiohttp.TCPConnector(force_close=True)
+                async with aiohttp.ClientSession(
+                    connector=connector, cookie_jar=session.cookie_jar
+                ) as fresh:
+                    async with fresh.get(daemon.url + "/console/api/events/recent") as r:
+                        assert r.status == 200
+                        ids = [row["event"]["messageId"] for row in (await r.json())["events"]]
+                        seen.append("m-workers" in ids)
+                    async with fresh.post(
+                        daemon.url + "/console/api/destinations/out/resume",
+                        json={},
+                        headers={"X-Crossdock-CSRF": csrf},
+                    ) as r:
+                        assert r.status == 200
+        # both processes answered, and both accepted the one cookie
+        assert any(seen)
+        assert not all(seen)
+    finally:
+        daemon.stop()
+        daemon.kill()

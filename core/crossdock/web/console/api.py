@@ -343,8 +343,12 @@ async def probe(request: web.Request) -> web.Response:
     worker = _worker(state, request)
     await read_object(request)
     own = getattr(worker.deliverer, "probe", None)
-    if own is not None:
-        outcome = await own()
+    if callable(own):
+        try:
+            outcome = await own()
+        except Exception as exc:
+            message = f"the probe failed: {type(exc).__name__}: {exc}"
+            return answer(state, 200, {"ok": False, "status": None, "message": message[:500]})
         status = getattr(outcome, "status", None)
         ok = type(outcome).__name__ == "Delivered"
         reason = getattr(outcome, "reason", None) or ("accepted" if ok else "refused")
