@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from crossdock.testing.fakes import FakeVendor
 from crossdock.testing.helpers import basic_auth, post_json, wait_until
@@ -194,9 +195,24 @@ async def test_reload_reaches_every_worker_process_and_loses_nothing(crossdock_d
         # "gone" got nothing accepted after its removal.
         assert not set(ids_at(gone)) & load.acked(started_after=after_first)
 
-        # The series of what reload 2 added exist in the multiprocess exposition, at its count.
+        # Multiprocess exposition: the total of both processes, and the zero series of what
+        # reload 2 added (the reasons of its mapping too) and of the source's type.
         async with fresh() as session, session.get(daemon.url + "/metrics") as r:
-            text = await r.text()
-        assert 'crossdock_events_received_total{source="web"} ' in text
-        assert 'crossdock_delivery_requests_total{destination="third",outcome="timeout"}' in text
+            samples = {
+                (s.name, frozenset(s.labels.items())): s.value
+                for family in text_string_to_metric_families(await r.text())
+                for s in family.samples
+            }
+        assert samples[("crossdock_events_received_total", frozenset({("source", "web")}))] == len(
+            acked
+        )
+        owner = ("destination", "third")
+        for name, reason in (
+            ("crossdock_delivery_requests_total", ("outcome", "timeout")),
+            ("crossdock_events_dead_lettered_total", ("reason", "max_attempts")),
+            ("crossdock_events_dropped_total", ("reason", "null payload")),
+        ):
+            assert samples[(name, frozenset({owner, reason}))] == 0, name
+        web = frozenset({("source", "web"), ("reason", "unauthorized")})
+        assert samples[("crossdock_requests_rejected_total", web)] == 0
         assert daemon.stop() == 0
