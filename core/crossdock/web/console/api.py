@@ -337,22 +337,11 @@ async def resume(request: web.Request) -> web.Response:
 
 
 async def probe(request: web.Request) -> web.Response:
-    """Probe a destination now: the deliverer's own probe if it has one, else the next probe
-    batch of a destination paused for credentials or down is sent at once."""
+    """Probe a destination now: the next probe batch of a destination paused for rejected
+    credentials or down is sent at once (deliverers have no probe request of their own)."""
     state = state_of(request)
     worker = _worker(state, request)
     await read_object(request)
-    own = getattr(worker.deliverer, "probe", None)
-    if callable(own):
-        try:
-            outcome = await own()
-        except Exception as exc:
-            message = f"the probe failed: {type(exc).__name__}: {exc}"
-            return answer(state, 200, {"ok": False, "status": None, "message": message[:500]})
-        status = getattr(outcome, "status", None)
-        ok = type(outcome).__name__ == "Delivered"
-        reason = getattr(outcome, "reason", None) or ("accepted" if ok else "refused")
-        return answer(state, 200, {"ok": ok, "status": status, "message": reason})
     before = worker.status()
     if not before.get("running"):
         message = "this process does not deliver this destination: nothing to probe"
