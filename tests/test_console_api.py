@@ -351,6 +351,10 @@ async def test_dead_letters_filter_replay_and_purge(tmp_path: Path) -> None:
         assert [e["messageId"] for e in page["entries"]] == ["m-b"]
         status, _ = await console.call("POST", "/console/api/dlq/replay", {"destination": "strict"})
         assert status == 400
+        status, _ = await console.call(
+            "POST", "/console/api/dlq/replay", {"destination": "gone", "ids": [1]}
+        )
+        assert status == 404
         # the vendor is fixed: replay the ones matching a filter
         vendors["strict"].respond(200)
         status, job = await console.call(

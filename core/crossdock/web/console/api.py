@@ -490,6 +490,9 @@ async def dlq_replay(request: web.Request) -> web.Response:
     destination, ids, message_ids = await _selection(state, await read_object(request))
     queue = state.root[keys.QUEUE]
     worker = state.workers.get(destination)
+    if destination not in {d.id for d in state.config.destinations}:
+        # dead letters of a destination removed from the configuration can only be purged
+        raise BadRequest(404, "not_found", f"no destination {destination!r} to replay to")
 
     async def step(chunk: Any) -> None:
         await queue.dlq_replay(destination, list(chunk))
