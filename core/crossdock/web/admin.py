@@ -17,7 +17,9 @@
   (secrets masked). Only the delivering process has records; unknown destination → 404.
 
 Both tails are bounded and lossy: a reader that falls 1000 records behind loses the excess, and
-the hot path never waits for a reader. Without a subscriber the worker builds no record.
+the hot path never waits for a reader. Without a subscriber the worker builds no record. A tail
+ends within a second of its reader leaving and at once at shutdown; a reader that takes nothing
+for :data:`WRITE_TIMEOUT` seconds is disconnected.
 
 Reload (:mod:`crossdock.web.reload`): 200 ``{"success": true, "sources": {"added", "removed",
 "changed"}, "destinations": {...}, "notes"}`` once applied; 422 ``{"success": false, "code":
@@ -339,6 +341,9 @@ async def _records(
     stop = asyncio.ensure_future(closed.wait())
     try:
         while not closed.is_set() and not _gone(request):
+            if getter is None and not subscriber.empty():
+                yield subscriber.get_nowait()  # the common case under load: no task, no wait
+                continue
             if getter is None:
                 getter = asyncio.ensure_future(subscriber.get())
             await asyncio.wait(
