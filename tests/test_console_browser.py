@@ -174,7 +174,8 @@ def daemon(sink: FakeVendor, vendor: FlakyVendor, tmp_path: Path) -> Iterator[Da
 
 class Recorder:
     """Every response body a page received, and every message of its event stream (through the
-    DevTools protocol: an EventSource body never ends, so Playwright cannot read it)."""
+    DevTools protocol: an EventSource body never ends, so Playwright cannot read it); page
+    errors, CSP violations and JavaScript dialogs (an injected ``alert``) as problems."""
 
     def __init__(self) -> None:
         self.bodies: list[tuple[str, bytes]] = []
@@ -186,6 +187,7 @@ class Recorder:
         page.on("response", self._on_response)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
         page.on("console", self._on_console)
+        page.on("dialog", self._on_dialog)
         cdp = await page.context.new_cdp_session(page)
         await cdp.send("Network.enable")
         cdp.on(
@@ -194,6 +196,13 @@ class Recorder:
                 ("event-stream", str(message.get("data", "")).encode())
             ),
         )
+
+    def _on_dialog(self, dialog: Any) -> None:
+        # The console never calls alert/confirm/prompt: its confirmations are <dialog>s.
+        self.problems.append(f"javascript dialog: {dialog.message}")
+        task = asyncio.get_running_loop().create_task(dialog.dismiss())
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     def _on_console(self, message: Any) -> None:
         text = message.text
@@ -311,7 +320,9 @@ async def test_console_scenario(
         await expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
 
         # --- live: an event posted now appears at the top, newest first ----------------------
-        await _track(http, base, kind="identify", userId="user-7", traits={"plan": "free"})
+        # Event fields are the sender's: markup in them must stay text.
+        markup = "<img src=x onerror=alert(document.domain)>"
+        await _track(http, base, kind="identify", userId="user-7", traits={"name": markup})
         order = f"console-{uuid.uuid4()}"
         vendor.failing.add(order)
         await _track(
@@ -320,6 +331,11 @@ async def test_console_scenario(
         )  # fmt: skip
         rows = page.locator(".event-row")
         await expect(rows.first).to_have_attribute("data-message-id", order)
+        await expect(rows).to_have_count(2)
+        await rows.last.locator("a").click()
+        await expect(page.locator("pre.json")).to_contain_text(markup)
+        assert await page.locator("main img").count() == 0
+        await page.go_back()
         await expect(rows).to_have_count(2)
 
         # pause: what arrives meanwhile is counted (matching the filter or not), not shown

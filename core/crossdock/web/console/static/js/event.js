@@ -25,6 +25,22 @@ export function stateBadge(state) {
   return h("span", { class: `state state-${state}`, text: STATE_LABELS[state] || state });
 }
 
+function filteredBy(reason) {
+  if (reason === "where") return "the destination's where condition is false for it";
+  if (reason === "sources") return "it came from a source this destination does not take (sources)";
+  return reason ? `filtered out by the mapping (${reason})` : "filtered out";
+}
+
+function nextTry(at) {
+  const when = h("time", { datetime: new Date(at * 1000).toISOString(), title: fullTime(at) });
+  if (at <= Date.now() / 1000) {
+    when.textContent = "now";
+    return ["Next try due ", when, "."];
+  }
+  when.textContent = relative(at);
+  return ["Next try ", when, "."];
+}
+
 function vendorAnswer(row) {
   const parts = [];
   if (row.status !== undefined && row.status !== null) {
@@ -41,7 +57,7 @@ function vendorAnswer(row) {
 function detail(row, receivedAt) {
   switch (row.state) {
     case "filtered":
-      return [h("p", { text: `Not sent: filtered by ${row.reason ? `"${row.reason}"` : "the destination's conditions"}.` })];
+      return [h("p", { text: `Not sent: ${filteredBy(row.reason)}.` })];
     case "dropped":
       return [h("p", { text: `Not sent: the mapping dropped it${row.reason ? ` (${row.reason})` : ""}.` })];
     case "queued":
@@ -56,7 +72,7 @@ function detail(row, receivedAt) {
           "p",
           {},
           `Attempt ${row.attempts ?? "?"} failed${row.reason ? `: ${row.reason}` : ""}. `,
-          row.next_at ? ["Next try ", h("time", { datetime: new Date(row.next_at * 1000).toISOString(), title: fullTime(row.next_at), text: relative(row.next_at) }), "."] : "",
+          row.next_at ? nextTry(row.next_at) : "",
         ),
         ...vendorAnswer(row),
       ];
@@ -99,9 +115,11 @@ export function render(container, route) {
       type: "button",
       class: "btn",
       text: "Try in the mapping tester",
+      disabled: !eventData,
       onclick: () => eventData && openInTester(eventData),
     }),
   );
+  const tryButton = actions.lastElementChild;
 
   container.append(
     h("div", { class: "view-head" }, heading, actions),
@@ -129,6 +147,7 @@ export function render(container, route) {
     }
     heading.textContent = eventTitle(eventData);
     jsonCode.textContent = pretty(eventData);
+    tryButton.disabled = false;
     const received = receivedRecord?.received_at ?? eventData.receivedAt;
     const source = receivedRecord?.source ?? eventData.context?.crossdock?.source;
     replace(

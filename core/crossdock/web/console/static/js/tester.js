@@ -213,7 +213,7 @@ export function render(container) {
     try {
       const data = await post(`/destinations/${encodeURIComponent(state.destination)}/try`, body, { signal: controller.signal });
       if (stopped || mine !== sequence) return;
-      lastGood = body;
+      lastGood = data.dropped ? null : body;
       sendButton.disabled = Boolean(data.dropped);
       if (data.dropped) {
         resultStatus.textContent = `Dropped: ${data.reason || "the mapping drops this event"}. Nothing would be sent.`;
@@ -250,8 +250,10 @@ export function render(container) {
   });
 
   sendButton.addEventListener("click", async () => {
-    schedule.flush();
-    if (!lastGood) return;
+    // Send exactly what the result shows: first try any edit still waiting for the debounce.
+    schedule.cancel();
+    await run();
+    if (!lastGood || stopped) return;
     const body = lastGood;
     const ok = await confirmDialog({
       title: `Send this event to ${state.destination}?`,
