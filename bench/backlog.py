@@ -18,8 +18,13 @@ event the sink received after recovery to the last (and to 99 %), beside the wai
 destination's next outage probe, and compared with the ``e2e`` rate of the same run. The sink
 counts distinct messageIds, so the JSON says whether every event arrived exactly once.
 
+With ``--ids N`` both daemons start on a queue file whose dedupe window already holds ``N``
+ids (``dedupe_fill.py``, as ``production.py`` does; 5,000,000 is the default window full):
+the steady state of a daemon that has run for a day, whose in-memory id index is at its
+largest.
+
     .venv/bin/python bench/backlog.py [--events 1000000] [--e2e-events 200000]
-                                      [--connections 16] [--sample 0.5]
+                                      [--connections 16] [--sample 0.5] [--ids 0]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sdk_events
 from _common import AUTH, HERE, SOURCE, emit, free_port, sink_destination, wait_port
+from dedupe_fill import fill
 from loadgen import build_request, run_load
 
 from crossdock.testing.daemon import Daemon
@@ -197,10 +204,20 @@ def _time_to(timeline: list[tuple[float, int]], target: int) -> float | None:
 # -- the two phases ---------------------------------------------------------------------------
 
 
-def measure_e2e(tmp: Path, events: int, connections: int) -> dict[str, Any]:
+def start_daemon(workdir: Path, sink: int, prefilled: Path | None) -> Daemon:
+    """A daemon delivering to the sink, on a copy of ``prefilled`` when given."""
+    workdir.mkdir(parents=True)
+    if prefilled is not None:
+        shutil.copyfile(prefilled, workdir / "queue.db")
+    return Daemon(SOURCE + sink_destination(sink), workdir).start(timeout=120)
+
+
+def measure_e2e(
+    tmp: Path, events: int, connections: int, prefilled: Path | None = None
+) -> dict[str, Any]:
     """The end-to-end rate with the destination up, same setup: the reference for the drain."""
     with fault_sink(200) as sink:
-        daemon = Daemon(SOURCE + sink_destination(sink), tmp / "e2e").start(timeout=60)
+        daemon = start_daemon(tmp / "e2e", sink, prefilled)
         try:
             started = time.time()
             load = ingest(daemon.port, events, connections)
@@ -217,11 +234,16 @@ def measure_e2e(tmp: Path, events: int, connections: int) -> dict[str, Any]:
 
 
 def measure_backlog(
-    tmp: Path, events: int, connections: int, interval: float, drain_timeout: float = 900
+    tmp: Path,
+    events: int,
+    connections: int,
+    interval: float,
+    drain_timeout: float = 900,
+    prefilled: Path | None = None,
 ) -> dict[str, Any]:
     """Ingest ``events`` with the destination answering 503, then bring it back and drain."""
     with fault_sink(503) as sink:
-        daemon = Daemon(SOURCE + sink_destination(sink), tmp / "backlog").start(timeout=60)
+        daemon = start_daemon(tmp / "backlog", sink, prefilled)
         assert daemon.process is not None
         pid = daemon.process.pid
         try:
@@ -271,13 +293,21 @@ def _children(pid: int) -> int:
     return len(text.split())
 
 
-def run(events: int, e2e_events: int, connections: int, interval: float) -> dict[str, Any]:
+def run(
+    events: int, e2e_events: int, connections: int, interval: float, ids: int = 0
+) -> dict[str, Any]:
     """Both phases in one temporary directory; the JSON document."""
     result: dict[str, Any] = {"benchmark": "backlog", "load": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
+        prefilled = None
+        if ids:
+            prefilled = Path(tmp) / "full.db"
+            result["dedupe_prefill"] = {"ids": ids, "seconds": round(fill(prefilled, ids), 1)}
         if e2e_events:
-            result["e2e"] = measure_e2e(Path(tmp), e2e_events, connections)
-        result["backlog"] = measure_backlog(Path(tmp), events, connections, interval)
+            result["e2e"] = measure_e2e(Path(tmp), e2e_events, connections, prefilled)
+        result["backlog"] = measure_backlog(
+            Path(tmp), events, connections, interval, prefilled=prefilled
+        )
     result["load_after"] = os.getloadavg()
     backlog = result["backlog"]
     summary: dict[str, Any] = {
@@ -302,8 +332,9 @@ def main() -> None:
     parser.add_argument("--e2e-events", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--sample", type=float, default=0.5, help="seconds between RSS samples")
+    parser.add_argument("--ids", type=int, default=0, help="pre-fill the dedupe window")
     args = parser.parse_args()
-    emit(run(args.events, args.e2e_events, args.connections, args.sample))
+    emit(run(args.events, args.e2e_events, args.connections, args.sample, args.ids))
 
 
 if __name__ == "__main__":
