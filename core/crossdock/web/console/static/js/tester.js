@@ -268,7 +268,13 @@ export function render(container) {
       const data = await post(`/destinations/${encodeURIComponent(state.destination)}/send`, { ...body, confirm: true });
       replace(
         sendResult,
-        h("p", {}, "Vendor answered ", h("strong", { text: data.status ? `HTTP ${data.status}` : "nothing" }), `: ${data.outcome}.`),
+        h(
+          "p",
+          {},
+          "Vendor answered ",
+          h("strong", { text: data.status ? `HTTP ${data.status}` : "nothing" }),
+          `: ${data.outcome}${data.reason ? ` (${data.reason})` : ""}.`,
+        ),
         data.body ? h("pre", { class: "code vendor-body" }, h("code", { text: prettyBody(data.body) })) : null,
       );
     } catch (error) {
