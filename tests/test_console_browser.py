@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -524,3 +525,32 @@ async def test_console_off_without_an_admin_token(chromium: str, tmp_path: Path)
         assert recorder.problems == []
     finally:
         process.stop()
+
+
+STATIC = REPO / "core" / "crossdock" / "web" / "console" / "static"
+_HTML_SINKS = re.compile(r"\b(innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval)\b")
+_IMPORT = re.compile(r"""^import\s.*?from\s+["'](\.[^"']+)["'];""", re.MULTILINE | re.DOTALL)
+
+
+def test_static_files_hold_no_inline_code_and_build_no_html() -> None:
+    """What the CSP would refuse (inline scripts, style attributes, event-handler attributes) is
+    not in the pages, no script turns text into markup, and every module import resolves."""
+    pages = sorted(STATIC.glob("*.html"))
+    assert {p.name for p in pages} >= {"index.html", "off.html"}
+    for page in pages:
+        text = page.read_text()
+        assert not re.search(r"<script(?![^>]*\ssrc=)[^>]*>", text), f"{page.name}: inline script"
+        assert not re.search(r"\sstyle\s*=", text), f"{page.name}: a style attribute"
+        assert not re.search(r"<style", text), f"{page.name}: an inline stylesheet"
+        assert not re.search(r"\son[a-z]+\s*=", text), f"{page.name}: an event-handler attribute"
+        for ref in re.findall(r'(?:src|href)="/console/static/([^"]+)"', text):
+            assert (STATIC / ref).is_file(), f"{page.name} refers to a missing {ref}"
+    scripts = sorted((STATIC / "js").glob("*.js"))
+    assert scripts
+    for script in scripts:
+        text = script.read_text()
+        sinks = _HTML_SINKS.findall(text)
+        assert sinks == [], f"{script.name}: {sinks} (build the DOM with createElement)"
+        assert '.setAttribute("style"' not in text, script.name
+        for target in _IMPORT.findall(text):
+            assert (script.parent / target).resolve().is_file(), f"{script.name}: {target}"

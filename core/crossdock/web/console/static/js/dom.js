@@ -1,4 +1,4 @@
-// Safe DOM building: every text goes through textContent or setAttribute, never innerHTML
+// Safe DOM building: every text goes through textContent or setAttribute, never parsed as HTML
 // (event fields are attacker-controlled). No inline style attributes either (CSP style-src).
 
 const PROPS = new Set(["value", "checked", "disabled", "selected", "indeterminate", "open"]);
