@@ -186,6 +186,25 @@ async def test_a_slow_reader_loses_the_excess_and_is_told(tmp_path: Path) -> Non
         assert got[5][1] == {"count": 15}
 
 
+async def test_one_write_carries_the_newest_events(tmp_path: Path) -> None:
+    async with (
+        running(tmp_path) as (_app, url),
+        aiohttp.ClientSession() as session,
+        session.get(url + "/console/api/events/stream", headers=BEARER) as stream,
+    ):
+        await read_message(stream)
+        batch = [track("E", f"m-{i}") for i in range(300)]
+        status, _ = await post_json(session, url + "/v1/batch", {"batch": batch}, auth=AUTH)
+        assert status == 200
+        got = [await next_event(stream) for _ in range(stream_module.MAX_PER_WRITE + 1)]
+    assert stream_module.MAX_PER_WRITE == 250
+    assert [kind for kind, _ in got] == ["accepted"] * 250 + ["dropped"]
+    assert [data["event"]["messageId"] for _, data in got[:250]] == [
+        f"m-{i}" for i in range(50, 300)
+    ]
+    assert got[250][1] == {"count": 50}
+
+
 async def test_idle_stream_pings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream_module, "PING_INTERVAL", 0.2)
     async with (

@@ -3,12 +3,12 @@
 :class:`ConsoleHub` is one more listener of the admin API's :class:`~crossdock.web.admin.EventTail`
 (called by the ingest handler after each successful append). Per call it costs a few appends
 to the ring and, per open stream, a bounded append: nothing is serialized on the ingest path.
-Each stream's writer wakes at most :data:`FLUSH_INTERVAL` apart, serializes what its buffer
-holds, masks the configuration's secrets in it and writes it; a buffer holds at most
-:data:`MAX_BUFFER` events between flushes and counts the excess, sent as ``event: dropped``.
-So a browser (fast, slow or gone) costs ingest a bounded amount and holds no memory beyond
-its buffer; it is released within :data:`DISCONNECT_POLL` seconds of leaving, and at once at
-shutdown.
+Each stream's writer writes at most once per :data:`FLUSH_INTERVAL` under load: it serializes
+what its buffer holds (the newest :data:`MAX_PER_WRITE`), masks the configuration's secrets in
+it and writes it; a buffer holds at most :data:`MAX_BUFFER` events between writes; what is left
+out is counted and sent as ``event: dropped``. So a browser (fast, slow or gone) costs ingest
+a bounded amount and holds no memory beyond its buffer; it is released within
+:data:`DISCONNECT_POLL` seconds of leaving, and at once at shutdown.
 
 Per process: with ``crossdock run --workers N`` a browser sees the events of the process its
 connection reached.
@@ -34,7 +34,12 @@ __all__ = ["ConsoleHub", "StreamSubscriber"]
 RING_SIZE = 500
 MAX_BUFFER = 1000
 FLUSH_INTERVAL = 1.0
-"""Seconds between two writes of one stream (bounds what a stream costs at full ingest rate)."""
+"""Seconds between two writes of one stream under load (an event after a quiet spell is
+written at once)."""
+MAX_PER_WRITE = 250
+"""Events one write carries at most, the newest; older ones in the buffer are dropped and
+counted. With :data:`FLUSH_INTERVAL` this bounds a stream to 250 events a second, which is
+what bounds its cost at full ingest rate (a page keeps the newest 500 anyway)."""
 PING_INTERVAL = 15.0
 DISCONNECT_POLL = 0.5
 """Seconds between checks that a stream's reader is still connected."""
@@ -193,6 +198,9 @@ async def _pump(
         subscriber.wake.clear()
         rows, subscriber.buffer = subscriber.buffer, []
         dropped, subscriber.dropped = subscriber.dropped, 0
+        if len(rows) > MAX_PER_WRITE:
+            dropped += len(rows) - MAX_PER_WRITE
+            rows = rows[-MAX_PER_WRITE:]
         if rows:
             await write_or_let_go(request, response, sse_chunk(rows, secrets_of()))
         if dropped:
