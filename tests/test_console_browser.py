@@ -1,18 +1,22 @@
 """The web console in a real browser: headless Chromium, driven by Playwright, on ``crossdock run``.
 
 One daemon with a ``segment`` source and two ``webhook`` destinations: ``sink`` (a local fake that
-answers 200) and ``vendor`` (a local fake that answers 500 with a JSON body echoing the
-``Authorization`` header it got, holding its later answers until the test releases them, so the
-page is seen in each state without any timing assumption). The scenario an operator follows:
-sign in (a wrong token is refused), watch an event posted to ``/v1/track`` appear live, open it
-and see it delivered to ``sink`` and retrying at ``vendor`` with the vendor's answer, see it
-dead-lettered (``max_attempts = 2``, ``max_age = "1ms"``), replay it from the dead-letters page once
-the vendor is healthy and see it delivered, try the mapping with an override (and send for
-real), sign out. Every response body the page received (the event stream's messages included,
-read through the DevTools protocol) is checked for every form of every secret: the write key
-(also posted inside the event as ``writeKey``), the admin token, the vendor's token (echoed back
-in its error body) and its signing secret. The console is also checked at a phone's width and
-in dark mode, and the page it shows when no admin token is set.
+answers 200) and ``vendor`` (a local fake that answers 500 to the event under test, with a JSON
+body echoing the ``Authorization`` header it got, and holds its second answer until the test
+releases it, so the page is seen in each state without any timing assumption). The scenario an
+operator follows: sign in (a wrong token is refused), watch an event posted to ``/v1/track``
+appear live (pause, filter), open it and see it delivered to ``sink`` and retrying at ``vendor``
+with the vendor's answer, see it dead-lettered (``max_attempts = 2``, ``max_age = "1ms"``),
+replay it from the dead-letters page once the vendor is healthy and see it delivered, try the
+mapping with an override (and send for real), sign out; all by visible labels and roles, the
+sign-in and the opening of an event by keyboard. Every response body the page received (the
+event stream's messages included, read through the DevTools protocol) is checked for every form
+of every secret: the write key (also posted inside the event as ``writeKey``), the admin token,
+the vendor's token (echoed back in its error body) and its signing secret. Markup in an event
+field must stay text. The console is also checked at a phone's width and in dark mode, and the
+page it shows when no admin token is set; a static check keeps what the console's
+Content-Security-Policy would refuse (inline code, style attributes) and HTML sinks out of its
+files.
 
 With ``CROSSDOCK_SCREENSHOTS=1`` the test writes ``docs/images/console-*.png`` (the operator
 guide's pictures); otherwise it writes nothing outside its temporary directory.
@@ -312,7 +316,7 @@ async def test_console_scenario(
         await expect(page.locator("#signin-error")).to_contain_text("Wrong admin token")
         assert not [c for c in await page.context.cookies() if c["name"] == "crossdock_console"]
         await page.get_by_label("Admin token").fill(daemon.admin_token)
-        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_label("Admin token").press("Enter")  # the keyboard is enough
         await expect(page.get_by_role("heading", name="Live events")).to_be_visible()
         cookie = next(c for c in await page.context.cookies() if c["name"] == "crossdock_console")
         assert cookie["httpOnly"], cookie
@@ -354,7 +358,7 @@ async def test_console_scenario(
         await _shot(page, "live")
 
         # --- the event: delivered to sink, retrying at vendor with the vendor's answer -------
-        await page.locator(f'.event-row[data-message-id="{order}"] a').click()
+        await page.locator(f'.event-row[data-message-id="{order}"] a').press("Enter")
         await expect(page.get_by_role("heading", name="Order Completed")).to_be_visible()
         await expect(page.locator("pre.json")).to_contain_text('"order_id": "o-42"')
         await expect(_row(page, "sink", "delivered")).to_contain_text("Delivered at")
