@@ -197,7 +197,7 @@ export function render(container) {
     const dropped = stream.droppedCount();
     droppedNote.hidden = dropped === 0;
     droppedNote.textContent = dropped
-      ? `${num(dropped)} events were skipped because this page fell behind the stream.`
+      ? `${num(dropped)} accepted events were left out of this page's stream to keep it light (heavy traffic, or a slow connection); they were processed all the same.`
       : "";
     updateEmpty(c);
   }

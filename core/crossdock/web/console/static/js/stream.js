@@ -8,7 +8,7 @@ export const MAX_EVENTS = 500;
 const state = {
   records: [], // newest first: {seq, source, received_at, event}
   seen: new Set(), // messageIds in records, to merge /events/recent with the stream
-  dropped: 0, // records the server dropped because this page fell behind
+  dropped: 0, // events the server left out of this stream (load or a slow reader)
   status: "idle", // idle | connecting | live | reconnecting | closed
   source: null,
   listeners: new Set(),
