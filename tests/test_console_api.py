@@ -597,3 +597,35 @@ def test_fuzz_tester_body(daemon: Daemon, body: bytes, destination: str) -> None
         assert answer["message"]
     for secret in SECRETS:
         assert secret.encode() not in raw
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "destination: must be a non-empty string"),
+        ({"destination": 3, "ids": [1]}, "destination: must be a non-empty string"),
+        ({"destination": "strict"}, "give ids or filter (one of them)"),
+        ({"destination": "strict", "ids": [1], "filter": {}}, "give ids or filter (one of them)"),
+        ({"destination": "strict", "ids": ["1"]}, "ids: must be a list of integers"),
+        ({"destination": "strict", "ids": [True]}, "ids: must be a list of integers"),
+        ({"destination": "strict", "filter": []}, "filter: must be an object"),
+        ({"destination": "strict", "filter": {"who": "x"}}, "filter.who: unknown key"),
+        ({"destination": "strict", "filter": {"q": 1}}, "filter.q: must be a string"),
+    ],
+)
+async def test_replay_and_purge_bodies_are_checked(
+    tmp_path: Path, body: dict[str, Any], message: str
+) -> None:
+    async with running(tmp_path) as (_app, console, _vendors):
+        for kind in ("replay", "purge"):
+            status, answer = await console.call("POST", f"/console/api/dlq/{kind}", body)
+            assert status == 400
+            assert answer == {"success": False, "code": "invalid_body", "message": message}
+        # not JSON at all
+        async with console.session.post(
+            console.url + "/console/api/dlq/replay",
+            data=b"{nope",
+            headers={"X-Crossdock-CSRF": console.csrf, "Content-Type": "application/json"},
+        ) as r:
+            assert r.status == 400
+            assert (await r.json())["code"] == "invalid_json"
