@@ -2,8 +2,8 @@
 
 Two batching ``webhook`` destinations (batch 1,000, concurrency 4), ``healthy`` and ``other``,
 each pointed at its own counting sink (``fault_sinks.py``). In one run, for each of
-``--rounds`` rounds, two fresh daemons get the same load (``--events`` SDK-shaped events as
-``/v1/batch`` of 100 with random messageIds, ``sdk_events.py``):
+``--rounds`` rounds, each case gets a fresh daemon and the same load (``--events``
+SDK-shaped events as ``/v1/batch`` of 100 with random messageIds, ``sdk_events.py``):
 
 - ``both_healthy``: both sinks answer 200;
 - ``other_failing``: ``other``'s sink answers 500 to every request;
@@ -12,7 +12,9 @@ each pointed at its own counting sink (``fault_sinks.py``). In one run, for each
   than its failures do).
 
 Reported per case: the ingest rate, and the healthy destination's delivery rate (its sink's
-distinct events over the time from the first request to its last event). The ratios
+distinct events over the time from the first request to its last event), and the daemon's CPU
+time per 1,000 events (``/proc/PID/stat``, from the first request until every destination
+that can deliver has everything: steadier than rates when other work shares the cores). The ratios
 ``other_failing / both_healthy`` (issue 12: healthy delivery ≥ 0.90, and retries of the failing
 one never starve ingest) use the mean over rounds; the failing destination's admin status
 (down, delivered, pending, retrying, dead letters) is in the JSON.
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SOURCE, emit
 from backlog import fault_sink, ingest, wait_delivered
+from nats_production import cpu_seconds
 
 from crossdock.testing.daemon import Daemon
 
@@ -90,6 +93,8 @@ def measure_case(
         with_other = other if other_status is not None else None
         daemon = Daemon(config(healthy, with_other), tmp / name).start(timeout=60)
         try:
+            assert daemon.process is not None
+            cpu = cpu_seconds(daemon.process.pid)
             started = time.time()
             load = ingest(daemon.port, events, connections)
             count, _ = wait_delivered(healthy, load["events"], timeout=600)
@@ -97,6 +102,7 @@ def measure_case(
             if other_status == 200:
                 other_count, _ = wait_delivered(other, load["events"], timeout=600)
             failing = admin_status(daemon, "other") if other_status not in (None, 200) else {}
+            cpu = cpu_seconds(daemon.process.pid) - cpu
         finally:
             daemon.stop()
     seconds = count["last_at"] - started
@@ -105,6 +111,8 @@ def measure_case(
         "healthy_delivered_unique": count["unique"],
         "healthy_duplicates": count["duplicates"],
         "healthy_events_per_s": round(count["unique"] / seconds, 1) if seconds > 0 else None,
+        # Less noisy than rates on a shared machine: what the case cost the daemon.
+        "daemon_cpu_ms_per_1000_events": round(cpu * 1e6 / load["events"], 1),
     }
     if other_count is not None:
         out["other_delivered_unique"] = other_count["unique"]
@@ -160,6 +168,14 @@ def run(events: int, rounds: int, connections: int) -> dict[str, Any]:
         "ingest_events_per_s": {
             name: [r["ingest"]["events_per_s"] for r in rows] for name, rows in cases.items()
         },
+        "daemon_cpu_ms_per_1000_events": {
+            name: [r["daemon_cpu_ms_per_1000_events"] for r in rows] for name, rows in cases.items()
+        },
+        "daemon_cpu_failing_vs_alone": round(
+            _mean(bad, "daemon_cpu_ms_per_1000_events")
+            / _mean(alone, "daemon_cpu_ms_per_1000_events"),
+            3,
+        ),
         "every_event_to_healthy": all(
             r["healthy_delivered_unique"] == r["ingest"]["events"] for r in ok + bad + alone
         ),

@@ -46,7 +46,7 @@ from crossdock.testing.daemon import Daemon
 QUEUES = ("sqlite", "nats")
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (``/proc/PID/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -96,7 +96,7 @@ class Run:
     def nats_cpu(self) -> float:
         """The nats-server's CPU seconds so far."""
         assert self.nats.process is not None
-        return _cpu_seconds(self.nats.process.pid)
+        return cpu_seconds(self.nats.process.pid)
 
 
 def measure_solo(run: Run, queue: str, tag: str) -> dict[str, Any]:
