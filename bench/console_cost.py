@@ -40,7 +40,7 @@ from wrk_runner import run_wrk, wrk_path
 from crossdock.deliver.journal import Journal
 from crossdock.secrets import Secret
 from crossdock.testing.daemon import ADMIN_TOKEN, Daemon
-from crossdock.web.console.stream import FLUSH_INTERVAL, MAX_PER_WRITE, ConsoleHub, sse_chunk
+from crossdock.web.console.stream import FLUSH_INTERVAL, MAX_BUFFER, ConsoleHub, sse_chunk
 
 TARGET = 0.95
 
@@ -187,23 +187,21 @@ def measure_hot_paths() -> dict:
         for _ in range(rounds):
             busy_hub("web", batch)
 
-    # One stream's write at its cap: the newest MAX_PER_WRITE SDK-like events, serialized and
+    # One stream's write at its cap: the newest MAX_BUFFER SDK-like events, serialized and
     # masked with the secrets a daemon has (write key, admin token), once per FLUSH_INTERVAL.
     rng = random.Random(7)
     sdk = [
         orjson.loads(sdk_events.fill(kind, template, rng))["batch"]
         for kind, template in sdk_events.batch_templates(3, 100)
     ]
-    rows = [("web", 1.0, e) for events in sdk for e in events][:MAX_PER_WRITE]
+    rows = [("web", 1.0, e) for events in sdk for e in events][:MAX_BUFFER]
     secrets = [Secret(WRITE_KEY), Secret(ADMIN_TOKEN)]
     write_ns = _per_event_ns(lambda: sse_chunk(rows, secrets), len(rows))
 
     events = rounds * len(batch)
     return {
         "stream_write_ns_per_event": write_ns,
-        "stream_write_ms_per_second_at_cap": round(
-            write_ns * MAX_PER_WRITE / FLUSH_INTERVAL / 1e6, 2
-        ),
+        "stream_write_ms_per_second_at_cap": round(write_ns * MAX_BUFFER / FLUSH_INTERVAL / 1e6, 2),
         "journal_delivered_ns_per_event": _per_event_ns(delivered, events),
         "journal_retrying_ns_per_event": _per_event_ns(retrying, events),
         "hub_ring_only_ns_per_event": _per_event_ns(ring_only, events),

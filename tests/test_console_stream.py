@@ -182,7 +182,10 @@ async def test_a_slow_reader_loses_the_excess_and_is_told(tmp_path: Path) -> Non
             assert status == 200
             got = [await next_event(stream) for _ in range(6)]
         assert [kind for kind, _ in got] == ["accepted"] * 5 + ["dropped"]
-        assert [data["event"]["messageId"] for _, data in got[:5]] == [f"m-{i}" for i in range(5)]
+        # the newest are kept, the oldest counted
+        assert [data["event"]["messageId"] for _, data in got[:5]] == [
+            f"m-{i}" for i in range(15, 20)
+        ]
         assert got[5][1] == {"count": 15}
 
 
@@ -196,8 +199,8 @@ async def test_one_write_carries_the_newest_events(tmp_path: Path) -> None:
         batch = [track("E", f"m-{i}") for i in range(300)]
         status, _ = await post_json(session, url + "/v1/batch", {"batch": batch}, auth=AUTH)
         assert status == 200
-        got = [await next_event(stream) for _ in range(stream_module.MAX_PER_WRITE + 1)]
-    assert stream_module.MAX_PER_WRITE == 250
+        got = [await next_event(stream) for _ in range(stream_module.MAX_BUFFER + 1)]
+    assert stream_module.MAX_BUFFER == 250  # the newest only
     assert [kind for kind, _ in got] == ["accepted"] * 250 + ["dropped"]
     assert [data["event"]["messageId"] for _, data in got[:250]] == [
         f"m-{i}" for i in range(50, 300)

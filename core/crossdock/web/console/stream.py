@@ -3,11 +3,13 @@
 :class:`ConsoleHub` is one more listener of the admin API's :class:`~crossdock.web.admin.EventTail`
 (called by the ingest handler after each successful append). Per call it costs a few appends
 to the ring and, per open stream, a bounded append: nothing is serialized on the ingest path.
-Each stream's writer writes at most once per :data:`FLUSH_INTERVAL` under load: it serializes
-what its buffer holds (the newest :data:`MAX_PER_WRITE`), masks the configuration's secrets in
-it and writes it; a buffer holds at most :data:`MAX_BUFFER` events between writes; what is left
-out is counted and sent as ``event: dropped``. So a browser (fast, slow or gone) costs ingest
-a bounded amount and holds no memory beyond its buffer; it is released within
+A stream's buffer keeps the newest :data:`MAX_BUFFER` events; what it pushes out is counted.
+Its writer writes at most once per :data:`FLUSH_INTERVAL` under load: it serializes what the
+buffer holds, masks the configuration's secrets in it, writes it, and sends the count of what
+was left out as ``event: dropped``. So a stream costs a bounded amount at any ingest rate (it
+writes at most :data:`MAX_BUFFER` events a second, and keeps no more than that many events
+alive: they would otherwise age into the garbage collector's older generations), a browser
+(fast, slow or gone) holds no memory beyond its buffer, and it is released within
 :data:`DISCONNECT_POLL` seconds of leaving, and at once at shutdown.
 
 Per process: with ``crossdock run --workers N`` a browser sees the events of the process its
@@ -32,14 +34,11 @@ from crossdock.web.admin import EventTail, write_or_let_go
 __all__ = ["ConsoleHub", "StreamSubscriber"]
 
 RING_SIZE = 500
-MAX_BUFFER = 1000
+MAX_BUFFER = 250
+"""Events a stream's buffer keeps between writes, the newest (a page keeps 500 anyway)."""
 FLUSH_INTERVAL = 1.0
 """Seconds between two writes of one stream under load (an event after a quiet spell is
 written at once)."""
-MAX_PER_WRITE = 250
-"""Events one write carries at most, the newest; older ones in the buffer are dropped and
-counted. With :data:`FLUSH_INTERVAL` this bounds a stream to 250 events a second, which is
-what bounds its cost at full ingest rate (a page keeps the newest 500 anyway)."""
 PING_INTERVAL = 15.0
 DISCONNECT_POLL = 0.5
 """Seconds between checks that a stream's reader is still connected."""
@@ -50,9 +49,9 @@ class StreamSubscriber:
 
     __slots__ = ("buffer", "dropped", "source", "wake")
 
-    def __init__(self, source: str | None) -> None:
+    def __init__(self, source: str | None, max_buffer: int = MAX_BUFFER) -> None:
         self.source = source
-        self.buffer: list[tuple[str, float, dict[str, Any]]] = []
+        self.buffer: deque[tuple[str, float, dict[str, Any]]] = deque(maxlen=max_buffer)
         self.dropped = 0
         self.wake = asyncio.Event()
 
@@ -77,18 +76,17 @@ class ConsoleHub:
             if subscriber.source is not None and subscriber.source != source_id:
                 continue
             buffer = subscriber.buffer
-            room = self.max_buffer - len(buffer)
-            if room >= len(events):
-                buffer.extend([(source_id, now, event) for event in events])
-            else:
-                if room > 0:
-                    buffer.extend([(source_id, now, event) for event in events[:room]])
-                subscriber.dropped += len(events) - max(room, 0)
+            size = buffer.maxlen or 0
+            over = len(buffer) + len(events) - size
+            if over > 0:
+                subscriber.dropped += over  # the oldest go: the deque pushes them out
+            newest = events if len(events) <= size else events[-size:]
+            buffer.extend([(source_id, now, event) for event in newest])
             subscriber.wake.set()
 
     def subscribe(self, source: str | None) -> StreamSubscriber:
         """A new stream's subscriber (``source``: only that source's events)."""
-        subscriber = StreamSubscriber(source)
+        subscriber = StreamSubscriber(source, self.max_buffer)
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -196,11 +194,9 @@ async def _pump(
         if hub.closed or gone(request):
             break
         subscriber.wake.clear()
-        rows, subscriber.buffer = subscriber.buffer, []
+        rows = list(subscriber.buffer)
+        subscriber.buffer.clear()
         dropped, subscriber.dropped = subscriber.dropped, 0
-        if len(rows) > MAX_PER_WRITE:
-            dropped += len(rows) - MAX_PER_WRITE
-            rows = rows[-MAX_PER_WRITE:]
         if rows:
             await write_or_let_go(request, response, sse_chunk(rows, secrets_of()))
         if dropped:
