@@ -629,3 +629,16 @@ async def test_replay_and_purge_bodies_are_checked(
         ) as r:
             assert r.status == 400
             assert (await r.json())["code"] == "invalid_json"
+
+
+def test_credential_named_settings_are_masked_not_short_or_name_values() -> None:
+    from crossdock.web.console.state import credential_values
+
+    settings = {
+        "headers": {"Authorization": "Bearer abcdefgh12345", "X-Api-Key": "k-0123456789",
+                    "X-Auth-Mode": "json", "Accept": "application/json-long-value"},
+        "token_header": "X-Crossdock-Token-Header",
+        "api_key": "short",
+    }  # fmt: skip
+    found = {s.reveal() for s in credential_values([settings])}
+    assert found == {"Bearer abcdefgh12345", "abcdefgh12345", "k-0123456789"}

@@ -22,6 +22,8 @@ _SENSITIVE = re.compile(r"auth|token|secret|key|passw|cookie|session|credential"
 """Setting names whose values are masked whatever they hold (as ``crossdock test`` does)."""
 _NOT_CREDENTIALS = ("_header", "_field", "_name", "_url", "_path")
 """...except names that say the value is a name (``token_header = "X-Token"``)."""
+MIN_GUESSED = 8
+"""Shortest value masked on its name alone (a mode or a scheme would garble every text)."""
 
 
 def credential_values(roots: list[Any]) -> list[Secret]:
@@ -30,7 +32,7 @@ def credential_values(roots: list[Any]) -> list[Secret]:
     found: list[Secret] = []
     for root in roots:
         for path, leaf in walk(root):
-            if not isinstance(leaf, str) or len(leaf) < 4:
+            if not isinstance(leaf, str) or len(leaf) < MIN_GUESSED:
                 continue
             names = [part for part in path if isinstance(part, str)]
             name = names[-1].lower() if names else ""
@@ -38,7 +40,7 @@ def credential_values(roots: list[Any]) -> list[Secret]:
                 continue
             found.append(Secret(leaf))
             _scheme, _, rest = leaf.partition(" ")
-            if rest and len(rest.strip()) >= 4:
+            if rest and len(rest.strip()) >= MIN_GUESSED:
                 found.append(Secret(rest.strip()))
     return found
 
