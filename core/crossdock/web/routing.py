@@ -69,7 +69,9 @@ class SourceRoutes:
         them) and of the application's fixed routes matching it. Neither the path nor the
         method is echoed: a path may hold a write key (``/v1/projects/{writeKey}/settings``).
         """
-        allowed = set(getattr(error, "allowed_methods", ()) or ())
+        allowed: set[str] = set()
+        if isinstance(error, web.HTTPMethodNotAllowed):
+            allowed |= error.allowed_methods
         for resource in request.app.router.resources():
             if resource is not self._catch_all:
                 _, methods = await resource.resolve(request)
