@@ -249,6 +249,17 @@ class SqliteQueue:
             rows = [(_message_id(ev), _dumps(ev)) for ev in events]
         except (TypeError, orjson.JSONEncodeError) as exc:
             raise QueueError(f"sqlite queue: event cannot be stored as JSON: {exc}") from exc
+        return await self.append_encoded(rows)
+
+    async def append_encoded(self, rows: list[tuple[str | None, bytes]]) -> AppendResult:
+        """:meth:`append` for events the caller serialized: ``(messageId or None, JSON)`` each.
+
+        The ingest handler serializes while it checks the depth, and then holds only these
+        bytes (not the parsed events) while the commit runs.
+        """
+        self._check_open()
+        if not rows:
+            return AppendResult(0, 0)
         loop = asyncio.get_running_loop()
         request = _AppendRequest(rows, loop.create_future())
         self._pending.append(request)
