@@ -22,7 +22,6 @@ from crossdock.metrics import Metrics
 from crossdock.queue.sqlite import SqliteQueue
 from crossdock.secrets import Secret
 from crossdock.types import Ingested, Source
-from crossdock.web.admin import EventTail
 
 KEY = "wk-encode-0123456789"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
@@ -130,9 +129,3 @@ async def test_listeners_get_the_stored_events_only_when_they_want_them(
     assert len(listening.calls) == 1
     assert len(await queue.fetch("d", 100, now=1e12)) == 20
 
-
-def test_event_tail_wants_events_only_with_a_subscriber() -> None:
-    tail = EventTail()
-    assert not tail.wants_events("web")
-    tail.subscribers.add(object())  # type: ignore[arg-type]
-    assert tail.wants_events("web")

@@ -229,11 +229,6 @@ class EventTail:
         self.max_buffer = max_buffer
         self.not_sent = NotSentTail(max_buffer)
 
-    def wants_events(self, source_id: str) -> bool:
-        """Whether anyone is subscribed: the ingest handler keeps a request's events for the
-        tail only then (otherwise it holds their bytes alone while the commit runs)."""
-        return bool(self.subscribers)
-
     def __call__(self, source_id: str, events: list[dict[str, Any]]) -> None:
         """Listener called by the ingest handler; drops events a slow subscriber cannot take."""
         for subscriber in self.subscribers:
