@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -66,8 +67,9 @@ T = TypeVar("T")
 MAX_EVENTS_PER_COMMIT = 20_000
 """A group commit takes parked requests up to about this many events; the rest wait for the next."""
 
-_INSERT_CHUNK = 1000
-"""Rows per multi-row ``INSERT`` (well under SQLite's bound-parameter limit)."""
+_INSERT_CHUNK = 1024
+"""Most rows per multi-row ``INSERT`` (well under SQLite's bound-parameter limit); a power of
+two, like every smaller chunk."""
 
 _GC_INTERVAL = 2.0
 _GC_CHUNK = 50_000
@@ -890,10 +892,21 @@ def _shrink(conn: sqlite3.Connection) -> int:
 
 def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> None:
     # Multi-row VALUES: one statement step per chunk instead of one per row (see _catch_up).
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        chunk = rows[start : start + _INSERT_CHUNK]
-        values = ",".join(f"(?1, ?{i})" for i in range(2, len(chunk) + 2))
-        conn.execute(f"INSERT INTO events (enqueued_at, data) VALUES {values}", (now, *chunk))
+    # Chunks of power-of-two sizes, so each commit reuses a few prepared statements (the
+    # connection's statement cache) instead of building and compiling one for its own count:
+    # a third less writer CPU per event (bench/ingest_profile.py).
+    start, total = 0, len(rows)
+    while start < total:
+        left = total - start
+        size = _INSERT_CHUNK if left >= _INSERT_CHUNK else 1 << (left.bit_length() - 1)
+        conn.execute(_insert_sql(size), (now, *rows[start : start + size]))
+        start += size
+
+
+@functools.cache
+def _insert_sql(count: int) -> str:
+    values = ",".join(f"(?1, ?{i})" for i in range(2, count + 2))
+    return f"INSERT INTO events (enqueued_at, data) VALUES {values}"
 
 
 def _seen_in_log(conn: sqlite3.Connection, mid: str, rowids: list[int], cutoff: float) -> bool:
