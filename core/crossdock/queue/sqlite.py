@@ -141,6 +141,7 @@ class SqliteQueue:
         self._registered: tuple[str, ...] = ()  # replaced whole: the writer thread reads it
         self._pending: deque[_AppendRequest] = deque()
         self._flusher: asyncio.Task[None] | None = None
+        self._writes_waiting = 0
         self._notify = asyncio.Event()
         self._last_seq = 0
         self._last_prune = float("-inf")
@@ -273,29 +274,52 @@ class SqliteQueue:
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            # The writer thread drains what is parked, commit after commit (``_drain``); an
+            # append parked after its last look is seen here, on the loop, and drained next.
             while self._pending:
-                batch: list[_AppendRequest] = []
-                count = 0
-                while self._pending and (not batch or count < MAX_EVENTS_PER_COMMIT):
-                    request = self._pending.popleft()
-                    batch.append(request)
-                    count += len(request.rows)
-                try:
-                    assert self._writer is not None
-                    await loop.run_in_executor(self._writer, self._write_appends, batch)
-                except Exception as exc:
-                    error = _as_queue_error(exc, self.path)
-                    for request in batch:
-                        if not request.future.done():
-                            request.future.set_exception(error)
-                else:
-                    for request in batch:
-                        if not request.future.done():
-                            assert request.result is not None
-                            request.future.set_result(request.result)
-                    self._wake()
+                assert self._writer is not None
+                await loop.run_in_executor(self._writer, self._drain, loop)
         finally:
             self._flusher = None
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Writer thread: commit the parked appends, one group after another, back to back.
+
+        The next group starts as soon as a commit ends, with whatever parked meanwhile, rather
+        than after a round trip through a busy event loop (which left the writer idle while
+        requests waited). Each group's outcome is handed to the loop. Other writes (settles,
+        collection) queue behind this job: once one waits, the drain stops after the commit in
+        progress and ``_flush`` submits it again behind them.
+        """
+        pending = self._pending
+        while pending:
+            batch: list[_AppendRequest] = []
+            count = 0
+            while pending and (not batch or count < MAX_EVENTS_PER_COMMIT):
+                request = pending.popleft()
+                batch.append(request)
+                count += len(request.rows)
+            try:
+                self._write_appends(batch)
+            except Exception as exc:
+                loop.call_soon_threadsafe(self._appended, batch, _as_queue_error(exc, self.path))
+            else:
+                loop.call_soon_threadsafe(self._appended, batch, None)
+            if self._writes_waiting:
+                return
+
+    def _appended(self, batch: list[_AppendRequest], error: QueueError | None) -> None:
+        """Loop side of ``_drain``: answer the group's requests."""
+        for request in batch:
+            if request.future.done():
+                continue
+            if error is not None:
+                request.future.set_exception(error)
+            else:
+                assert request.result is not None
+                request.future.set_result(request.result)
+        if error is None:
+            self._wake()
 
     def _write_appends(self, batch: list[_AppendRequest]) -> None:
         conn = self._conn_w()
@@ -862,10 +886,13 @@ class SqliteQueue:
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         if self._writer is None:
             raise QueueError(f"sqlite queue {self.path}: not open")
+        self._writes_waiting += 1  # read by ``_drain`` in the writer thread
         try:
             return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
         except Exception as exc:
             raise _as_queue_error(exc, self.path) from exc
+        finally:
+            self._writes_waiting -= 1
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         if self._readers is None:
