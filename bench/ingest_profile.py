@@ -2,24 +2,28 @@
 
 The production benchmark (``production.py``) shows the event loop bounds durable ``/v1/batch``
 once the dedupe log took the SQLite writer off the critical path. This one measures what the
-loop spends per event, in one process, without HTTP or a load generator:
+process spends per event, as CPU time, so it stays comparable on a machine other work shares
+(throughput there is not):
 
-- ``handler``: the core's real aiohttp handler (``make_ingest_handler``) for the ``segment``
-  source, on a mocked request whose body is a realistic SDK batch (``sdk_events.py``: fresh
-  random ids, 10 % of batches without ids), appending to a real :class:`SqliteQueue`
-  (``synchronous=off``, a fresh file). Timed as the **main thread's CPU time**
-  (``time.thread_time``): the writer thread's work is not in it, what the event loop pays is.
-- stages, timed one after the other on the same bodies, calling the functions the handler calls
-  (``parse``: ``crossdock.parse_json``; ``unpack``: the segment ingestor's batch unpacking,
-  size check included; ``normalize``; ``depth``: ``check_depth``; ``encode``: what the queue's
-  ``append`` does on the loop before parking the request; ``respond``: the 200 answer).
-  Stages the code under test does not have any more are reported as ``null``.
+- ``batch_wrk`` / ``track_wrk``: the core's real handler (``add_source_routes``, the
+  ``segment`` source) served by aiohttp in this process, appending to a real
+  :class:`SqliteQueue` (``synchronous=full``), driven by wrk with ``wrk/sdk_bodies.lua``
+  (realistic SDK bodies, fresh random ids, as ``production.py``) for ``--seconds``. Reported:
+  CPU µs per event of the **event loop** (the main thread: ``time.thread_time``), of the
+  **SQLite writer** thread, and of the whole process; events/s is only indicative.
+  ``--ids N`` runs both on a copy of a queue file whose dedupe window holds ``N`` ids
+  (``dedupe_fill.py``; 5,000,000 is the default window).
+- ``batch_stages_us_per_event``: the stages the handler runs for a ``/v1/batch`` body, timed
+  one after the other in a loop (``parse``: ``crossdock.parse_json``; ``unpack``: the segment
+  ingestor's batch unpacking with its size check; ``normalize``; ``depth``: ``check_depth``;
+  ``encode``: the serialization for storage (with the depth check where the code under test
+  does both in one pass: ``depth`` is then ``null``); ``respond``: the 200 answer).
 
 ``--ref REF`` (default ``ebd7adf``, before this work) runs the same measurement in a child
 process on ``git archive REF core`` in a temporary directory, so both figures come from the
-same run on the same machine; ``--ref none`` skips it. Output: one JSON document, µs per event.
+same run on the same machine; ``--ref none`` skips it. Output: one JSON document.
 
-    PYTHONPATH=core .venv/bin/python bench/ingest_profile.py [--requests 400] [--ref ebd7adf]
+    PYTHONPATH=core .venv/bin/python bench/ingest_profile.py [--seconds 5] [--ids 5000000]
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import base64
 import gc
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -71,8 +77,11 @@ def _source() -> Any:
     return Source(id="bench", type="segment", path=None, settings=settings)
 
 
-async def handler_cpu(kind: str, seconds: float, templates: Path, workdir: Path) -> dict[str, Any]:
-    """The event loop's CPU per event serving wrk: the core's handler in this process."""
+async def handler_cpu(
+    kind: str, seconds: float, templates: Path, workdir: Path, prefilled: Path | None = None
+) -> dict[str, Any]:
+    """The event loop's CPU per event serving wrk: the core's handler in this process, on a
+    copy of ``prefilled`` (a queue file with a full dedupe window) when given."""
     from aiohttp import web
 
     from crossdock.ingest.handler import add_source_routes
@@ -81,6 +90,8 @@ async def handler_cpu(kind: str, seconds: float, templates: Path, workdir: Path)
     from crossdock.queue.sqlite import SqliteQueue
 
     source = _source()
+    if prefilled is not None:
+        shutil.copyfile(prefilled, workdir / f"{kind}.db")
     queue = SqliteQueue(workdir / f"{kind}.db", synchronous="full")
     await queue.open([])
     app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -95,21 +106,37 @@ async def handler_cpu(kind: str, seconds: float, templates: Path, workdir: Path)
     try:
         await loop.run_in_executor(None, lambda: run_wrk(port, path, templates, seconds=1))
         gc.collect()
-        cpu0 = time.thread_time()
+        writer = _thread_clock("crossdock-sqlite-writer")
+        cpu0, all0, w0 = time.thread_time(), time.process_time(), _clock(writer)
         result = await loop.run_in_executor(
             None, lambda: run_wrk(port, path, templates, seconds=seconds, events_per_request=per)
         )
         cpu = time.thread_time() - cpu0
+        process_cpu, writer_cpu = time.process_time() - all0, _clock(writer) - w0
     finally:
         await runner.cleanup()
         await queue.close()
     events = result["ok_requests"] * per
     return {
         "loop_cpu_us_per_event": round(cpu / events * 1e6, 3),
+        "writer_cpu_us_per_event": round(writer_cpu / events * 1e6, 3),
+        "process_cpu_us_per_event": round(process_cpu / events * 1e6, 3),
         "loop_busy_share": round(cpu / result["seconds"], 3),
         "events_per_s": result["events_per_s"],
         "errors": result["errors"],
     }
+
+
+def _thread_clock(prefix: str) -> int | None:
+    """The CPU clock of the first thread whose name starts with ``prefix`` (None: no such)."""
+    for thread in threading.enumerate():
+        if thread.name.startswith(prefix) and thread.native_id is not None:
+            return time.pthread_getcpuclockid(thread.ident or 0)
+    return None
+
+
+def _clock(clock: int | None) -> float:
+    return 0.0 if clock is None else time.clock_gettime(clock)
 
 
 def stages(requests: int) -> dict[str, float | None]:
@@ -160,7 +187,7 @@ def stages(requests: int) -> dict[str, float | None]:
     return out
 
 
-def measure(requests: int, seconds: float) -> dict[str, Any]:
+def measure(requests: int, seconds: float, prefilled: Path | None) -> dict[str, Any]:
     """Every figure for the crossdock importable here."""
     import crossdock
 
@@ -171,12 +198,12 @@ def measure(requests: int, seconds: float) -> dict[str, Any]:
         return {
             "crossdock": str(Path(crossdock.__file__).parent),
             "batch_stages_us_per_event": stages(requests),
-            "batch_wrk": asyncio.run(handler_cpu("batch", seconds, batch, work)),
-            "track_wrk": asyncio.run(handler_cpu("track", seconds, track, work)),
+            "batch_wrk": asyncio.run(handler_cpu("batch", seconds, batch, work, prefilled)),
+            "track_wrk": asyncio.run(handler_cpu("track", seconds, track, work, prefilled)),
         }
 
 
-def _measure_ref(ref: str, requests: int, seconds: float) -> dict[str, Any]:
+def _measure_ref(ref: str, requests: int, seconds: float, prefilled: Path | None) -> dict[str, Any]:
     root = subprocess.run(
         ["git", "rev-parse", "--show-toplevel"],
         cwd=HERE,
@@ -217,21 +244,37 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="100-event batches per pass")
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
     parser.add_argument("--ref", default=DEFAULT_REF, help="git ref to compare with, or none")
+    parser.add_argument("--ids", type=int, default=0, help="dedupe window pre-filled (5000000)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prefilled", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        sys.stdout.buffer.write(orjson.dumps(measure(args.requests, args.seconds)))
+        sys.stdout.buffer.write(orjson.dumps(measure(args.requests, args.seconds, args.prefilled)))
         return
     result: dict[str, Any] = {"requests": args.requests, "events_per_batch": PER_REQUEST}
-    if args.ref != "none":
-        result["before"] = {"ref": args.ref, **_measure_ref(args.ref, args.requests, args.seconds)}
-    result["after"] = measure(args.requests, args.seconds)
+    with tempfile.TemporaryDirectory(prefix="ingest-profile-fill-") as tmp:
+        prefilled = None
+        if args.ids:
+            from dedupe_fill import fill
+
+            prefilled = Path(tmp) / "full.db"
+            result["dedupe_prefill"] = {
+                "ids": args.ids,
+                "seconds": round(fill(prefilled, args.ids), 1),
+            }
+        if args.ref != "none":
+            before = _measure_ref(args.ref, args.requests, args.seconds, prefilled)
+            result["before"] = {"ref": args.ref, **before}
+        result["after"] = measure(args.requests, args.seconds, prefilled)
     if "before" in result:
         b, a = result["before"], result["after"]
         result["after_vs_before"] = {
             "batch_loop_cpu_per_event": _ratio(a, b, "batch_wrk", "loop_cpu_us_per_event"),
+            "batch_writer_cpu_per_event": _ratio(a, b, "batch_wrk", "writer_cpu_us_per_event"),
+            "batch_process_cpu_per_event": _ratio(a, b, "batch_wrk", "process_cpu_us_per_event"),
             "batch_events_per_s": _ratio(a, b, "batch_wrk", "events_per_s"),
             "track_loop_cpu_per_event": _ratio(a, b, "track_wrk", "loop_cpu_us_per_event"),
+            "track_process_cpu_per_event": _ratio(a, b, "track_wrk", "process_cpu_us_per_event"),
             "track_events_per_s": _ratio(a, b, "track_wrk", "events_per_s"),
             "batch_stages_sum": _ratio(a, b, "batch_stages_us_per_event", "sum"),
         }
