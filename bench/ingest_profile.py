@@ -106,6 +106,7 @@ async def handler_cpu(
     try:
         await loop.run_in_executor(None, lambda: run_wrk(port, path, templates, seconds=1))
         gc.collect()
+        commits0 = queue.commits
         writer = _thread_clock("crossdock-sqlite-writer")
         cpu0, all0, w0 = time.thread_time(), time.process_time(), _clock(writer)
         result = await loop.run_in_executor(
@@ -113,6 +114,7 @@ async def handler_cpu(
         )
         cpu = time.thread_time() - cpu0
         process_cpu, writer_cpu = time.process_time() - all0, _clock(writer) - w0
+        commits = queue.commits - commits0
     finally:
         await runner.cleanup()
         await queue.close()
@@ -123,6 +125,7 @@ async def handler_cpu(
         "process_cpu_us_per_event": round(process_cpu / events * 1e6, 3),
         "loop_busy_share": round(cpu / result["seconds"], 3),
         "events_per_s": result["events_per_s"],
+        "events_per_commit": round(events / max(commits, 1), 1),
         "errors": result["errors"],
     }
 

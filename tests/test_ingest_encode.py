@@ -15,7 +15,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from crossdock.errors import IngestError
-from crossdock.ingest.handler import add_source_routes, check_depth, encode_events
+from crossdock.ingest.handler import (
+    AppendsEncoded,
+    add_source_routes,
+    check_depth,
+    encode_events,
+)
 from crossdock.ingest.labels import IndexLabels
 from crossdock.ingest.sources.segment import SegmentIngestor, SegmentSourceSettings
 from crossdock.metrics import Metrics
@@ -112,6 +117,7 @@ async def test_listeners_get_the_stored_events_only_when_they_want_them(
     served: tuple[TestClient, SqliteQueue, list[Any]],
 ) -> None:
     client, queue, listeners = served
+    assert isinstance(queue, AppendsEncoded)  # the handler hands it bytes, not events
     quiet, listening, plain = _Recorder(False), _Recorder(True), []
     listeners.extend([quiet, listening, lambda s, evs: plain.append((s, evs))])
     body = {"batch": [{"type": "track", "userId": "u", "event": f"E{i}"} for i in range(20)]}
@@ -128,4 +134,3 @@ async def test_listeners_get_the_stored_events_only_when_they_want_them(
         assert resp.status == 200
     assert len(listening.calls) == 1
     assert len(await queue.fetch("d", 100, now=1e12)) == 20
-

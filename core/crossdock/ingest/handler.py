@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from aiohttp import web
@@ -35,6 +35,27 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EventListener = Callable[[str, list[dict[str, Any]]], None]
 EncodedEvent = tuple[str | None, bytes]
 """An event as the queue stores it: its ``messageId`` (``None`` if not a string) and its JSON."""
+
+
+@runtime_checkable
+class AppendsEncoded(Protocol):
+    """A queue that also takes events serialized by the caller (:class:`SqliteQueue`)."""
+
+    async def append_encoded(self, rows: list[EncodedEvent]) -> AppendResult:
+        """:meth:`Queue.append` for ``(messageId or None, JSON bytes)`` rows."""
+        ...
+
+
+@runtime_checkable
+class WantsEvents(Protocol):
+    """A listener that says whether it wants a source's events now (the admin live tail, when
+    someone is subscribed); the handler then keeps a request's parsed events until its commit
+    only if one does, and holds just their bytes otherwise."""
+
+    def wants_events(self, source_id: str) -> bool:
+        """Whether events of ``source_id`` accepted now are wanted."""
+        ...
+
 
 # One gate per application: the concurrency limit is daemon-wide, across every source.
 INGEST_GATE: web.AppKey[IngestGate] = web.AppKey("ingest_gate")
@@ -77,9 +98,7 @@ def make_ingest_handler(
     limits = gate.limits
     # A queue that takes events already serialized (``SqliteQueue.append_encoded``) gets them
     # from :func:`encode_events`, which checks the depth in the same pass.
-    append_encoded: Callable[[list[EncodedEvent]], Awaitable[AppendResult]] | None = getattr(
-        queue, "append_encoded", None
-    )
+    append_encoded = queue.append_encoded if isinstance(queue, AppendsEncoded) else None
 
     async def handle(request: web.Request) -> web.Response:
         headers = extra_headers(request) if extra_headers is not None else None
@@ -205,12 +224,20 @@ def _message_id(event: dict[str, Any]) -> str | None:
 
 
 def _tail_wanted(listeners: list[EventListener], source_id: str) -> bool:
-    """Whether a listener wants this request's events (one without ``wants`` always does)."""
+    """Whether a listener wants this request's events (one that is not a
+    :class:`WantsEvents` always does)."""
     for listener in listeners:
-        wants = getattr(listener, "wants_events", None)
-        if wants is None or wants(source_id):
+        kind = type(listener)
+        asks = _ASKS.get(kind)
+        if asks is None:
+            asks = _ASKS[kind] = isinstance(listener, WantsEvents)
+        if not asks or listener.wants_events(source_id):  # type: ignore[attr-defined]
             return True
     return False
+
+
+_ASKS: dict[type, bool] = {}
+"""Listener type → whether it is a :class:`WantsEvents` (``isinstance`` on a Protocol is slow)."""
 
 
 def _too_deep(value: Any, wrap: int) -> bool:

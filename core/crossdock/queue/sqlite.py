@@ -5,11 +5,12 @@ connection; every write (append groups, settles, DLQ changes, collection) is a t
 it, so writes never contend inside the process. Reads (fetch, stats, DLQ listing) use a small
 pool of reader connections, which WAL lets run next to the writer.
 
-Group commit. ``append`` serializes its events (orjson, once) and parks a request; a single
-flusher task hands everything parked to the writer as ONE transaction (one fsync for many
-requests). While that commit runs, new requests park and go into the next one. If the
-transaction fails, every request in it fails with :class:`QueueError` and nothing of it is
-stored.
+Group commit. ``append`` serializes its events (orjson, once; the ingest handler passes them
+serialized to ``append_encoded``) and parks a request; the writer thread takes everything
+parked as ONE transaction (one fsync for many requests). While that commit runs, new requests
+park and go into the next one, which the writer starts as soon as the commit ends (``_drain``).
+If the transaction fails, every request in it fails with :class:`QueueError` and nothing of it
+is stored.
 
 Positions. Each destination has a durable ``position`` (every seq up to it is settled) and an
 in-memory read position ahead of it, so an event in flight is not handed out twice. Seqs
