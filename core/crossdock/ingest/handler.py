@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from aiohttp import web
@@ -26,13 +26,36 @@ from crossdock.ingest.limits import (
     too_many_events,
 )
 from crossdock.metrics import Metrics
-from crossdock.queue import Queue
+from crossdock.queue import AppendResult, Queue
 from crossdock.types import Ingestor, Source
 
 log = logging.getLogger("crossdock.ingest")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EventListener = Callable[[str, list[dict[str, Any]]], None]
+EncodedEvent = tuple[str | None, bytes]
+"""An event as the queue stores it: its ``messageId`` (``None`` if not a string) and its JSON."""
+
+
+@runtime_checkable
+class AppendsEncoded(Protocol):
+    """A queue that also takes events serialized by the caller (:class:`SqliteQueue`)."""
+
+    async def append_encoded(self, rows: list[EncodedEvent]) -> AppendResult:
+        """:meth:`Queue.append` for ``(messageId or None, JSON bytes)`` rows."""
+        ...
+
+
+@runtime_checkable
+class WantsEvents(Protocol):
+    """A listener that says whether it wants a source's events now (the admin live tail, when
+    someone is subscribed); the handler then keeps a request's parsed events until its commit
+    only if one does, and holds just their bytes otherwise."""
+
+    def wants_events(self, source_id: str) -> bool:
+        """Whether events of ``source_id`` accepted now are wanted."""
+        ...
+
 
 # One gate per application: the concurrency limit is daemon-wide, across every source.
 INGEST_GATE: web.AppKey[IngestGate] = web.AppKey("ingest_gate")
@@ -73,6 +96,9 @@ def make_ingest_handler(
     listeners = listeners if listeners is not None else []
     gate = gate if gate is not None else IngestGate(DEFAULT_LIMITS)
     limits = gate.limits
+    # A queue that takes events already serialized (``SqliteQueue.append_encoded``) gets them
+    # from :func:`encode_events`, which checks the depth in the same pass.
+    append_encoded = queue.append_encoded if isinstance(queue, AppendsEncoded) else None
 
     async def handle(request: web.Request) -> web.Response:
         headers = extra_headers(request) if extra_headers is not None else None
@@ -99,11 +125,24 @@ def make_ingest_handler(
             if len(ingested.events) > limits.max_events:
                 raise too_many_events(len(ingested.events), limits.max_events)
             normalized = events.normalize(ingested, source_id=source_id, received_at=time.time())
-            if normalized.events:
-                check_depth(normalized.events, ingested, limits.max_depth)
-                result = await queue.append(normalized.events)
-            else:
+            looped = normalized.looped
+            answer, answer_headers = ingested.body, ingested.headers
+            tail: list[dict[str, Any]] | None = None
+            if not normalized.events:
                 result = None
+            elif append_encoded is not None:
+                rows = encode_events(normalized.events, ingested, limits.max_depth)
+                if _tail_wanted(listeners, source_id):
+                    tail = normalized.events
+                # Only bytes wait for the commit: a parsed batch kept alive meanwhile would be
+                # promoted through the garbage collector's generations and scanned again and
+                # again (a quarter of the event loop's time under load, bench/ingest_profile.py).
+                del ingested, normalized
+                result = await append_encoded(rows)
+            else:
+                check_depth(normalized.events, ingested, limits.max_depth)
+                tail = normalized.events
+                result = await queue.append(normalized.events)
         except IngestError as exc:
             metrics.inc("crossdock_requests_rejected_total", (source_id, exc.code))
             return json_response(exc.status, error_body(exc.code, exc.message), headers)
@@ -112,19 +151,20 @@ def make_ingest_handler(
             log.error("queue append failed", extra={"source": source_id, "error": str(exc)})
             body = error_body("queue_unavailable", "events could not be stored; retry later")
             return json_response(503, body, headers)
-        if normalized.looped:
-            metrics.inc("crossdock_events_looped_total", labels, normalized.looped)
+        if looped:
+            metrics.inc("crossdock_events_looped_total", labels, looped)
         if result is not None:
             metrics.inc("crossdock_events_received_total", labels, result.stored)
             if result.duplicates:
                 metrics.inc("crossdock_events_deduplicated_total", labels, result.duplicates)
-            for listener in listeners:
-                listener(source_id, normalized.events)
+            if tail is not None:
+                for listener in listeners:
+                    listener(source_id, tail)
         metrics.observe("crossdock_ingest_duration_seconds", labels, time.perf_counter() - started)
-        all_headers = dict(ingested.headers)
+        all_headers = dict(answer_headers)
         if headers:
             all_headers.update(headers)
-        return json_response(200, ingested.body, all_headers)
+        return json_response(200, answer, all_headers)
 
     return handle
 
@@ -144,6 +184,60 @@ def check_depth(stored: list[dict[str, Any]], ingested: Any, max_depth: int) -> 
             msg = f"{label}: nested more than {max_depth} levels deep"
             raise IngestError(400, msg, code="too_deep")
     raise IngestError(400, f"body: nested more than {max_depth} levels deep", code="too_deep")
+
+
+_COUNT_BRACKETS_UP_TO = 16
+"""Requests of at most this many events have their depth bounded by counting brackets."""
+
+
+def encode_events(
+    stored: list[dict[str, Any]], ingested: Any, max_depth: int
+) -> list[EncodedEvent]:
+    """Serialize ``stored`` for the queue (orjson, once) and apply :func:`check_depth`.
+
+    The depth check costs no second serialization of a small request: an event has no more
+    levels than its JSON has ``{`` and ``[`` bytes (brackets inside strings only add to the
+    count), so only an event over ``max_depth`` by that count is checked exactly. A larger
+    request is checked by :func:`check_depth`'s one wrapped serialization, which costs about
+    what counting would. An event orjson cannot write (nested beyond its limit) is the same
+    400 ``too_deep`` as before.
+    """
+    dumps = orjson.dumps
+    try:
+        rows = [(_message_id(ev), dumps(ev)) for ev in stored]
+    except orjson.JSONEncodeError as exc:
+        check_depth(stored, ingested, max_depth)
+        raise QueueError(f"event cannot be stored as JSON: {exc}") from None
+    if len(rows) > _COUNT_BRACKETS_UP_TO:
+        check_depth(stored, ingested, max_depth)
+        return rows
+    for _, data in rows:
+        if data.count(b"{") + data.count(b"[") > max_depth:
+            check_depth(stored, ingested, max_depth)
+            break
+    return rows
+
+
+def _message_id(event: dict[str, Any]) -> str | None:
+    mid = event.get("messageId")
+    return mid if isinstance(mid, str) else None
+
+
+def _tail_wanted(listeners: list[EventListener], source_id: str) -> bool:
+    """Whether a listener wants this request's events (one that is not a
+    :class:`WantsEvents` always does)."""
+    for listener in listeners:
+        kind = type(listener)
+        asks = _ASKS.get(kind)
+        if asks is None:
+            asks = _ASKS[kind] = isinstance(listener, WantsEvents)
+        if not asks or listener.wants_events(source_id):  # type: ignore[attr-defined]
+            return True
+    return False
+
+
+_ASKS: dict[type, bool] = {}
+"""Listener type → whether it is a :class:`WantsEvents` (``isinstance`` on a Protocol is slow)."""
 
 
 def _too_deep(value: Any, wrap: int) -> bool:

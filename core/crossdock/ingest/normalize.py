@@ -279,19 +279,24 @@ def normalize(ingested: Ingested, *, source_id: str, received_at: float) -> Norm
     for index, msg in enumerate(ingested.events):
         try:
             _validate(msg)
+            context = msg.get("context")
+            mark = None if context is None else context.get("crossdock")
+            if mark is None:
+                # The common case: first hop, nothing to look at or keep.
+                context = {} if context is None else dict(context)
+                context["crossdock"] = {"source": source_id, "sources": [source_id]}
+            else:
+                chain = _chain(context)
+                if source_id in chain:
+                    looped += 1
+                    continue
+                context = dict(context)
+                # Other keys a source or an upstream hop set (e.g. ``origin``) are kept.
+                mark = dict(mark) if type(mark) is dict else {}
+                mark["source"] = source_id
+                mark["sources"] = [*chain, source_id]
+                context["crossdock"] = mark
             event = dict(msg)
-            context = event.get("context")
-            chain = _chain(context)
-            if source_id in chain:
-                looped += 1
-                continue
-            context = {} if context is None else dict(context)
-            mark = context.get("crossdock")
-            # Other keys a source or an upstream hop set (e.g. ``origin``) are kept.
-            mark = dict(mark) if type(mark) is dict else {}
-            mark["source"] = source_id
-            mark["sources"] = [*chain, source_id]
-            context["crossdock"] = mark
             event["context"] = context
             if event.get("messageId") is None:
                 event["messageId"] = _new_message_id()
@@ -342,4 +347,8 @@ def _stamp_times(
         if not MIN_EPOCH <= corrected <= MAX_EPOCH:
             what = "outside 0001-01-01 .. 9999-12-31 in UTC once corrected by sentAt"
             raise _Invalid("timestamp", what, "invalid_timestamp")
-        event["timestamp"] = format_timestamp(corrected)
+        seconds, millis = divmod(round(corrected * 1000), 1000)  # format_timestamp, inlined
+        prefix = _SECOND_PREFIXES.get(seconds)
+        if prefix is None:
+            prefix = _second_prefix(seconds)
+        event["timestamp"] = prefix + _MILLIS[millis]
