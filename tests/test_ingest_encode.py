@@ -134,3 +134,57 @@ async def test_listeners_get_the_stored_events_only_when_they_want_them(
         assert resp.status == 200
     assert len(listening.calls) == 1
     assert len(await queue.fetch("d", 100, now=1e12)) == 20
+
+
+class _BytesKeeper(_Recorder):
+    """A listener that wants parsed events only when told, and keeps the bytes otherwise."""
+
+    def __init__(self, wanted: bool) -> None:
+        super().__init__(wanted)
+        self.encoded: list[tuple[str, list[tuple[str | None, bytes]]]] = []
+
+    def accept_encoded(self, source_id: str, rows: list[tuple[str | None, bytes]]) -> None:
+        self.encoded.append((source_id, rows))
+
+
+async def test_a_listener_that_keeps_bytes_hears_of_events_nobody_wanted_parsed(
+    served: tuple[TestClient, SqliteQueue, list[Any]],
+) -> None:
+    client, queue, listeners = served
+    keeper = _BytesKeeper(False)
+    listeners.append(keeper)
+    body = {"batch": [{"type": "track", "userId": "u", "event": f"E{i}"} for i in range(5)]}
+    async with client.post("/v1/batch", data=orjson.dumps(body), headers=AUTH) as resp:
+        assert resp.status == 200
+    assert keeper.calls == []
+    [(source_id, rows)] = keeper.encoded
+    stored = [q.event for q in await queue.fetch("d", 100, now=1e12)]
+    assert source_id == "web"
+    assert [orjson.loads(raw) for _, raw in rows] == stored
+    assert [mid for mid, _ in rows] == [e["messageId"] for e in stored]
+    # Wanted: the parsed events go to every listener, and no bytes are handed out besides.
+    keeper.wanted = True
+    async with client.post("/v1/batch", data=orjson.dumps(body), headers=AUTH) as resp:
+        assert resp.status == 200
+    assert len(keeper.encoded) == 1
+    assert [len(evs) for _, evs in keeper.calls] == [5]
+
+
+def test_the_admin_tail_wants_events_only_for_a_reader_or_a_listener_that_does() -> None:
+    from crossdock.web.admin import EventTail
+
+    tail = EventTail()
+    assert not tail.wants_events("web")
+    keeper = _BytesKeeper(False)
+    tail.listeners.append(keeper)
+    assert not tail.wants_events("web")
+    tail.accept_encoded("web", [("m1", b"{}")])
+    assert keeper.encoded == [("web", [("m1", b"{}")])]
+    keeper.wanted = True
+    assert tail.wants_events("web")
+    keeper.wanted = False
+    tail.listeners.append(lambda source_id, events: None)  # a plain listener always wants them
+    assert tail.wants_events("web")
+    tail.listeners.pop()
+    tail.subscribers.add(object())  # type: ignore[arg-type]  # an /admin/tail reader
+    assert tail.wants_events("web")

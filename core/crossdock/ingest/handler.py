@@ -57,6 +57,17 @@ class WantsEvents(Protocol):
         ...
 
 
+@runtime_checkable
+class TakesEncoded(Protocol):
+    """A :class:`WantsEvents` listener that, when it did not want a request's parsed events,
+    still hears of them as the stored bytes (the console's ring of recent events keeps bytes,
+    which the garbage collector never scans, and decodes the few it is asked for)."""
+
+    def accept_encoded(self, source_id: str, rows: list[EncodedEvent]) -> None:
+        """``rows`` of ``source_id`` were stored (called after the commit)."""
+        ...
+
+
 # One gate per application: the concurrency limit is daemon-wide, across every source.
 INGEST_GATE: web.AppKey[IngestGate] = web.AppKey("ingest_gate")
 
@@ -128,12 +139,15 @@ def make_ingest_handler(
             looped = normalized.looped
             answer, answer_headers = ingested.body, ingested.headers
             tail: list[dict[str, Any]] | None = None
+            encoded: list[EncodedEvent] | None = None
             if not normalized.events:
                 result = None
             elif append_encoded is not None:
                 rows = encode_events(normalized.events, ingested, limits.max_depth)
                 if _tail_wanted(listeners, source_id):
                     tail = normalized.events
+                else:
+                    encoded = rows
                 # Only bytes wait for the commit: a parsed batch kept alive meanwhile would be
                 # promoted through the garbage collector's generations and scanned again and
                 # again (a quarter of the event loop's time under load, bench/ingest_profile.py).
@@ -160,6 +174,10 @@ def make_ingest_handler(
             if tail is not None:
                 for listener in listeners:
                     listener(source_id, tail)
+            elif encoded is not None:
+                for listener in listeners:
+                    if isinstance(listener, TakesEncoded):
+                        listener.accept_encoded(source_id, encoded)
         metrics.observe("crossdock_ingest_duration_seconds", labels, time.perf_counter() - started)
         all_headers = dict(answer_headers)
         if headers:

@@ -43,7 +43,13 @@ import orjson
 from aiohttp import web
 
 from crossdock.errors import Unsendable
-from crossdock.ingest.handler import error_body, json_response
+from crossdock.ingest.handler import (
+    EncodedEvent,
+    TakesEncoded,
+    WantsEvents,
+    error_body,
+    json_response,
+)
 from crossdock.secrets import mask
 from crossdock.web import keys
 from crossdock.web.reload import current_config
@@ -231,6 +237,19 @@ class NotSentTail:
             del self.subscribers[destination_id]
 
 
+_KINDS: dict[tuple[type, type], bool] = {}
+
+
+def _is(listener: object, protocol: type) -> Any:
+    """``isinstance(listener, protocol)``, cached by type (a Protocol check is slow and this
+    runs on every ingest request)."""
+    key = (type(listener), protocol)
+    known = _KINDS.get(key)
+    if known is None:
+        known = _KINDS[key] = isinstance(listener, protocol)
+    return known
+
+
 class EventTail:
     """Fan-out of accepted events to live ``/admin/tail`` subscribers (bounded, lossy); its
     :attr:`not_sent` hub carries the destination tail. :attr:`listeners` hear every call too
@@ -244,6 +263,23 @@ class EventTail:
         self.listeners: list[Callable[[str, list[dict[str, Any]]], None]] = []
         self.closed = asyncio.Event()
         self.streams: set[asyncio.BaseTransport] = set()
+
+    def wants_events(self, source_id: str) -> bool:
+        """Whether a request's parsed events are wanted (an ``/admin/tail`` reader, or a
+        listener that wants them); otherwise the handler holds only their bytes while the
+        commit runs, and :meth:`accept_encoded` hears of them."""
+        if self.subscribers:
+            return True
+        for listener in self.listeners:
+            if not _is(listener, WantsEvents) or listener.wants_events(source_id):
+                return True
+        return False
+
+    def accept_encoded(self, source_id: str, rows: list[EncodedEvent]) -> None:
+        """The stored bytes of events nobody wanted parsed, for listeners that keep them."""
+        for listener in self.listeners:
+            if _is(listener, TakesEncoded):
+                listener.accept_encoded(source_id, rows)
 
     def __call__(self, source_id: str, events: list[dict[str, Any]]) -> None:
         """Listener called by the ingest handler; drops events a slow subscriber cannot take."""
