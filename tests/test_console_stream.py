@@ -171,6 +171,27 @@ def test_ring_is_bounded() -> None:
     assert hub.find("m-29-0") is not None
 
 
+def test_the_ring_keeps_bytes_when_no_stream_wants_events_and_decodes_on_demand() -> None:
+    hub = ConsoleHub(ring_size=500)
+    assert not hub.wants_events("web")  # the handler then hands over only the stored bytes
+    tricky = 'm-"quoted"-\\'
+    events = [{"messageId": f"m-{j}", "n": j} for j in range(3)] + [{"messageId": tricky}]
+    hub.accept_encoded("web", [(e["messageId"], orjson.dumps(e)) for e in events])
+    assert all(isinstance(row[2], bytes) for row in hub.ring)
+    assert [row[2] for row in hub.recent(10)] == events[::-1]
+    found = hub.find(tricky)
+    assert found is not None
+    assert found[2] == {"messageId": tricky}
+    assert hub.find("m-1") == ("web", hub.ring[1][1], {"messageId": "m-1", "n": 1})
+    assert hub.find("m-9") is None
+    subscriber = hub.subscribe("app")
+    assert hub.wants_events("app")
+    assert not hub.wants_events("web")
+    hub.unsubscribe(subscriber)
+    hub.subscribe(None)
+    assert hub.wants_events("web")
+
+
 async def test_a_slow_reader_loses_the_excess_and_is_told(tmp_path: Path) -> None:
     async with running(tmp_path) as (app, url), aiohttp.ClientSession() as session:
         hub: ConsoleHub = app[keys.CONSOLE].hub

@@ -60,7 +60,9 @@ class ConsoleHub:
     """The ring of recent accepted events and the open console streams (one per process)."""
 
     def __init__(self, ring_size: int = RING_SIZE, max_buffer: int = MAX_BUFFER) -> None:
-        self.ring: deque[tuple[str, float, dict[str, Any]]] = deque(maxlen=ring_size)
+        # An event is kept as the handler's stored bytes when no stream wanted it parsed
+        # (bytes cost the garbage collector nothing); it is decoded when asked for.
+        self.ring: deque[tuple[str, float, dict[str, Any] | bytes]] = deque(maxlen=ring_size)
         self.max_buffer = max_buffer
         self.subscribers: set[StreamSubscriber] = set()
         self.closed = False
@@ -83,6 +85,19 @@ class ConsoleHub:
             newest = events if len(events) <= size else events[-size:]
             buffer.extend([(source_id, now, event) for event in newest])
             subscriber.wake.set()
+
+    def wants_events(self, source_id: str) -> bool:
+        """Whether an open stream takes ``source_id``'s events (then they come parsed)."""
+        for subscriber in self.subscribers:
+            if subscriber.source is None or subscriber.source == source_id:
+                return True
+        return False
+
+    def accept_encoded(self, source_id: str, rows: list[tuple[str | None, bytes]]) -> None:
+        """Ingest listener when no stream wants parsed events: remember the stored bytes."""
+        now = time.time()
+        keep = rows if len(rows) <= RING_SIZE else rows[-RING_SIZE:]
+        self.ring.extend([(source_id, now, raw) for _, raw in keep])
 
     def subscribe(self, source: str | None) -> StreamSubscriber:
         """A new stream's subscriber (``source``: only that source's events)."""
@@ -108,17 +123,29 @@ class ConsoleHub:
         rows = []
         for row in reversed(self.ring):
             if source is None or row[0] == source:
-                rows.append(row)
+                rows.append(_parsed(row))
                 if len(rows) >= limit:
                     break
         return rows
 
     def find(self, message_id: str) -> tuple[str, float, dict[str, Any]] | None:
         """The remembered event with ``message_id`` (the newest), or ``None``."""
+        needle = orjson.dumps(message_id)  # as the stored JSON spells it
         for row in reversed(self.ring):
-            if row[2].get("messageId") == message_id:
-                return row
+            event = row[2]
+            if isinstance(event, bytes):
+                if needle not in event:  # cheap test before decoding
+                    continue
+                row = _parsed(row)
+                event = row[2]
+            if event.get("messageId") == message_id:
+                return row  # type: ignore[return-value]
         return None
+
+
+def _parsed(row: tuple[str, float, dict[str, Any] | bytes]) -> tuple[str, float, dict[str, Any]]:
+    source_id, at, event = row
+    return (source_id, at, orjson.loads(event) if isinstance(event, bytes) else event)
 
 
 def record(row: tuple[str, float, dict[str, Any]]) -> dict[str, Any]:
