@@ -9,6 +9,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from crossdock.queue import _sqlite_dedupe as dedupe_module
 from crossdock.queue._sqlite_dedupe import DedupeIndex, memory_bytes, slot_bits
 from crossdock.queue.sqlite import SqliteQueue
 
@@ -51,11 +54,30 @@ def test_index_finds_every_id_it_holds_across_generations_and_drops_old_ones() -
     assert all(rowid in index.lookup(mid) for rowid, mid in enumerate(ids, 1) if rowid > 2500)
 
 
+@pytest.mark.parametrize("narrow_max_bits", [22, 9])  # 32-bit slots; 64-bit ones (large windows)
+def test_slots_hold_the_offset_and_a_tag_whatever_their_width(
+    monkeypatch: pytest.MonkeyPatch, narrow_max_bits: int
+) -> None:
+    monkeypatch.setattr(dedupe_module, "_NARROW_MAX_BITS", narrow_max_bits)
+    index = DedupeIndex(2000)  # 2**10 slots per generation, 614 ids each
+    assert index._gens == []
+    ids = [rid() for _ in range(1500)]
+    # a gap wider than a generation's offsets (rows another process wrote) starts a new one
+    rowids = list(range(1, 501)) + list(range(5001, 6001))
+    index.add_rows(rowids, ids)
+    width = 4 if narrow_max_bits == 22 else 8
+    assert {g.table.itemsize for g in index._gens} == {width}
+    assert all(g.end - g.start < 2**10 for g in index._gens)
+    for rowid, mid in zip(rowids, ids, strict=True):
+        assert rowid in index.lookup(mid)
+    assert sum(len(index.lookup(rid())) for _ in range(5000)) <= 5  # tag matches: rare
+
+
 def test_index_memory_for_the_default_window() -> None:
     assert slot_bits(5_000_000) == 21
-    # slot tables of 8 bytes per slot, and filters of half a byte per slot
-    assert memory_bytes(5_000_000) == 5 * 2**21 * 8.5  # 85 MiB, 17.8 bytes per id at most
-    assert memory_bytes(10) == 2 * 2**10 * 8.5
+    # slot tables of 4 bytes per slot, and filters of half a byte per slot
+    assert memory_bytes(5_000_000) == 5 * 2**21 * 4.5  # 45 MiB, 9.4 bytes per id at most
+    assert memory_bytes(10) == 2 * 2**10 * 4.5
 
 
 _V1 = """

@@ -9,24 +9,28 @@ dirtying a random index page per id. Whether an id was seen is answered here, in
   A generation covers a contiguous range of log rowids and is dropped whole once every rowid
   in it is below the log's lowest rowid (the cap and the age pruning delete from the low end),
   so there are no tombstones and no rebuild while running.
-- **Slots.** ``(hash & 0xFFFFFFFF00000000) | (rowid - start + 1)``: the upper 32 bits of the
-  id's 64-bit ``hash()`` (SipHash, seeded per process; the index never leaves the process)
-  and the row's offset in its generation; ``0`` is an empty slot. A lookup compares tags only
-  and returns the rowids whose tags match; the caller reads those rows to compare the full id
-  and ``seen_at``, so a tag collision (one in 2**32 per probed slot) costs a rowid lookup,
-  never a false duplicate.
+- **Slots.** ``(tag << bits) | (rowid - start + 1)`` in a slot of 32 bits (64 when a
+  generation has more than ``2**22`` slots, i.e. ``dedupe_max`` above about 10 M): the row's
+  offset in its generation in the low ``bits`` bits, and as tag the top ``32 - bits`` (or
+  ``64 - bits``) bits of the id's 64-bit ``hash()`` (SipHash, seeded per process; the index
+  never leaves the process); ``0`` is an empty slot. A lookup compares tags only and returns
+  the rowids whose tags match; the caller reads those rows to compare the full id and
+  ``seen_at``, so a tag collision (one in ``2**11`` per probed slot at the default window,
+  and only for the ~7 % of ids the filter lets through) costs a rowid lookup, never a false
+  duplicate.
 - **Filters.** Each generation also has a two-bit Bloom filter of 4 bits per slot (half a
   byte), set from hash bits the slot index and tag do not use. Nearly every id a lookup sees
   is new, and probing four full generations for it cost 2.1 µs of Python per id in the
   writer thread (holding the GIL the event loop needs; 6.6 µs on a busy machine); a filter
   answers "not in this generation" for all but about 7 % of them, so a new id costs 1.0 µs
   (0.3 µs more to index it). A filter never says no for an id its generation holds.
-- **Memory.** 8.5 bytes per slot at :data:`LOAD` = 14.2 bytes per id while a generation
+- **Memory.** 4.5 bytes per slot at :data:`LOAD` = 7.5 bytes per id while a generation
   fills; a generation holds about ``dedupe_max / 4`` ids, so at most five are alive (four
-  full plus the one filling). Default ``dedupe_max`` (5 M ids): 2**21 slots (16 MiB + 1 MiB
+  full plus the one filling). Default ``dedupe_max`` (5 M ids): 2**21 slots (8 MiB + 1 MiB
   of filter) per generation, holding 1.26 M ids each; a full window keeps four or five alive:
-  68-85 MiB, 14.2-17.8 bytes per id (:func:`memory_bytes` gives the bound for any
-  ``dedupe_max``).
+  36-45 MiB, 7.5-9.4 bytes per id (:func:`memory_bytes` gives the bound for any
+  ``dedupe_max``). The daemon's RSS bound under a backlog (150 MiB, issue 12) is why the
+  slots are 32 bits: 64-bit ones took twice this.
 - **Start.** Rebuilt from the log by one sequential scan (:meth:`DedupeIndex.add_many`).
 """
 
@@ -40,9 +44,9 @@ LOAD = 0.6
 """Fraction of a generation's slots filled before the next generation starts."""
 
 _M64 = (1 << 64) - 1
-_HI = _M64 ^ 0xFFFFFFFF
-_LO = 0xFFFFFFFF
 _MIN_BITS = 10
+_NARROW_MAX_BITS = 22
+"""Generations of up to ``2**22`` slots use 32-bit slots (a tag of at least 10 bits)."""
 _GENERATIONS = 4
 """``dedupe_max`` is spread over about this many full generations."""
 _FILTER_BITS_PER_SLOT_LOG2 = 2
@@ -55,12 +59,16 @@ def slot_bits(dedupe_max: int) -> int:
     return max(_MIN_BITS, (int(want) - 1).bit_length())
 
 
+def _slot_bytes(bits: int) -> int:
+    return 4 if bits <= _NARROW_MAX_BITS else 8
+
+
 def memory_bytes(dedupe_max: int) -> int:
     """Most bytes the index takes for a window of ``dedupe_max`` ids (all generations alive)."""
     bits = slot_bits(dedupe_max)
     per_gen = int((1 << bits) * LOAD)
     gens = -(-dedupe_max // per_gen) + 1
-    return gens * ((1 << bits) * 8 + _filter_bytes(bits))
+    return gens * ((1 << bits) * _slot_bytes(bits) + _filter_bytes(bits))
 
 
 def _filter_bytes(bits: int) -> int:
@@ -74,7 +82,9 @@ class _Generation:
         self.start = start  # first rowid it may hold
         self.end = start - 1  # last rowid it holds
         self.count = 0
-        self.table = array("Q", bytes(8 << bits))
+        self.table = array(
+            "I" if bits <= _NARROW_MAX_BITS else "Q", bytes(_slot_bytes(bits) << bits)
+        )
         self.filter = bytearray(_filter_bytes(bits))
 
 
@@ -91,6 +101,8 @@ class DedupeIndex:
         self._fmask = (1 << fbits) - 1
         self._fshift = 64 - fbits
         self._per_gen = int(self._slots * LOAD)
+        width = 8 * _slot_bytes(bits)
+        self._tshift = 64 - (width - bits)  # the tag: the hash's top ``width - bits`` bits
         self._gens: list[_Generation] = []  # oldest first
         self.last = 0
         """Highest log rowid indexed: rows above it are read by the next catch-up."""
@@ -102,7 +114,7 @@ class DedupeIndex:
 
     def memory(self) -> int:
         """Bytes held by the slot tables and their filters."""
-        return len(self._gens) * (self._slots * 8 + _filter_bytes(self._bits))
+        return len(self._gens) * (self._slots * _slot_bytes(self._bits) + _filter_bytes(self._bits))
 
     def _filter_bits(self, h: int) -> tuple[int, int, int, int]:
         """Byte offsets and masks of ``h``'s two filter bits."""
@@ -113,7 +125,8 @@ class DedupeIndex:
     def lookup(self, mid: str) -> list[int]:
         """Rowids (>= :attr:`low`) whose tag matches ``mid``'s, newest first; usually none."""
         h = hash(mid) & _M64
-        tag = h & _HI
+        bits = self._bits
+        tag = h >> self._tshift
         mask = self._mask
         low = self.low
         i1, m1, i2, m2 = self._filter_bits(h)
@@ -126,8 +139,8 @@ class DedupeIndex:
             i = h & mask
             s = table[i]
             while s:
-                if s & _HI == tag:
-                    rowid = gen.start - 1 + (s & _LO)
+                if s >> bits == tag:
+                    rowid = gen.start - 1 + (s & mask)
                     if rowid >= low:
                         found.append(rowid)
                 i = (i + 1) & mask
@@ -139,9 +152,10 @@ class DedupeIndex:
         mask = self._mask
         gens = self._gens
         gen = gens[-1] if gens else None
-        bits, fmask, fshift = self._bits, self._fmask, self._fshift
+        bits, fmask, fshift, tshift = self._bits, self._fmask, self._fshift, self._tshift
         for mid in mids:
-            if gen is None or gen.count >= self._per_gen or rowid - gen.start >= _LO:
+            # the offset must fit in ``bits`` bits (rows of other processes leave gaps)
+            if gen is None or gen.count >= self._per_gen or rowid - gen.start >= mask:
                 gen = _Generation(rowid, self._bits)
                 gens.append(gen)
             h = hash(mid) & _M64
@@ -154,7 +168,7 @@ class DedupeIndex:
             i = h & mask
             while table[i]:
                 i = (i + 1) & mask
-            table[i] = (h & _HI) | (rowid - gen.start + 1)
+            table[i] = ((h >> tshift) << bits) | (rowid - gen.start + 1)
             gen.count += 1
             gen.end = rowid
             rowid += 1
