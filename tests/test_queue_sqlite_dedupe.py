@@ -209,11 +209,14 @@ def test_filters_never_hide_an_indexed_id_and_skip_most_new_ones() -> None:
     assert len(index._gens) >= 4
     assert all(rowid in index.lookup(mid) for rowid, mid in enumerate(ids, 1))
     fresh = [f"ajs-next-{rng.getrandbits(128):032x}" for _ in range(20_000)]
-    passed = 0
+    passed = candidates = 0
     for mid in fresh:
         i1, m1, i2, m2 = index._filter_bits(hash(mid) & (2**64 - 1))
         passed += sum(1 for g in index._gens if g.filter[i1] & m1 and g.filter[i2] & m2)
-        assert not index.lookup(mid)
+        candidates += len(index.lookup(mid))
+    # a candidate is a tag match the caller checks against the log (a rowid read); with 19-bit
+    # tags about 0.04 are expected here, so a few would mean the tag repeats the filter's bits
+    assert candidates <= 2
     # about 7 % per full generation (two bits of four per slot, 60 % of slots filled)
     assert passed / (len(fresh) * len(index._gens)) < 0.12
     index.expire(30_001)

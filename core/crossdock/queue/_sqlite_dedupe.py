@@ -13,13 +13,13 @@ dirtying a random index page per id. Whether an id was seen is answered here, in
   generation has more than ``2**22`` slots, i.e. ``dedupe_max`` above about 10 M): the row's
   offset in its generation in the low ``bits`` bits, and as tag the top ``32 - bits`` (or
   ``64 - bits``) bits of the id's 64-bit ``hash()`` (SipHash, seeded per process; the index
-  never leaves the process); ``0`` is an empty slot. A lookup compares tags only and returns
-  the rowids whose tags match; the caller reads those rows to compare the full id and
-  ``seen_at``, so a tag collision (one in ``2**11`` per probed slot at the default window,
-  and only for the ~7 % of ids the filter lets through) costs a rowid lookup, never a false
-  duplicate.
+  never leaves the process) multiplied by :data:`_MIX`; ``0`` is an empty slot. A lookup
+  compares tags only and returns the rowids whose tags match; the caller reads those rows
+  to compare the full id and ``seen_at``, so a tag collision (one in ``2**11`` per probed
+  slot at the default window, and only for the ~7 % of ids the filter lets through) costs a
+  rowid lookup, never a false duplicate.
 - **Filters.** Each generation also has a two-bit Bloom filter of 4 bits per slot (half a
-  byte), set from hash bits the slot index and tag do not use. Nearly every id a lookup sees
+  byte), set from hash bits the slot index does not use. Nearly every id a lookup sees
   is new, and probing four full generations for it cost 2.1 µs of Python per id in the
   writer thread (holding the GIL the event loop needs; 6.6 µs on a busy machine); a filter
   answers "not in this generation" for all but about 7 % of them, so a new id costs 1.0 µs
@@ -44,6 +44,10 @@ LOAD = 0.6
 """Fraction of a generation's slots filled before the next generation starts."""
 
 _M64 = (1 << 64) - 1
+_MIX = 0x9E3779B97F4A7C15
+"""Odd multiplier (2**64 / golden ratio): the tag is the top bits of ``hash * _MIX``, so it
+does not repeat the hash's top bits the filter already tested (a correlated tag would let
+an id that passed the filter match a tag far more often)."""
 _MIN_BITS = 10
 _NARROW_MAX_BITS = 22
 """Generations of up to ``2**22`` slots use 32-bit slots (a tag of at least 10 bits)."""
@@ -126,7 +130,7 @@ class DedupeIndex:
         """Rowids (>= :attr:`low`) whose tag matches ``mid``'s, newest first; usually none."""
         h = hash(mid) & _M64
         bits = self._bits
-        tag = h >> self._tshift
+        tag = ((h * _MIX) & _M64) >> self._tshift
         mask = self._mask
         low = self.low
         i1, m1, i2, m2 = self._filter_bits(h)
@@ -168,7 +172,7 @@ class DedupeIndex:
             i = h & mask
             while table[i]:
                 i = (i + 1) & mask
-            table[i] = ((h >> tshift) << bits) | (rowid - gen.start + 1)
+            table[i] = ((((h * _MIX) & _M64) >> tshift) << bits) | (rowid - gen.start + 1)
             gen.count += 1
             gen.end = rowid
             rowid += 1

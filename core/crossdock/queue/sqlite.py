@@ -58,7 +58,13 @@ from crossdock.queue import (
 )
 from crossdock.queue._sqlite_cursor import Cursor, SettlePlan
 from crossdock.queue._sqlite_dedupe import DedupeIndex
-from crossdock.queue._sqlite_schema import SYNCHRONOUS_MODES, connect, ensure_schema
+from crossdock.queue._sqlite_schema import (
+    BUSY_TIMEOUT,
+    SYNCHRONOUS_MODES,
+    connect,
+    ensure_schema,
+)
+from crossdock.queue._sqlite_writelock import WriteLock
 from crossdock.types import Event
 
 __all__ = ["SqliteQueue"]
@@ -135,6 +141,7 @@ class SqliteQueue:
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
+        self._write_lock: WriteLock | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_conns_lock = threading.Lock()
@@ -161,6 +168,8 @@ class SqliteQueue:
                 raise QueueError(f"sqlite queue {self.path}: closed")
             if self._state == "new":
                 self._writer = ThreadPoolExecutor(1, thread_name_prefix="crossdock-sqlite-writer")
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._write_lock = WriteLock(self.path, BUSY_TIMEOUT)
                 self._readers = ThreadPoolExecutor(
                     _READERS, thread_name_prefix="crossdock-sqlite-reader"
                 )
@@ -219,6 +228,9 @@ class SqliteQueue:
             if self._wconn is not None:
                 await loop.run_in_executor(writer, self._close_writer)
             await loop.run_in_executor(None, writer.shutdown, True)
+        if self._write_lock is not None:
+            self._write_lock.close()
+            self._write_lock = None
 
     def _close_writer(self) -> None:
         if self._wconn is not None:
@@ -301,7 +313,8 @@ class SqliteQueue:
                 batch.append(request)
                 count += len(request.rows)
             try:
-                self._write_appends(batch)
+                with self._turn():
+                    self._write_appends(batch)
             except Exception as exc:
                 loop.call_soon_threadsafe(self._appended, batch, _as_queue_error(exc, self.path))
             else:
@@ -889,11 +902,23 @@ class SqliteQueue:
             raise QueueError(f"sqlite queue {self.path}: not open")
         self._writes_waiting += 1  # read by ``_drain`` in the writer thread
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._writer, self._locked, fn, *args
+            )
         except Exception as exc:
             raise _as_queue_error(exc, self.path) from exc
         finally:
             self._writes_waiting -= 1
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        """Writer thread: run ``fn`` holding the cross-process write turn (``--workers``)."""
+        with self._turn():
+            return fn(*args)
+
+    def _turn(self) -> WriteLock:
+        if self._write_lock is None:
+            raise QueueError(f"sqlite queue {self.path}: not open")
+        return self._write_lock
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         if self._readers is None:
