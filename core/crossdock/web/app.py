@@ -203,6 +203,10 @@ def run_app(
     if workers > 1:
         # POST /admin/reload reaches one process: the supervisor signals them all.
         app[keys.RELOADER].forward = signal_parent
+        # The console of any process shows them all: each serves the others on a Unix socket.
+        from crossdock.web.console.internal import start_peers
+
+        start_peers(app, worker_index, workers)
     metrics_store.register_worker_process(worker_index)
     log.info(
         "crossdock starting",
@@ -255,6 +259,12 @@ def run_workers(config: Config, config_path: str, workers: int) -> int:
     # Every process keeps its metrics in files here; any of them answers a scrape with the sum.
     metrics_dir, made_metrics_dir = metrics_store.prepare_multiprocess_dir()
     env = {**os.environ, metrics_store.MULTIPROC_ENV: metrics_dir}
+    # The processes' console peer sockets (mode 0700, a per-run token: defence in depth).
+    from crossdock.web.console import peers
+
+    peers_dir, peers_token = peers.prepare_dir()
+    env[peers.DIR_ENV] = peers_dir
+    env[peers.TOKEN_ENV] = peers_token
 
     def spawn(index: int) -> None:
         argv = [sys.executable, "-m", "crossdock", "run", "-c", config_path,
@@ -314,5 +324,6 @@ def run_workers(config: Config, config_path: str, workers: int) -> int:
             process.wait()
     if made_metrics_dir:
         metrics_store.remove_multiprocess_dir(metrics_dir)
+    metrics_store.remove_multiprocess_dir(peers_dir)
     log.info("crossdock supervisor stopped")
     return code

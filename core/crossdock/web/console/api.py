@@ -12,6 +12,7 @@ import hmac
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -40,6 +41,7 @@ MAX_DLQ_LIMIT = 1000
 JOURNEY_DLQ_SCAN = 5000
 """Newest dead letters of a destination searched for an event's journey."""
 PROBE_WAIT = 15.0
+PROBE_TIMEOUT = PROBE_WAIT + 5
 MAX_IDS = 100_000
 
 
@@ -166,31 +168,77 @@ def _limit(request: web.Request, name: str, default: int, cap: int) -> int:
     return min(value, cap)
 
 
-async def events_recent(request: web.Request) -> web.Response:
+def local_recent(state: ConsoleState, limit: int, source: str | None) -> list[dict[str, Any]]:
     """The last accepted events this process remembers, newest first."""
+    return [record(row) for row in state.hub.recent(limit, source)]
+
+
+async def events_recent(request: web.Request) -> web.Response:
+    """The last accepted events, newest first (of every ``--workers`` process that answers)."""
     state = state_of(request)
     limit = _limit(request, "limit", 200, RECENT_LIMIT)
     source = request.query.get("source") or None
-    rows = [record(row) for row in state.hub.recent(limit, source)]
-    return answer(state, 200, {"events": rows})
+    rows = local_recent(state, limit, source)
+    peers = state.peers
+    if peers is None:
+        return answer(state, 200, {"events": rows})
+    params = {"limit": str(limit), **({"source": source} if source else {})}
+    answers, _ = await peers.ask("GET", "/peer/recent", params=params)
+    for doc in answers.values():
+        rows.extend(doc["events"])
+    rows.sort(key=lambda row: row["received_at"], reverse=True)
+    return answer(state, 200, {"events": rows[:limit], **peers.coverage(list(answers))})
 
 
 async def events_stream(request: web.Request) -> web.StreamResponse:
     """Accepted events as server-sent events (``event: accepted``)."""
     state = state_of(request)
     source = request.query.get("source") or None
-    return await serve_stream(request, state.hub, source, state.secrets, state.root[keys.TAIL])
+    tail = state.root[keys.TAIL]
+    return await serve_stream(request, state.hub, source, state.secrets, tail, state.peers)
 
 
 # ---------------------------------------------------------------------------------------------
 # Journeys
 
 
+_RANK = {"unknown": 0, "queued": 1, "retrying": 2}
+"""How much a journey row says (anything else is a final state: 3)."""
+
+
+def better_row(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The more informative of two processes' rows for one destination: a known state beats
+    ``unknown``, a later or final state beats ``queued``; between equals the later one."""
+    rank_a, rank_b = _RANK.get(a["state"], 3), _RANK.get(b["state"], 3)
+    if rank_a != rank_b:
+        return a if rank_a > rank_b else b
+    return b if (b.get("at") or 0) > (a.get("at") or 0) else a
+
+
 async def journey(request: web.Request) -> web.Response:
     """What happened to one event at each destination (see the module docstring of
-    :mod:`crossdock.deliver.journal` for what is remembered)."""
+    :mod:`crossdock.deliver.journal` for what is remembered); with ``--workers``, the most
+    informative row of every process that answers."""
     state = state_of(request)
     message_id = request.match_info["message_id"]
+    event, rows = await local_journey(state, message_id)
+    peers = state.peers
+    if peers is None:
+        return answer(state, 200, {"messageId": message_id, "event": event, "destinations": rows})
+    answers, _ = await peers.ask("GET", f"/peer/journey/{quote(message_id, safe='')}")
+    for doc in answers.values():
+        if event is None:
+            event = doc["event"]
+        theirs = {row["destination"]: row for row in doc["destinations"]}
+        rows = [better_row(row, theirs.get(row["destination"], row)) for row in rows]
+    body = {"messageId": message_id, "event": event, "destinations": rows}
+    return answer(state, 200, {**body, **peers.coverage(list(answers))})
+
+
+async def local_journey(
+    state: ConsoleState, message_id: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The event (if this process remembers it) and this process's row per destination."""
     found = state.hub.find(message_id)
     event = found[2] if found is not None else None
     queue = state.root[keys.QUEUE]
@@ -218,7 +266,7 @@ async def journey(request: web.Request) -> web.Response:
         else:
             row["state"] = "unknown"
         rows.append(row)
-    return answer(state, 200, {"messageId": message_id, "event": event, "destinations": rows})
+    return event, rows
 
 
 def _dead_row(entry: DeadLetterEntry) -> dict[str, Any]:
@@ -311,46 +359,153 @@ async def _card(state: ConsoleState, worker: Any) -> dict[str, Any]:
     return status
 
 
+async def local_cards(state: ConsoleState) -> list[dict[str, Any]]:
+    """This process's card of every destination."""
+    return [await _card(state, worker) for worker in state.workers.values()]
+
+
+_SHARED = frozenset({"pending", "retrying", "dead_letters", "lag_seconds"})
+"""Card numbers read from the queue every process shares (never summed)."""
+
+
+def merge_cards(cards: list[dict[str, Any]]) -> dict[str, Any]:
+    """One destination's card from several processes' cards: those of the processes that
+    deliver it (SQLite: process 0; NATS: every process) with their counts and throughput
+    summed, last errors merged newest first, paused if any is paused."""
+    delivering = [c for c in cards if c["state"] != "stopped"] or cards[:1]
+    if len(delivering) == 1:
+        return delivering[0]
+    merged = dict(delivering[0])
+    for key, value in merged.items():
+        if key in _SHARED or isinstance(value, bool) or not isinstance(value, int):
+            continue
+        merged[key] = sum(int(c.get(key) or 0) for c in delivering)
+    buckets: dict[int, dict[str, int]] = {}
+    for card in delivering:
+        for bucket in card.get("throughput") or []:
+            into = buckets.setdefault(bucket["t"], {"t": bucket["t"], "delivered": 0, "failed": 0})
+            into["delivered"] += bucket["delivered"]
+            into["failed"] += bucket["failed"]
+    merged["throughput"] = [buckets[t] for t in sorted(buckets)][-len(merged["throughput"]) :]
+    errors = [e for c in delivering for e in c.get("last_errors") or []]
+    errors.sort(key=lambda e: e.get("at") or 0, reverse=True)
+    merged["last_errors"] = errors[:5]
+    for flag in ("paused", "paused_by_operator", "credentials_rejected", "down"):
+        merged[flag] = any(c.get(flag) for c in delivering)
+    paused = [c for c in delivering if c.get("paused")]
+    if paused:
+        merged["state"] = "paused"
+        merged["pause_reason"] = paused[0].get("pause_reason")
+    downs = [c for c in delivering if c.get("down")]
+    if downs:
+        merged["down_reason"] = downs[0].get("down_reason")
+    merged["last_success_at"] = max((c.get("last_success_at") or 0) for c in delivering) or None
+    return merged
+
+
+async def _all_cards(state: ConsoleState, only: str | None = None) -> dict[str, Any]:
+    """``{"destinations": [card...]}`` of every process that answers, merged per destination
+    (``only``: that destination's card only)."""
+    cards = await local_cards(state)
+    if only is not None:
+        cards = [c for c in cards if c["id"] == only]
+    peers = state.peers
+    if peers is None:
+        return {"destinations": cards}
+    answers, _ = await peers.ask("GET", "/peer/cards")
+    theirs: dict[str, list[dict[str, Any]]] = {}
+    for index in sorted(answers):
+        for card in answers[index]["destinations"]:
+            theirs.setdefault(card["id"], []).append(card)
+    merged = [merge_cards([card, *theirs.get(card["id"], [])]) for card in cards]
+    return {"destinations": merged, **peers.coverage(list(answers))}
+
+
 async def destinations(request: web.Request) -> web.Response:
-    """One card per destination."""
+    """One card per destination (with ``--workers``, the delivering processes' cards)."""
     state = state_of(request)
-    cards = [await _card(state, worker) for worker in state.workers.values()]
-    return answer(state, 200, {"destinations": cards})
+    return answer(state, 200, await _all_cards(state))
+
+
+async def local_action(state: ConsoleState, destination_id: str, action: str) -> dict[str, Any]:
+    """``pause``, ``resume`` or ``probe`` a destination in this process: the card, or the
+    probe's result."""
+    worker = state.workers.get(destination_id)
+    if worker is None:
+        raise BadRequest(404, "not_found", f"no destination {destination_id!r}")
+    if action == "pause":
+        worker.pause_by_operator()
+    elif action == "resume":
+        worker.resume_by_operator()
+    else:
+        return await _probe(state, worker)
+    return await _card(state, worker)
+
+
+async def _everywhere(request: web.Request, action: str) -> web.Response:
+    state = state_of(request)
+    destination_id = request.match_info["id"]
+    _worker(state, request)
+    await read_object(request)
+    peers = state.peers
+    if peers is None:
+        return answer(state, 200, await local_action(state, destination_id, action))
+    path = f"/peer/destinations/{quote(destination_id, safe='')}/{action}"
+    timeout = PROBE_TIMEOUT + 5 if action == "probe" else 5.0
+    mine, (answers, _) = await asyncio.gather(
+        local_action(state, destination_id, action),
+        peers.ask("POST", path, body={}, timeout=timeout),
+    )
+    coverage = peers.coverage(list(answers))
+    if action != "probe":
+        card = merge_cards([mine, *(answers[i] for i in sorted(answers))])
+        return answer(state, 200, {**card, **coverage})
+    # the answers of the processes that deliver this destination (they sent a probe, or had
+    # nothing to probe)
+    results = [r for r in [mine, *answers.values()] if r.get("delivers", True)] or [mine]
+    failed = [r for r in results if not r["ok"]]
+    result = failed[0] if failed else results[0]
+    return answer(state, 200, {**_without_delivers(result), **coverage})
+
+
+def _without_delivers(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "delivers"}
 
 
 async def pause(request: web.Request) -> web.Response:
-    """Pause a destination (the operator's pause: fetching stops until resumed)."""
-    state = state_of(request)
-    worker = _worker(state, request)
-    await read_object(request)
-    worker.pause_by_operator()
-    return answer(state, 200, await _card(state, worker))
+    """Pause a destination (the operator's pause: fetching stops until resumed); with
+    ``--workers``, in every process."""
+    return await _everywhere(request, "pause")
 
 
 async def resume(request: web.Request) -> web.Response:
-    """Undo the operator's pause."""
-    state = state_of(request)
-    worker = _worker(state, request)
-    await read_object(request)
-    worker.resume_by_operator()
-    return answer(state, 200, await _card(state, worker))
+    """Undo the operator's pause (in every process)."""
+    return await _everywhere(request, "resume")
 
 
 async def probe(request: web.Request) -> web.Response:
     """Probe a destination now: the next probe batch of a destination paused for rejected
-    credentials or down is sent at once (deliverers have no probe request of their own)."""
+    credentials or down is sent at once (deliverers have no probe request of their own); with
+    ``--workers``, in every process that delivers it."""
     state = state_of(request)
-    worker = _worker(state, request)
+    if state.peers is not None:
+        return await _everywhere(request, "probe")
+    _worker(state, request)
     await read_object(request)
+    result = await local_action(state, request.match_info["id"], "probe")
+    return answer(state, 200, _without_delivers(result))
+
+
+async def _probe(state: ConsoleState, worker: Any) -> dict[str, Any]:
     before = worker.status()
     if not before.get("running"):
         message = "this process does not deliver this destination: nothing to probe"
-        return answer(state, 200, {"ok": False, "status": None, "message": message})
+        return {"ok": False, "status": None, "message": message, "delivers": False}
     probes = worker.probes
     if not worker.probe_now():
         ok = not before.get("credentials_rejected")
         message = "nothing to probe: the destination is neither paused for credentials nor down"
-        return answer(state, 200, {"ok": ok, "status": None, "message": message})
+        return {"ok": ok, "status": None, "message": message}
     deadline = time.monotonic() + PROBE_WAIT
     # the worker counts its probes; polling that counter for 15 s at most is enough here
     while worker.probes == probes and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -360,11 +515,11 @@ async def probe(request: web.Request) -> web.Response:
     status = errors[0]["status"] if errors else None
     if worker.probes == probes:
         message = "the probe did not finish in time; the destination keeps probing"
-        return answer(state, 200, {"ok": False, "status": status, "message": message})
+        return {"ok": False, "status": status, "message": message}
     if after.get("credentials_rejected") or after.get("down"):
         reason = after.get("pause_reason") or after.get("down_reason") or "refused"
-        return answer(state, 200, {"ok": False, "status": status, "message": f"probe: {reason}"})
-    return answer(state, 200, {"ok": True, "status": None, "message": "probe answered: resumed"})
+        return {"ok": False, "status": status, "message": f"probe: {reason}"}
+    return {"ok": True, "status": None, "message": "probe answered: resumed"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,6 +655,9 @@ async def dlq_replay(request: web.Request) -> web.Response:
     if worker is not None:
         # replayed events are queued again: their journey starts over
         worker.journal.forget(message_ids)
+    if state.peers is not None and message_ids:
+        body = {"destination": destination, "messageIds": message_ids}
+        await state.peers.ask("POST", "/peer/forget", body=body)
     job = state.jobs.start("replay", ids, step)
     return answer(state, 202, {"job": job.id, "total": job.total})
 
@@ -520,10 +678,16 @@ async def dlq_purge(request: web.Request) -> web.Response:
 async def job(request: web.Request) -> web.Response:
     """A replay or purge job's progress."""
     state = state_of(request)
-    found = state.jobs.get(request.match_info["job"])
-    if found is None:
-        raise BadRequest(404, "not_found", "no such job (jobs are kept 10 minutes)")
-    return answer(state, 200, found.as_dict())
+    job_id = request.match_info["job"]
+    found = state.jobs.get(job_id)
+    if found is not None:
+        return answer(state, 200, found.as_dict())
+    if state.peers is not None:
+        # the id names the process running it ("1-ab12..."); whichever has it answers
+        answers, _ = await state.peers.ask("GET", f"/peer/jobs/{quote(job_id, safe='')}")
+        for doc in answers.values():
+            return answer(state, 200, doc)
+    raise BadRequest(404, "not_found", "no such job (jobs are kept 10 minutes)")
 
 
 # ---------------------------------------------------------------------------------------------

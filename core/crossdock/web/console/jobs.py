@@ -1,6 +1,7 @@
 """Dead-letter replay and purge jobs of the console: run in the background, in chunks of 500,
 with progress the page polls (``GET /console/api/jobs/{job}``); kept 10 minutes after they
-finish. Per process, like everything of the console."""
+finish. Per process; with ``--workers`` a job's id starts with its process's index, and the
+other processes ask that one for its progress."""
 
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ class Job:
 class Jobs:
     """The jobs of one process."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        """Starts every job id (``"<process index>-"`` under ``--workers``)."""
         self.jobs: dict[str, Job] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -54,7 +57,7 @@ class Jobs:
     ) -> Job:
         """Run ``step`` over ``ids`` in chunks of :data:`CHUNK` in the background."""
         self.prune()
-        job = Job(secrets.token_hex(8), kind, len(ids))
+        job = Job(self.prefix + secrets.token_hex(8), kind, len(ids))
         self.jobs[job.id] = job
         task = asyncio.create_task(self._run(job, list(ids), step), name=f"console-{kind}")
         self.tasks.add(task)

@@ -1,5 +1,6 @@
-"""What the console keeps for one process: the ring and streams, jobs, the sign-in limiter, and
-the signer and secrets of the running configuration (rebuilt when a reload changes it)."""
+"""What the console keeps for one process: the ring and streams, jobs, the sign-in limiter, the
+other ``--workers`` processes, and the signer and secrets of the running configuration (rebuilt
+when a reload changes it)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ class ConsoleState:
         self.hub = ConsoleHub()
         self.jobs = Jobs()
         self.limiter = SignInLimiter()
+        self.peers: Any = None
+        """The other ``--workers`` processes (:class:`~.peers.Peers`), or ``None``."""
         self._signer: tuple[Secret, Signer] | None = None
         self._secrets: tuple[Config, list[Secret]] | None = None
 

@@ -12,8 +12,8 @@ alive: they would otherwise age into the garbage collector's older generations),
 (fast, slow or gone) holds no memory beyond its buffer, and it is released within
 :data:`DISCONNECT_POLL` seconds of leaving, and at once at shutdown.
 
-Per process: with ``crossdock run --workers N`` a browser sees the events of the process its
-connection reached.
+With ``crossdock run --workers N`` the process a browser reaches also follows the other
+processes' accepted events (:mod:`.peers`) into the same stream.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from aiohttp import web
 from crossdock.secrets import mask
 from crossdock.web.admin import EventTail, write_or_let_go
 
-__all__ = ["ConsoleHub", "StreamSubscriber"]
+__all__ = ["ConsoleHub", "StreamSubscriber", "offer"]
 
 RING_SIZE = 500
 MAX_BUFFER = 250
@@ -54,6 +54,17 @@ class StreamSubscriber:
         self.buffer: deque[tuple[str, float, dict[str, Any]]] = deque(maxlen=max_buffer)
         self.dropped = 0
         self.wake = asyncio.Event()
+
+
+def offer(subscriber: StreamSubscriber, rows: list[tuple[str, float, dict[str, Any]]]) -> None:
+    """Add ``rows`` (another process's events) to ``subscriber``'s bounded buffer."""
+    buffer = subscriber.buffer
+    size = buffer.maxlen or 0
+    over = len(buffer) + len(rows) - size
+    if over > 0:
+        subscriber.dropped += over
+    buffer.extend(rows if len(rows) <= size else rows[-size:])
+    subscriber.wake.set()
 
 
 class ConsoleHub:
@@ -148,6 +159,10 @@ def _parsed(row: tuple[str, float, dict[str, Any] | bytes]) -> tuple[str, float,
     return (source_id, at, orjson.loads(event) if isinstance(event, bytes) else event)
 
 
+def _received_at(row: tuple[str, float, dict[str, Any]]) -> float:
+    return row[1]
+
+
 def record(row: tuple[str, float, dict[str, Any]]) -> dict[str, Any]:
     """The JSON shape of one remembered event."""
     source, received_at, event = row
@@ -182,16 +197,24 @@ async def serve_stream(
     source: str | None,
     secrets_of: Any,
     tail: EventTail,
+    peers: Any = None,
 ) -> web.StreamResponse:
     """Write ``hub``'s events for ``source`` to ``request`` as server-sent events until the
     client leaves or the daemon shuts down. ``secrets_of()`` gives the secrets to mask now;
     the connection counts among ``tail``'s open streams (closed at shutdown if it stalls), and
     a reader that takes nothing for :data:`~crossdock.web.admin.WRITE_TIMEOUT` seconds is let
-    go."""
+    go. ``peers`` (:class:`~crossdock.web.console.peers.Peers`): the other ``--workers``
+    processes' events come into the same stream, and their connections end with it."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     subscriber = hub.subscribe(source)
+    followers: list[asyncio.Task[None]] = []
+    if peers is not None:
+        followers = [
+            asyncio.create_task(peers.follow(index, source, subscriber), name="console-peer")
+            for index in peers.others
+        ]
     try:
         await response.prepare(request)
         # A first line, so the browser's EventSource opens now rather than at the first event.
@@ -202,6 +225,10 @@ async def serve_stream(
         pass
     finally:
         hub.unsubscribe(subscriber)
+        for task in followers:
+            task.cancel()
+        if followers:
+            await asyncio.gather(*followers, return_exceptions=True)
     return response
 
 
@@ -224,6 +251,7 @@ async def _pump(
         rows = list(subscriber.buffer)
         subscriber.buffer.clear()
         dropped, subscriber.dropped = subscriber.dropped, 0
+        rows.sort(key=_received_at)  # other processes' events come in their own order
         if rows:
             await write_or_let_go(request, response, sse_chunk(rows, secrets_of()))
         if dropped:
