@@ -226,11 +226,21 @@ async def journey(request: web.Request) -> web.Response:
     if peers is None:
         return answer(state, 200, {"messageId": message_id, "event": event, "destinations": rows})
     answers, _ = await peers.ask("GET", f"/peer/journey/{quote(message_id, safe='')}")
+    accepted = state.hub.find(message_id) is not None
     for doc in answers.values():
         if event is None:
             event = doc["event"]
+        accepted = accepted or doc.get("accepted", False)
         theirs = {row["destination"]: row for row in doc["destinations"]}
         rows = [better_row(row, theirs.get(row["destination"], row)) for row in rows]
+    if accepted and event is not None:
+        # accepted lately by some process and settled by none yet (SQLite: the accepting
+        # process does not deliver, the delivering one never saw the event): as one process
+        # would say when it both accepted and delivers it
+        for row in rows:
+            worker = state.workers.get(row["destination"])
+            if row["state"] == "unknown" and worker is not None:
+                row.update(_predict(worker, event))
     body = {"messageId": message_id, "event": event, "destinations": rows}
     return answer(state, 200, {**body, **peers.coverage(list(answers))})
 
@@ -680,13 +690,15 @@ async def job(request: web.Request) -> web.Response:
     state = state_of(request)
     job_id = request.match_info["job"]
     found = state.jobs.get(job_id)
+    peers = state.peers
     if found is not None:
-        return answer(state, 200, found.as_dict())
-    if state.peers is not None:
+        here = {"process": peers.index} if peers is not None else {}
+        return answer(state, 200, {**found.as_dict(), **here})
+    if peers is not None:
         # the id names the process running it ("1-ab12..."); whichever has it answers
-        answers, _ = await state.peers.ask("GET", f"/peer/jobs/{quote(job_id, safe='')}")
+        answers, _ = await peers.ask("GET", f"/peer/jobs/{quote(job_id, safe='')}")
         for doc in answers.values():
-            return answer(state, 200, doc)
+            return answer(state, 200, {**doc, "process": peers.index})
     raise BadRequest(404, "not_found", "no such job (jobs are kept 10 minutes)")
 
 

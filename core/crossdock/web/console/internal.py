@@ -46,8 +46,11 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _journey(request: web.Request) -> web.Response:
-    event, rows = await api.local_journey(request.app[STATE], request.match_info["message_id"])
-    return _json({"event": event, "destinations": rows})
+    state = request.app[STATE]
+    message_id = request.match_info["message_id"]
+    event, rows = await api.local_journey(state, message_id)
+    accepted = state.hub.find(message_id) is not None
+    return _json({"event": event, "destinations": rows, "accepted": accepted})
 
 
 async def _cards(request: web.Request) -> web.Response:
