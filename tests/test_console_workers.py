@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ import pytest
 from crossdock.testing.daemon import ADMIN_TOKEN, Daemon, free_port
 from crossdock.testing.fakes import FakeVendor
 from crossdock.testing.helpers import basic_auth, wait_until
+from crossdock.web.console.peers import DIR_ENV as PEERS_DIR
+from crossdock.web.console.peers import TOKEN_ENV as PEER_TOKEN
 
 WRITE_KEY = "wk-console-workers-0123456789"
 BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -315,3 +320,127 @@ async def test_sigterm_does_not_wait_for_an_open_stream_under_workers(tmp_path: 
                 await task
         finally:
             daemon.kill()
+
+
+def child_pids(pid: int) -> dict[int, int]:
+    """worker index → pid of the supervisor's ``crossdock run`` children (from /proc)."""
+    out = {}
+    for child in map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"--worker-index" in argv:
+            out[int(argv[argv.index(b"--worker-index") + 1])] = child
+    return out
+
+
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().partition("=")[::2] for item in raw if b"=" in item)
+
+
+def peer_dir(directory: Path) -> tuple[int, list[str]] | None:
+    """The peers directory's mode and sockets; ``None`` when it is gone."""
+    if not directory.exists():
+        return None
+    return directory.stat().st_mode & 0o777, sorted(p.name for p in directory.glob("*.sock"))
+
+
+async def on_socket(path: str, url: str, headers: dict[str, str]) -> int:
+    connector = aiohttp.UnixConnector(path=path)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get("http://peer" + url, headers=headers) as r,
+    ):
+        return r.status
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the processes from /proc")
+async def test_peer_sockets_are_private_token_checked_and_a_silent_process_is_skipped(
+    tmp_path: Path,
+) -> None:
+    async with FakeVendor() as sink, FakeVendor() as strict:
+        port = free_port()
+        daemon = Daemon(
+            config(port, sink.url, strict.url), tmp_path / "d", port=port,
+            extra_args=("--workers", "2"),
+        ).start(timeout=60)  # fmt: skip
+        stopped: int | None = None
+        try:
+            await wait_until(lambda: listening(daemon) == 2, timeout=30, what="both listen")
+            await wait_until(lambda: _complete(daemon.url), timeout=20, what="peers reachable")
+            assert daemon.process is not None
+            pids = child_pids(daemon.process.pid)
+            env = environ(pids[1])
+            directory = Path(env[PEERS_DIR])
+            assert peer_dir(directory) == (0o700, ["worker_0.sock", "worker_1.sock"])
+            socket = str(directory / "worker_1.sock")
+            token = env[PEER_TOKEN]
+            assert await on_socket(socket, "/peer/cards", {}) == 403
+            wrong = {"X-Crossdock-Peer": token[:-1] + ("x" if token[-1] != "x" else "y")}
+            assert await on_socket(socket, "/peer/cards", wrong) == 403
+            assert await on_socket(socket, "/peer/cards", {"X-Crossdock-Peer": token}) == 200
+
+            # process 1 stops answering: process 0's answers leave it out and say so
+            stopped = pids[1]
+            os.kill(stopped, signal.SIGSTOP)
+            partial: dict[str, Any] | None = None
+            for _ in range(40):
+                with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+                    async with asyncio.timeout(5):
+                        status, doc = await fresh("GET", daemon.url + "/console/api/destinations")
+                    if status == 200 and doc["process"] == 0:
+                        partial = doc
+                        break
+            assert partial is not None
+            assert partial["partial"] is True
+            assert partial["processes"] == [0]
+            assert {c["id"] for c in partial["destinations"]} == {"sink", "strict"}
+            os.kill(stopped, signal.SIGCONT)
+            stopped = None
+            assert daemon.stop() == 0
+            assert peer_dir(directory) is None  # removed at exit
+        finally:
+            if stopped is not None:
+                os.kill(stopped, signal.SIGCONT)
+            daemon.kill()
+
+
+def test_cards_merge_the_delivering_processes() -> None:
+    """NATS: every process delivers its share; SQLite: only process 0's card counts."""
+    from crossdock.web.console.api import merge_cards
+
+    def card(state: str, delivered: int, **extra: Any) -> dict[str, Any]:
+        return {"id": "sink", "state": state, "paused": False, "delivered": delivered,
+                "pending": 7, "dead_letters": 3, "lag_seconds": 1.5,
+                "throughput": [{"t": 10, "delivered": delivered, "failed": 1},
+                               {"t": 20, "delivered": 0, "failed": 0}],
+                "last_errors": [{"at": float(delivered), "status": 500}], **extra}  # fmt: skip
+
+    sqlite = merge_cards([card("running", 5), card("stopped", 0)])
+    assert sqlite["delivered"] == 5
+    assert sqlite["state"] == "running"
+    nats = merge_cards([card("running", 5), card("paused", 2, paused=True, pause_reason="x")])
+    assert nats["delivered"] == 7
+    assert nats["pending"] == 7  # the shared queue's numbers are not summed
+    assert nats["dead_letters"] == 3
+    assert nats["state"] == "paused"
+    assert nats["pause_reason"] == "x"
+    assert nats["throughput"] == [{"t": 10, "delivered": 7, "failed": 2},
+                                  {"t": 20, "delivered": 0, "failed": 0}]  # fmt: skip
+    assert [e["at"] for e in nats["last_errors"]] == [5.0, 2.0]
+
+
+def test_journey_rows_keep_the_most_informative_state() -> None:
+    from crossdock.web.console.api import better_row
+
+    unknown = {"destination": "d", "state": "unknown"}
+    queued = {"destination": "d", "state": "queued"}
+    retrying = {"destination": "d", "state": "retrying", "at": 5.0}
+    delivered = {"destination": "d", "state": "delivered", "at": 9.0}
+    assert better_row(unknown, queued) is queued
+    assert better_row(queued, unknown) is queued
+    assert better_row(queued, retrying) is retrying
+    assert better_row(delivered, retrying) is delivered
+    assert better_row(retrying, delivered) is delivered
+    later = {"destination": "d", "state": "retrying", "at": 8.0}
+    assert better_row(retrying, later) is later
