@@ -10,8 +10,9 @@ recent events a listener of the admin API's event tail.
 - ``/console/api/*``: the JSON API (:mod:`.api`), authorised by a signed session cookie
   (:mod:`.auth`) or ``Authorization: Bearer <admin token>``.
 
-Everything is per process (ring, streams, journal, jobs); the cookie is stateless, so it works
-with ``crossdock run --workers N``.
+The cookie is stateless, so it works on every process of ``crossdock run --workers N``; the
+ring, streams, journals and jobs are each process's own, and under ``--workers`` the process a
+request reaches asks the others over their Unix sockets (:mod:`.peers`, :mod:`.internal`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,13 @@ import orjson
 from aiohttp import web
 
 from crossdock.web.admin import write_or_let_go
-from crossdock.web.console.stream import DISCONNECT_POLL, StreamSubscriber, gone, offer
+from crossdock.web.console.stream import (
+    DISCONNECT_POLL,
+    FLUSH_INTERVAL,
+    StreamSubscriber,
+    gone,
+    offer,
+)
 
 __all__ = ["DIR_ENV", "TOKEN_ENV", "Peers", "prepare_dir"]
 
@@ -39,8 +45,7 @@ DIR_ENV = "CROSSDOCK_PEERS_DIR"
 TOKEN_ENV = "CROSSDOCK_PEER_TOKEN"
 TOKEN_HEADER = "X-Crossdock-Peer"
 TIMEOUT = 2.0
-"""Seconds a peer has to answer a read (a probe waits longer: see :data:`PROBE_TIMEOUT`)."""
-PROBE_TIMEOUT = 20.0
+"""Seconds a peer has to answer a read (a probe waits longer: the caller says how long)."""
 STREAM_RETRY = 1.0
 """Seconds before a console stream asks a peer's stream again after it ended."""
 
@@ -213,7 +218,8 @@ class Peers:
 async def serve_ndjson(request: web.Request, hub: Any, source: str | None) -> web.StreamResponse:
     """A peer's side of a console stream: this process's accepted events as NDJSON lines
     (``{"source", "received_at", "event"}``; ``{"dropped": n}`` for what its buffer lost),
-    until the asking process hangs up or this one shuts down."""
+    until the asking process hangs up or this one shuts down. Bounded like a browser's stream:
+    the newest :data:`~.stream.MAX_BUFFER` events, at most one write a second under load."""
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     subscriber = hub.subscribe(source)
     try:
@@ -235,6 +241,9 @@ async def serve_ndjson(request: web.Request, hub: Any, source: str | None) -> we
                 lines.append(orjson.dumps({"dropped": dropped}))
             if lines:
                 await write_or_let_go(request, response, b"\n".join(lines) + b"\n")
+                # as a browser's stream: at most one write a second under load
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(hub.closing.wait(), FLUSH_INTERVAL)
             else:
                 await write_or_let_go(request, response, b"\n")  # notices a gone reader
     except ConnectionResetError:
