@@ -200,16 +200,25 @@ class Peers:
                 ) as response:
                     if response.status != 200:
                         raise aiohttp.ClientError(f"peer stream: {response.status}")
-                    async for line in response.content:
-                        if not line.strip():
-                            continue
-                        doc = orjson.loads(line)
-                        if "dropped" in doc:
-                            subscriber.dropped += int(doc["dropped"])
+                    pending = b""
+                    # chunks, not readline: an event may be longer than aiohttp's line limit
+                    async for chunk in response.content.iter_any():
+                        *lines, pending = (pending + chunk).split(b"\n")
+                        rows = []
+                        lost = 0
+                        for line in lines:
+                            if not line.strip():
+                                continue  # the peer's keep-alive
+                            doc = orjson.loads(line)
+                            if "dropped" in doc:
+                                lost += int(doc["dropped"])
+                                continue
+                            rows.append((doc["source"], doc["received_at"], doc["event"]))
+                        subscriber.dropped += lost
+                        if rows:
+                            offer(subscriber, rows)
+                        elif lost:
                             subscriber.wake.set()
-                            continue
-                        row = (doc["source"], doc["received_at"], doc["event"])
-                        offer(subscriber, [row])
             except (aiohttp.ClientError, OSError, ValueError, KeyError):
                 pass
             await asyncio.sleep(STREAM_RETRY)
