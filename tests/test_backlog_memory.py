@@ -47,6 +47,31 @@ def test_backlog_keeps_rss_bounded_and_drains_every_event_once(tmp_path: Path) -
     assert result["events_received"] == EVENTS
 
 
+FULL_WINDOW_IDS = 5_000_000
+FULL_WINDOW_EVENTS = 100_000
+
+
+@pytest.mark.slow
+def test_backlog_on_a_full_dedupe_window_keeps_rss_bounded(tmp_path: Path) -> None:
+    """The steady state of a day's traffic: the default window's 5 M ids are in the log (and
+    the in-memory index) before the backlog starts. The index (36-45 MiB), the heap left by
+    rebuilding it and the ingest working set must all fit under the bound."""
+    from dedupe_fill import fill
+
+    prefilled = tmp_path / "full.db"
+    fill(prefilled, FULL_WINDOW_IDS)
+    result = backlog.measure_backlog(
+        tmp_path, FULL_WINDOW_EVENTS, connections=32, interval=0.5, drain_timeout=90,
+        prefilled=prefilled,
+    )  # fmt: skip
+    rss = result["rss"]
+    print("full-window backlog:", orjson.dumps(rss).decode(), "hwm", result["vm_hwm_mib"])
+    assert rss["max_mib"] < backlog.RSS_BOUND_MIB, rss
+    assert result["vm_hwm_mib"] < backlog.RSS_BOUND_MIB, result["vm_hwm_mib"]
+    assert result["delivered_unique"] == FULL_WINDOW_EVENTS
+    assert result["duplicates"] == 0
+
+
 CONFIG = """
 [[sources]]
 id = "hook"

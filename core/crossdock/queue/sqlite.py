@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import sqlite3
 import threading
@@ -78,6 +79,8 @@ _INSERT_CHUNK = 1024
 """Most rows per multi-row ``INSERT`` (well under SQLite's bound-parameter limit); a power of
 two, like every smaller chunk."""
 
+_TRIM_INTERVAL = 10.0
+"""Seconds between two ``malloc_trim`` calls of the writer thread (each takes ~1 ms)."""
 _GC_INTERVAL = 2.0
 _GC_CHUNK = 50_000
 _PRUNE_CHUNK = 10_000
@@ -155,6 +158,7 @@ class SqliteQueue:
         self._last_prune = float("-inf")
         self._dedupe: DedupeIndex | None = None  # the writer thread's, built at open
         self._last_gc = float("-inf")
+        self._last_trim = time.monotonic()
 
     # -----------------------------------------------------------------------------------------
     # Lifecycle
@@ -319,8 +323,19 @@ class SqliteQueue:
                 loop.call_soon_threadsafe(self._appended, batch, _as_queue_error(exc, self.path))
             else:
                 loop.call_soon_threadsafe(self._appended, batch, None)
+            self._trim_now_and_then()
             if self._writes_waiting:
                 return
+
+    def _trim_now_and_then(self) -> None:
+        """Writer thread: at most every :data:`_TRIM_INTERVAL` seconds, give the C heap's free
+        pages back. Event rows over 512 bytes live in glibc's per-thread arenas between the
+        request and the commit; without this the freed space stayed in the process (a full
+        window's daemon grew from 93 to 150 MiB over a 1 M-event backlog, bench/backlog.py)."""
+        now = time.monotonic()
+        if now - self._last_trim >= _TRIM_INTERVAL:
+            self._last_trim = now
+            release_free_memory()
 
     def _appended(self, batch: list[_AppendRequest], error: QueueError | None) -> None:
         """Loop side of ``_drain``: answer the group's requests."""
@@ -671,6 +686,7 @@ class SqliteQueue:
             if deleted < _GC_CHUNK:
                 break
         _shrink(conn)
+        self._trim_now_and_then()
         return total
 
     # -----------------------------------------------------------------------------------------
@@ -821,7 +837,8 @@ class SqliteQueue:
             ensure_schema(conn, str(self.path))
             last = _last_seq(conn)
             index = DedupeIndex(self.dedupe_max)
-            self._catch_up(conn, index)
+            if self._catch_up(conn, index):
+                release_free_memory()
         except BaseException:
             conn.close()
             raise
@@ -927,6 +944,24 @@ class SqliteQueue:
             return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
         except Exception as exc:
             raise _as_queue_error(exc, self.path) from exc
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``; nothing
+    elsewhere). Rebuilding the index of a full window reads 5 M ids through temporary objects;
+    freed, they stayed in the process's heap (29 MiB of RSS measured after opening a full
+    window), against the daemon's 150 MiB bound under a backlog."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return None
 
 
 def _shrink(conn: sqlite3.Connection) -> int:
