@@ -444,3 +444,47 @@ def test_journey_rows_keep_the_most_informative_state() -> None:
     assert better_row(retrying, delivered) is delivered
     later = {"destination": "d", "state": "retrying", "at": 8.0}
     assert better_row(retrying, later) is later
+
+
+def peer_connections(daemon: Daemon) -> int:
+    """Sockets bound to the peer sockets' paths (the listening ones and every accepted one)."""
+    assert daemon.process is not None
+    directory = environ(child_pids(daemon.process.pid)[1])[PEERS_DIR]
+    table = Path("/proc/net/unix").read_text().splitlines()
+    return sum(1 for line in table if line.endswith(".sock") and directory in line)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the processes from /proc")
+async def test_a_closed_browser_stream_releases_its_peer_connections(tmp_path: Path) -> None:
+    async with FakeVendor() as sink, FakeVendor() as strict:
+        port = free_port()
+        daemon = Daemon(
+            config(port, sink.url, strict.url), tmp_path / "d", port=port,
+            extra_args=("--workers", "2"),
+        ).start(timeout=60)  # fmt: skip
+        streams: list[asyncio.Task[None]] = []
+        try:
+            await wait_until(lambda: listening(daemon) == 2, timeout=30, what="both listen")
+            await wait_until(lambda: _complete(daemon.url), timeout=20, what="peers reachable")
+            before = peer_connections(daemon)
+            for _ in range(5):
+                opened = asyncio.Event()
+                streams.append(asyncio.create_task(read_stream(daemon.url, set(), opened)))
+                await asyncio.wait_for(opened.wait(), 10)
+            # each browser stream holds one connection to the other process (idle pooled ones,
+            # counted in ``before``, may be among them): two listening sockets, five followers
+            await wait_until(
+                lambda: peer_connections(daemon) >= 2 + 5, timeout=10, what="peers followed"
+            )
+            for task in streams:
+                task.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
+            await wait_until(
+                lambda: peer_connections(daemon) <= before, timeout=10, what="peers released"
+            )
+        finally:
+            for task in streams:
+                task.cancel()
+            daemon.stop()
+            daemon.kill()
