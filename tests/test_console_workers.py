@@ -258,6 +258,17 @@ async def run_console(tmp_path: Path, queue: str = SQLITE) -> None:
                 return doc
 
             assert await everywhere(paused) == {0, 1}
+
+            async def probe() -> dict[str, Any]:
+                url = daemon.url + "/console/api/destinations/sink/probe"
+                status, doc = await fresh("POST", url, {})
+                assert status == 200
+                # the delivering processes answer it, not "this process does not deliver"
+                assert doc["ok"] is True, doc
+                assert "does not deliver" not in doc["message"]
+                return doc
+
+            assert await everywhere(probe, rounds=6) == {0, 1}
             status, card = await fresh(
                 "POST", daemon.url + "/console/api/destinations/sink/resume", {}
             )
