@@ -14,6 +14,7 @@ events the stream delivered and the ``dropped`` counts it reported are included:
 rate a stream is bounded, not complete.
 
     .venv/bin/python bench/console_cost.py [--seconds 10] [--pairs 3] [--connections 32]
+        [--workers N]  (N processes: the stream, on one of them, follows the others)
 """
 
 from __future__ import annotations
@@ -46,11 +47,16 @@ TARGET = 0.95
 
 
 def _cpu_seconds(daemon: Daemon) -> float:
-    """User + system CPU time of the daemon process so far."""
+    """User + system CPU time of the daemon process so far (and of its ``--workers``
+    processes)."""
     assert daemon.process is not None
-    fields = Path(f"/proc/{daemon.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    pid = daemon.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    ticks = 0
+    for each in (pid, *map(int, children)):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _stream_reader(port: int, out: Path) -> subprocess.Popen[bytes]:
@@ -93,7 +99,10 @@ def measure_ingest(args: argparse.Namespace, tmp: Path) -> dict:
     with_stream: list[dict] = []
     streams: list[dict] = []
     with reference_server("sink") as sink_port:
-        daemon = Daemon(SOURCE + sink_destination(sink_port), tmp / "daemon").start(timeout=60)
+        workers = ("--workers", str(args.workers)) if args.workers > 1 else ()
+        daemon = Daemon(
+            SOURCE + sink_destination(sink_port), tmp / "daemon", extra_args=workers
+        ).start(timeout=60)
         try:
             wrk(daemon, 2)  # warm-up
             for i in range(args.pairs):
@@ -215,6 +224,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per wrk segment")
     parser.add_argument("--pairs", type=int, default=3, help="without/with segment pairs")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="crossdock run --workers N")
     parser.add_argument("--hot-paths-only", action="store_true")
     args = parser.parse_args()
     results: dict = {"benchmark": "console_cost", "load": os.getloadavg()}
