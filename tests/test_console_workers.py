@@ -255,6 +255,8 @@ async def run_console(tmp_path: Path, queue: str = SQLITE) -> None:
                 by_id = {c["id"]: c for c in doc["destinations"]}
                 assert by_id["sink"]["state"] == "paused", by_id["sink"]
                 assert by_id["sink"]["pause_reason"] == "paused by operator"
+                # NATS: every delivering process has it (merged cards say so only then)
+                assert by_id["sink"]["paused_by_operator"] is True
                 return doc
 
             assert await everywhere(paused) == {0, 1}
@@ -436,6 +438,10 @@ def test_cards_merge_the_delivering_processes() -> None:
     assert nats["dead_letters"] == 3
     assert nats["state"] == "paused"
     assert nats["pause_reason"] == "x"
+    assert nats["paused_by_operator"] is False  # one process only
+    both = merge_cards([card("paused", 1, paused_by_operator=True),
+                        card("paused", 1, paused_by_operator=True)])  # fmt: skip
+    assert both["paused_by_operator"] is True
     assert nats["throughput"] == [{"t": 10, "delivered": 7, "failed": 2},
                                   {"t": 20, "delivered": 0, "failed": 0}]  # fmt: skip
     assert [e["at"] for e in nats["last_errors"]] == [5.0, 2.0]

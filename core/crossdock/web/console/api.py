@@ -381,7 +381,8 @@ _SHARED = frozenset({"pending", "retrying", "dead_letters", "lag_seconds"})
 def merge_cards(cards: list[dict[str, Any]]) -> dict[str, Any]:
     """One destination's card from several processes' cards: those of the processes that
     deliver it (SQLite: process 0; NATS: every process) with their counts and throughput
-    summed, last errors merged newest first, paused if any is paused."""
+    summed, last errors merged newest first, paused if any is paused (``paused_by_operator``
+    only if every one is)."""
     delivering = [c for c in cards if c["state"] != "stopped"] or cards[:1]
     if len(delivering) == 1:
         return delivering[0]
@@ -400,8 +401,11 @@ def merge_cards(cards: list[dict[str, Any]]) -> dict[str, Any]:
     errors = [e for c in delivering for e in c.get("last_errors") or []]
     errors.sort(key=lambda e: e.get("at") or 0, reverse=True)
     merged["last_errors"] = errors[:5]
-    for flag in ("paused", "paused_by_operator", "credentials_rejected", "down"):
+    for flag in ("paused", "credentials_rejected", "down"):
         merged[flag] = any(c.get(flag) for c in delivering)
+    # the operator's pause holds only where every delivering process has it (a process
+    # restarted since does not): the page then shows "paused" and pausing again mends it
+    merged["paused_by_operator"] = all(c.get("paused_by_operator") for c in delivering)
     paused = [c for c in delivering if c.get("paused")]
     if paused:
         merged["state"] = "paused"
