@@ -407,7 +407,8 @@ async def test_one_sign_in_works_on_every_process_of_workers_n(tmp_path: Path) -
                         assert r.status == 200
         # both processes answered, both accepted the one cookie, and both listed the event
         assert answered == {0, 1}
-        assert seen and all(seen)
+        assert seen
+        assert all(seen)
     finally:
         daemon.stop()
         daemon.kill()
