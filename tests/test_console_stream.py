@@ -26,7 +26,7 @@ from crossdock.testing.helpers import basic_auth, post_json, wait_until
 from crossdock.web import keys
 from crossdock.web.app import make_app
 from crossdock.web.console import stream as stream_module
-from crossdock.web.console.stream import ConsoleHub
+from crossdock.web.console.stream import ConsoleHub, sse_chunk
 
 WRITE_KEY = "wk-console-stream-0123456789"
 AUTH = basic_auth(WRITE_KEY)
@@ -184,12 +184,18 @@ def test_the_ring_keeps_bytes_when_no_stream_wants_events_and_decodes_on_demand(
     assert found[2] == {"messageId": tricky}
     assert hub.find("m-1") == ("web", hub.ring[1][1], {"messageId": "m-1", "n": 1})
     assert hub.find("m-9") is None
+    # An open stream takes the bytes too (never parsed batches held across a commit) and
+    # decodes only what it writes.
     subscriber = hub.subscribe("app")
-    assert hub.wants_events("app")
-    assert not hub.wants_events("web")
-    hub.unsubscribe(subscriber)
-    hub.subscribe(None)
-    assert hub.wants_events("web")
+    assert not hub.wants_events("app")
+    hub.accept_encoded("web", [("m-w", b'{"messageId":"m-w"}')])
+    hub.accept_encoded("app", [("m-a", b'{"messageId":"m-a","k":"s3cr3t-value"}')])
+    assert [row[2] for row in subscriber.buffer] == [b'{"messageId":"m-a","k":"s3cr3t-value"}']
+    chunk = sse_chunk(list(subscriber.buffer), ["s3cr3t-value"])
+    assert chunk.startswith(b"event: accepted\ndata: ")
+    data = orjson.loads(chunk.split(b"data: ", 1)[1].split(b"\n", 1)[0])
+    assert data["source"] == "app"
+    assert data["event"] == {"messageId": "m-a", "k": "***"}
 
 
 async def test_a_slow_reader_loses_the_excess_and_is_told(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from crossdock.web.console.stream import (
     StreamSubscriber,
     gone,
     offer,
+    parsed,
 )
 
 __all__ = ["DIR_ENV", "TOKEN_ENV", "Peers", "prepare_dir"]
@@ -244,7 +245,8 @@ async def serve_ndjson(request: web.Request, hub: Any, source: str | None) -> we
             subscriber.buffer.clear()
             dropped, subscriber.dropped = subscriber.dropped, 0
             lines = [
-                orjson.dumps({"source": s, "received_at": at, "event": e}) for s, at, e in rows
+                orjson.dumps({"source": s, "received_at": at, "event": e})
+                for s, at, e in map(parsed, rows)
             ]
             if dropped:
                 lines.append(orjson.dumps({"dropped": dropped}))

@@ -51,7 +51,8 @@ class StreamSubscriber:
 
     def __init__(self, source: str | None, max_buffer: int = MAX_BUFFER) -> None:
         self.source = source
-        self.buffer: deque[tuple[str, float, dict[str, Any]]] = deque(maxlen=max_buffer)
+        # events as dicts, or as the stored bytes (decoded when written)
+        self.buffer: deque[tuple[str, float, dict[str, Any] | bytes]] = deque(maxlen=max_buffer)
         self.dropped = 0
         self.wake = asyncio.Event()
 
@@ -98,17 +99,29 @@ class ConsoleHub:
             subscriber.wake.set()
 
     def wants_events(self, source_id: str) -> bool:
-        """Whether an open stream takes ``source_id``'s events (then they come parsed)."""
-        for subscriber in self.subscribers:
-            if subscriber.source is None or subscriber.source == source_id:
-                return True
+        """Never: the ring and the streams keep the stored bytes (:meth:`accept_encoded`) and
+        decode only what they show, at most :data:`MAX_BUFFER` events a second per stream.
+        Asking for parsed events would keep every request's batch alive across its commit,
+        which the garbage collector then scans again and again (+20 % daemon CPU per event
+        with a stream open, ``bench/console_cost.py``)."""
         return False
 
     def accept_encoded(self, source_id: str, rows: list[tuple[str | None, bytes]]) -> None:
-        """Ingest listener when no stream wants parsed events: remember the stored bytes."""
+        """Ingest listener: remember the stored bytes and hand them to the open streams."""
         now = time.time()
         keep = rows if len(rows) <= RING_SIZE else rows[-RING_SIZE:]
         self.ring.extend([(source_id, now, raw) for _, raw in keep])
+        for subscriber in self.subscribers:
+            if subscriber.source is not None and subscriber.source != source_id:
+                continue
+            buffer = subscriber.buffer
+            size = buffer.maxlen or 0
+            over = len(buffer) + len(rows) - size
+            if over > 0:
+                subscriber.dropped += over  # the oldest go: the deque pushes them out
+            newest = rows if len(rows) <= size else rows[-size:]
+            buffer.extend([(source_id, now, raw) for _, raw in newest])
+            subscriber.wake.set()
 
     def subscribe(self, source: str | None) -> StreamSubscriber:
         """A new stream's subscriber (``source``: only that source's events)."""
@@ -134,7 +147,7 @@ class ConsoleHub:
         rows = []
         for row in reversed(self.ring):
             if source is None or row[0] == source:
-                rows.append(_parsed(row))
+                rows.append(parsed(row))
                 if len(rows) >= limit:
                     break
         return rows
@@ -147,19 +160,20 @@ class ConsoleHub:
             if isinstance(event, bytes):
                 if needle not in event:  # cheap test before decoding
                     continue
-                row = _parsed(row)
+                row = parsed(row)
                 event = row[2]
             if event.get("messageId") == message_id:
                 return row  # type: ignore[return-value]
         return None
 
 
-def _parsed(row: tuple[str, float, dict[str, Any] | bytes]) -> tuple[str, float, dict[str, Any]]:
+def parsed(row: tuple[str, float, dict[str, Any] | bytes]) -> tuple[str, float, dict[str, Any]]:
+    """``row`` with its event decoded when it is the stored bytes."""
     source_id, at, event = row
     return (source_id, at, orjson.loads(event) if isinstance(event, bytes) else event)
 
 
-def _received_at(row: tuple[str, float, dict[str, Any]]) -> float:
+def _received_at(row: tuple[str, float, dict[str, Any] | bytes]) -> float:
     return row[1]
 
 
@@ -176,11 +190,13 @@ def masked_json(value: Any, secrets: Iterable[Any]) -> bytes:
     return text.encode()
 
 
-def sse_chunk(rows: list[tuple[str, float, dict[str, Any]]], secrets: Iterable[Any]) -> bytes:
+def sse_chunk(
+    rows: list[tuple[str, float, dict[str, Any] | bytes]], secrets: Iterable[Any]
+) -> bytes:
     """``event: accepted`` messages for ``rows`` (one JSON line each), secrets masked."""
     dumps = orjson.dumps
     text = b"".join(
-        b"event: accepted\ndata: " + dumps(record(row)) + b"\n\n" for row in rows
+        b"event: accepted\ndata: " + dumps(record(parsed(row))) + b"\n\n" for row in rows
     ).decode()
     return mask(text, secrets).encode()
 
