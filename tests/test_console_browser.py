@@ -531,6 +531,39 @@ async def test_console_off_without_an_admin_token(chromium: str, tmp_path: Path)
         process.stop()
 
 
+async def test_console_says_when_a_worker_process_did_not_answer(
+    chromium: str, daemon: Daemon
+) -> None:
+    """Under ``--workers N`` a merged answer says ``partial`` when a process did not answer in
+    time (tests/test_console_workers.py makes a real one with SIGSTOP); the page then says its
+    figures may be incomplete, and stops saying so once every process answers again. The
+    answer is the daemon's own, with the flag set on its way to the page."""
+    from playwright.async_api import async_playwright, expect
+
+    partial = {"on": True}
+
+    async def merged(route: Any) -> None:
+        response = await route.fetch()
+        data = await response.json()
+        data.update(partial=partial["on"], processes=[0] if partial["on"] else [0, 1])
+        await route.fulfill(response=response, json=data)
+
+    recorder = Recorder()
+    async with async_playwright() as playwright:
+        browser = await _launch(playwright, chromium)
+        page = await _new_page(browser, recorder, viewport=DESKTOP)
+        await page.route("**/console/api/destinations", merged)
+        await _sign_in(page, daemon.url, daemon.admin_token)
+        await page.goto(f"{daemon.url}/console#/destinations")
+        note = page.locator("#partial-note")
+        await expect(note).to_be_visible()
+        await expect(note).to_contain_text("Only one worker process answered in time")
+        partial["on"] = False
+        await expect(note).to_be_hidden(timeout=15_000)  # the cards refresh every 5 s
+        await browser.close()
+    assert recorder.problems == []
+
+
 STATIC = REPO / "core" / "crossdock" / "web" / "console" / "static"
 _HTML_SINKS = re.compile(r"\b(innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval)\b")
 _IMPORT = re.compile(r"""^import\s.*?from\s+["'](\.[^"']+)["'];""", re.MULTILINE | re.DOTALL)

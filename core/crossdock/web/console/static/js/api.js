@@ -19,6 +19,14 @@ export class ApiError extends Error {
   }
 }
 
+const partialListeners = new Set();
+
+/** Call fn(partial, processes) with every answer merged across `crossdock run --workers N`
+ * processes: partial is true when one of them did not answer in time. */
+export function onPartial(fn) {
+  partialListeners.add(fn);
+}
+
 /** Call fn() whenever a request is answered 401 (session expired or token changed). */
 export function onUnauthorized(fn) {
   unauthorizedListeners.add(fn);
@@ -55,6 +63,9 @@ export async function request(method, path, body, { signal } = {}) {
   }
   if (!response.ok) {
     throw new ApiError(response.status, data, response.headers.get("Retry-After"));
+  }
+  if (data && typeof data === "object" && "partial" in data) {
+    for (const fn of partialListeners) fn(data.partial === true, data.processes || []);
   }
   return data;
 }

@@ -278,9 +278,10 @@ export function render(container, route) {
         try {
           job = await get(`/jobs/${encodeURIComponent(started.job)}`);
         } catch (error) {
-          // With --workers N this poll may reach another process, which does not know the job.
+          // The job finished more than 10 minutes ago and was forgotten, or its process was
+          // restarted (with --workers N any process answers for the one running the job).
           if (error.status !== 404) throw error;
-          label.textContent = `${verb} of ${num(started.total)} started; another worker process holds its progress. Refresh the list in a moment.`;
+          label.textContent = `${verb} of ${num(started.total)} started; its progress is no longer known (the process running it restarted?). Refresh the list in a moment.`;
           bar.removeAttribute("value");
           clearSelection();
           load();

@@ -1,6 +1,14 @@
 // The console's entry point: session handling, the hash router and the page shell.
 
-import { ApiError, currentSession, describeError, onUnauthorized, signIn, signOut } from "./api.js";
+import {
+  ApiError,
+  currentSession,
+  describeError,
+  onPartial,
+  onUnauthorized,
+  signIn,
+  signOut,
+} from "./api.js";
 import { h, replace } from "./dom.js";
 import * as destinations from "./destinations.js";
 import * as dlq from "./dlq.js";
@@ -179,6 +187,14 @@ stream.subscribe((kind, payload) => {
       else showSignIn("Your session ended. Sign in again.");
     });
   }
+});
+
+onPartial((partial, processes) => {
+  const note = document.getElementById("partial-note");
+  note.hidden = !partial;
+  note.textContent = partial
+    ? `Only ${processes.length === 1 ? "one worker process" : `${processes.length} worker processes`} answered in time (one is busy or restarting): what this page shows may be incomplete.`
+    : "";
 });
 
 onUnauthorized(() => {
