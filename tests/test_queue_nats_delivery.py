@@ -75,7 +75,10 @@ async def test_two_workers_share_a_destination_through_retries(nats_url: str) ->
                 await w.stop(5)
         received = [e["messageId"] for r in fake.requests for e in r.json()]
         assert set(received) >= {f"m{i}" for i in range(2000)}
-        assert all(w.status()["delivered"] > 0 for w in workers)  # both took part
+        # Both took part: each delivered, or met the vendor's 500/503 and retried. (The one
+        # that met them pauses as "down" for a second or two, and under load the other may
+        # deliver everything meanwhile, so "both delivered" is not a given.)
+        assert all(w.status()["delivered"] + w.status()["retried"] > 0 for w in workers)
         stats = await one.stats("hook")
         assert (stats.pending, stats.retrying, stats.dead) == (0, 0, 0)
     finally:
