@@ -57,13 +57,18 @@ class StreamSubscriber:
         self.wake = asyncio.Event()
 
 
-def offer(subscriber: StreamSubscriber, rows: list[tuple[str, float, dict[str, Any]]]) -> None:
-    """Add ``rows`` (another process's events) to ``subscriber``'s bounded buffer."""
+def offer(
+    subscriber: StreamSubscriber,
+    rows: list[tuple[str, float, dict[str, Any] | bytes]],
+    total: int | None = None,
+) -> None:
+    """Add ``rows`` to ``subscriber``'s bounded buffer; what it pushes out is counted as
+    dropped. ``total``: how many events ``rows`` are the newest of (default: all of them)."""
     buffer = subscriber.buffer
     size = buffer.maxlen or 0
-    over = len(buffer) + len(rows) - size
+    over = len(buffer) + (len(rows) if total is None else total) - size
     if over > 0:
-        subscriber.dropped += over
+        subscriber.dropped += over  # the oldest go: the deque pushes them out
     buffer.extend(rows if len(rows) <= size else rows[-size:])
     subscriber.wake.set()
 
@@ -81,22 +86,9 @@ class ConsoleHub:
         self.closing = asyncio.Event()
 
     def __call__(self, source_id: str, events: list[dict[str, Any]]) -> None:
-        """Ingest listener: remember ``events`` and hand them to the open streams."""
-        now = time.time()
-        ring = self.ring
-        keep = events if len(events) <= RING_SIZE else events[-RING_SIZE:]
-        ring.extend([(source_id, now, event) for event in keep])
-        for subscriber in self.subscribers:
-            if subscriber.source is not None and subscriber.source != source_id:
-                continue
-            buffer = subscriber.buffer
-            size = buffer.maxlen or 0
-            over = len(buffer) + len(events) - size
-            if over > 0:
-                subscriber.dropped += over  # the oldest go: the deque pushes them out
-            newest = events if len(events) <= size else events[-size:]
-            buffer.extend([(source_id, now, event) for event in newest])
-            subscriber.wake.set()
+        """Ingest listener (parsed events, when another listener wanted them): remember them
+        and hand them to the open streams."""
+        self._remember(source_id, events[-RING_SIZE:], len(events))
 
     def wants_events(self, source_id: str) -> bool:
         """Never: the ring and the streams keep the stored bytes (:meth:`accept_encoded`) and
@@ -108,20 +100,18 @@ class ConsoleHub:
 
     def accept_encoded(self, source_id: str, rows: list[tuple[str | None, bytes]]) -> None:
         """Ingest listener: remember the stored bytes and hand them to the open streams."""
+        self._remember(source_id, [raw for _, raw in rows[-RING_SIZE:]], len(rows))
+
+    def _remember(
+        self, source_id: str, newest: list[dict[str, Any]] | list[bytes], total: int
+    ) -> None:
+        """The ``newest`` of ``total`` events of ``source_id`` into the ring and the streams."""
         now = time.time()
-        keep = rows if len(rows) <= RING_SIZE else rows[-RING_SIZE:]
-        self.ring.extend([(source_id, now, raw) for _, raw in keep])
+        rows = [(source_id, now, event) for event in newest]
+        self.ring.extend(rows)
         for subscriber in self.subscribers:
-            if subscriber.source is not None and subscriber.source != source_id:
-                continue
-            buffer = subscriber.buffer
-            size = buffer.maxlen or 0
-            over = len(buffer) + len(rows) - size
-            if over > 0:
-                subscriber.dropped += over  # the oldest go: the deque pushes them out
-            newest = rows if len(rows) <= size else rows[-size:]
-            buffer.extend([(source_id, now, raw) for _, raw in newest])
-            subscriber.wake.set()
+            if subscriber.source is None or subscriber.source == source_id:
+                offer(subscriber, rows, total)
 
     def subscribe(self, source: str | None) -> StreamSubscriber:
         """A new stream's subscriber (``source``: only that source's events)."""
