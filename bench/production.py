@@ -94,7 +94,10 @@ class Bench:
         if full:
             shutil.copyfile(self.full_db, workdir / "queue.db")
         extra = ("--workers", str(workers)) if workers > 1 else ()
-        return Daemon(config, workdir, extra_args=extra).start(timeout=60)
+        daemon = Daemon(config, workdir, extra_args=extra).start(timeout=60)
+        if workers > 1:
+            daemon.wait_processes_serving(workers)
+        return daemon
 
 
 def _segments(bench: Bench, port: int) -> list[dict]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from crossdock.queue import sqlite as sqlite_module
 from crossdock.queue._sqlite_writelock import WriteLock
 from crossdock.queue.sqlite import SqliteQueue
 
@@ -64,3 +65,38 @@ async def test_two_queues_on_one_file_take_turns_and_keep_every_event(tmp_path: 
     finally:
         await one.close()
         await two.close()
+
+
+async def test_indexing_at_open_does_not_hold_the_turn_from_the_other_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process (re)starting under ``--workers`` indexes the whole dedupe window (seconds at
+    5 M ids); the others go on storing meanwhile, and what they stored is known to it after."""
+    path = tmp_path / "q.db"
+    running = SqliteQueue(path)
+    await running.open(["d"])
+    starting = SqliteQueue(path)
+    try:
+        await running.append([{"messageId": f"m-{i}"} for i in range(500)])
+        indexing, release = threading.Event(), threading.Event()
+
+        class IndexBlockedWhileBuilding(sqlite_module.DedupeIndex):
+            def add_rows(self, rowids: list[int], mids: list[str]) -> None:
+                indexing.set()
+                assert release.wait(30)
+                super().add_rows(rowids, mids)
+
+        monkeypatch.setattr(sqlite_module, "DedupeIndex", IndexBlockedWhileBuilding)
+        opening = asyncio.create_task(starting.open(["d"]))
+        assert await asyncio.to_thread(indexing.wait, 10)
+        # Before: the rebuild held the write turn and this append waited for all of it.
+        stored = await asyncio.wait_for(running.append([{"messageId": "while-indexing"}]), 10)
+        assert stored.stored == 1
+        release.set()
+        await opening
+        again = await starting.append([{"messageId": "while-indexing"}, {"messageId": "m-7"}])
+        assert (again.stored, again.duplicates) == (0, 2)
+    finally:
+        release.set()
+        await starting.close()
+        await running.close()

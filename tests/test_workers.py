@@ -72,10 +72,6 @@ async def load(url: str, prefix: str, requests: int) -> set[str]:
     return acked
 
 
-def listening(daemon) -> list[dict]:
-    return [r for r in daemon.log_records() if r.get("message", "").startswith("======== Running")]
-
-
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -111,7 +107,7 @@ async def run_two_workers(crossdock_daemon, queue: str) -> None:
     async with FakeVendor() as sink:
         daemon = crossdock_daemon(config(sink.url + "/in", queue), extra_args=("--workers", "2"))
         # /health answers once the first process listens; wait for the second one too.
-        await wait_until(lambda: len(listening(daemon)) == 2, timeout=20)
+        await asyncio.to_thread(daemon.wait_processes_serving, 2, 20)
         acked = await load(daemon.url, "w", 60)
         assert len(acked) == 60 * 20
         await wait_until(lambda: acked <= set(delivered_ids(sink)), timeout=30,
@@ -180,7 +176,7 @@ def child_pids(pid: int) -> dict[int, int]:
 async def test_a_killed_worker_process_is_restarted_and_nothing_is_lost(crossdock_daemon) -> None:
     async with FakeVendor() as sink:
         daemon = crossdock_daemon(config(sink.url + "/in"), extra_args=("--workers", "2"))
-        await wait_until(lambda: len(listening(daemon)) == 2, timeout=20)
+        await asyncio.to_thread(daemon.wait_processes_serving, 2, 20)
         acked = await load(daemon.url, "a", 20)
         assert daemon.process is not None
         before = child_pids(daemon.process.pid)

@@ -179,6 +179,10 @@ class SqliteQueue:
                 )
                 try:
                     self._last_seq = await self._write(self._open_storage)
+                    # Reads only, so outside the write turn: under ``--workers`` the other
+                    # processes go on storing while this one indexes a full window (seconds);
+                    # rows they add meanwhile are caught up by the first append, under the turn.
+                    await self._unlocked(self._build_index)
                 except BaseException:
                     await self._shutdown()
                     raise
@@ -836,15 +840,18 @@ class SqliteQueue:
         try:
             ensure_schema(conn, str(self.path))
             last = _last_seq(conn)
-            index = DedupeIndex(self.dedupe_max)
-            if self._catch_up(conn, index):
-                release_free_memory()
         except BaseException:
             conn.close()
             raise
         self._wconn = conn
-        self._dedupe = index
         return last
+
+    def _build_index(self) -> None:
+        """Writer thread, without the write turn: index the dedupe log as it is now."""
+        index = DedupeIndex(self.dedupe_max)
+        if self._catch_up(self._conn_w(), index):
+            release_free_memory()
+        self._dedupe = index
 
     def _register(self, destinations: list[str]) -> dict[str, tuple[int, set[int]]]:
         conn = self._conn_w()
@@ -926,6 +933,16 @@ class SqliteQueue:
             raise _as_queue_error(exc, self.path) from exc
         finally:
             self._writes_waiting -= 1
+
+    async def _unlocked(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the writer thread without taking the cross-process write turn (for
+        work that only reads, such as building the dedupe index at open)."""
+        if self._writer is None:
+            raise QueueError(f"sqlite queue {self.path}: not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        except Exception as exc:
+            raise _as_queue_error(exc, self.path) from exc
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         """Writer thread: run ``fn`` holding the cross-process write turn (``--workers``)."""

@@ -28,6 +28,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_SERVING = "======== Running on"  # what aiohttp logs once a process listens
+
+
 class Daemon:
     """A ``crossdock run`` subprocess built from a config body.
 
@@ -112,6 +115,20 @@ class Daemon:
             time.sleep(0.05)
         msg = f"crossdock did not become healthy in {timeout}s:\n{self.log()}"
         raise TimeoutError(msg)
+
+    def wait_processes_serving(self, count: int, timeout: float = 60.0) -> None:
+        """Under ``--workers N``: wait until ``count`` processes have opened the queue and
+        listen (``/health`` answers as soon as the first does; the others may still be
+        indexing the dedupe window). Reads the log, so it needs ``info`` logging."""
+        deadline = time.monotonic() + timeout
+        while sum(r.get("message", "").startswith(_SERVING) for r in self.log_records()) < count:
+            if self.process is not None and self.process.poll() is not None:
+                msg = f"crossdock exited with {self.process.returncode}:\n{self.log()}"
+                raise RuntimeError(msg)
+            if time.monotonic() > deadline:
+                msg = f"{count} processes did not all start in {timeout}s:\n{self.log()}"
+                raise TimeoutError(msg)
+            time.sleep(0.1)
 
     def log(self) -> str:
         """Everything the daemon printed so far."""
