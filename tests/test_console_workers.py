@@ -385,7 +385,10 @@ async def test_peer_sockets_are_private_token_checked_and_a_silent_process_is_sk
             pids = child_pids(daemon.process.pid)
             env = environ(pids[1])
             directory = Path(env[PEERS_DIR])
-            assert peer_dir(directory) == (0o700, ["worker_0.sock", "worker_1.sock"])
+            # Process 0 also serves the SQLite queue's writer there (queue._sqlite_shared).
+            sockets = ["queue_writer.sock", "worker_0.sock", "worker_1.sock"]
+            assert peer_dir(directory) == (0o700, sockets)
+            assert (directory / "queue_writer.sock").stat().st_mode & 0o777 == 0o600
             socket = str(directory / "worker_1.sock")
             token = env[PEER_TOKEN]
             assert await on_socket(socket, "/peer/cards", {}) == 403

@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import logging
 import sqlite3
 import threading
 import time
@@ -65,10 +66,13 @@ from crossdock.queue._sqlite_schema import (
     connect,
     ensure_schema,
 )
+from crossdock.queue._sqlite_shared import AppendClient, RemoteUnavailable
 from crossdock.queue._sqlite_writelock import WriteLock
 from crossdock.types import Event
 
 __all__ = ["SqliteQueue"]
+
+log = logging.getLogger("crossdock.queue")
 
 T = TypeVar("T")
 
@@ -81,6 +85,8 @@ two, like every smaller chunk."""
 
 _TRIM_INTERVAL = 10.0
 """Seconds between two ``malloc_trim`` calls of the writer thread (each takes ~1 ms)."""
+_INDEX_REFRESH = 1.0
+"""Seconds between two catch-ups of the dedupe index while another process stores the rows."""
 _GC_INTERVAL = 2.0
 _GC_CHUNK = 50_000
 _PRUNE_CHUNK = 10_000
@@ -159,6 +165,11 @@ class SqliteQueue:
         self._dedupe: DedupeIndex | None = None  # the writer thread's, built at open
         self._last_gc = float("-inf")
         self._last_trim = time.monotonic()
+        # ``--workers``: process 0's writer, which the other processes send their rows to.
+        self._shared: AppendClient | None = None
+        self._shared_lost = False
+        self._index_refresh: asyncio.Task[None] | None = None
+        self._index_refreshed = time.monotonic()
 
     # -----------------------------------------------------------------------------------------
     # Lifecycle
@@ -214,6 +225,8 @@ class SqliteQueue:
             self._state = "closed"
             return
         self._state = "closing"
+        if self._index_refresh is not None:
+            await asyncio.wait({self._index_refresh})
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
         with contextlib.suppress(QueueError):
@@ -284,6 +297,24 @@ class SqliteQueue:
         self._check_open()
         if not rows:
             return AppendResult(0, 0)
+        shared = self._shared
+        if shared is not None and shared.reachable:
+            try:
+                result = await shared.append(rows)
+            except RemoteUnavailable as exc:
+                if not self._shared_lost:
+                    self._shared_lost = True
+                    log.warning(
+                        "process 0's queue writer cannot be reached; storing here meanwhile",
+                        extra={"error": str(exc)},
+                    )
+            else:
+                if self._shared_lost:
+                    self._shared_lost = False
+                    log.info("storing through process 0's queue writer again")
+                self.appends += 1
+                self._refresh_index_now_and_then()
+                return result
         loop = asyncio.get_running_loop()
         request = _AppendRequest(rows, loop.create_future())
         self._pending.append(request)
@@ -291,6 +322,32 @@ class SqliteQueue:
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
         return await request.future
+
+    def send_appends_to(self, client: AppendClient | None) -> None:
+        """``--workers``: store appends through another process's writer (``client``), and
+        only while it cannot be reached here; ``None`` goes back to storing here."""
+        self._shared = client
+
+    def _refresh_index_now_and_then(self) -> None:
+        """While appends go to another process: every :data:`_INDEX_REFRESH` seconds index the
+        ids it stored (outside the write turn), so storing here when it cannot be reached
+        does not begin by indexing everything since this process started."""
+        now = time.monotonic()
+        if self._index_refresh is not None or now - self._index_refreshed < _INDEX_REFRESH:
+            return
+        self._index_refreshed = now
+        self._index_refresh = asyncio.get_running_loop().create_task(self._refresh_index())
+
+    async def _refresh_index(self) -> None:
+        try:
+            await self._unlocked(self._catch_up_index)
+        except QueueError as exc:
+            log.warning("dedupe index refresh failed", extra={"error": str(exc)})
+        finally:
+            self._index_refresh = None
+
+    def _catch_up_index(self) -> None:
+        self._catch_up(self._conn_w(), self._index())
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()

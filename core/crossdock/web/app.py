@@ -161,8 +161,8 @@ def delivers(config: Config, worker_index: int) -> bool:
     ``nats``: every process (the server hands each message to one consumer at a time).
     ``sqlite``: only process 0. Its delivery progress lives in the process (in-flight events,
     the durable position, garbage collection), so two delivering processes on one file would
-    hand out the same events twice; the others only ingest into the same file (WAL and a busy
-    timeout make concurrent writers safe) and their admin DLQ changes go through the file,
+    hand out the same events twice; the others only ingest (process 0 stores their events, see
+    :func:`share_sqlite_writer`) and their admin DLQ changes go through the file,
     where process 0 picks them up like changes made by ``crossdock dlq``.
     """
     return config.queue.backend == "nats" or worker_index == 0
@@ -171,6 +171,43 @@ def delivers(config: Config, worker_index: int) -> bool:
 SQLITE_SHARED_IDLE_POLL = 0.1
 """Idle poll of the delivering process when other processes append to the same SQLite file
 (their appends do not wake it)."""
+
+
+SHARED_WRITER_SOCKET = "queue_writer.sock"
+"""Process 0's SQLite writer socket, in the supervisor's private directory
+(:data:`crossdock.web.console.peers.DIR_ENV`)."""
+
+
+def share_sqlite_writer(app: web.Application, worker_index: int) -> bool:
+    """``crossdock run --workers N`` on ``sqlite``: process 0 stores the other processes' rows
+    in its own group commits (``crossdock.queue._sqlite_shared``); the others send them there.
+    Does nothing (returns False) outside a supervisor's run."""
+    import os
+
+    from crossdock.queue._sqlite_shared import AppendClient, AppendServer
+    from crossdock.web.console import peers
+
+    directory, token = os.environ.get(peers.DIR_ENV), os.environ.get(peers.TOKEN_ENV)
+    if not directory or not token:
+        return False
+    path = os.path.join(directory, SHARED_WRITER_SOCKET)
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        queue = app[keys.QUEUE]
+        if worker_index == 0:
+            server = AppendServer(path, token, queue.append_encoded)
+            await server.start()
+            yield
+            await server.stop()
+        else:
+            client = AppendClient(path, token)
+            queue.send_appends_to(client)
+            yield
+            queue.send_appends_to(None)
+            await client.close()
+
+    app.cleanup_ctx.append(context)
+    return True
 
 
 def run_app(
@@ -200,6 +237,8 @@ def run_app(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     app = make_app(config, registry, deliver=deliver, idle_poll=idle_poll)
     install_sighup(app)
+    if workers > 1 and config.queue.backend == "sqlite":
+        share_sqlite_writer(app, worker_index)
     if workers > 1:
         # POST /admin/reload reaches one process: the supervisor signals them all.
         app[keys.RELOADER].forward = signal_parent
