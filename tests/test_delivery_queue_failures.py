@@ -129,7 +129,7 @@ async def test_a_failed_settle_is_retried_until_it_succeeds(tmp_path: Path) -> N
     await worker.start()
     try:
         # Delivered, but its settle fails (more than 3 times: the old limit).
-        await until(lambda: len(deliverer.sent) == 50, "first batch delivered")
+        await until(lambda: len(deliverer.sent) >= 50, "first batch delivered")
         retries = ("d", "settle")
         await until(
             lambda: metrics.get("crossdock_queue_write_retries_total", retries) >= 5,
@@ -138,8 +138,9 @@ async def test_a_failed_settle_is_retried_until_it_succeeds(tmp_path: Path) -> N
         assert worker.writes_failing
         assert worker.status()["writes_failing"] is True
         assert await ready_status(queue, worker) == 503
-        # Every slot waits on the settle: nothing more is sent meanwhile.
-        assert len(deliverer.sent) == 50
+        # A batch frees its request slot once the vendor answered, but at most 2 x concurrency
+        # batches may wait on their settles: nothing more is sent meanwhile.
+        assert len(deliverer.sent) == 100
         await unwritable(queue, False)
         await until(lambda: len(deliverer.sent) == 500, "everything delivered")
         await until(lambda: not worker.writes_failing, "writes recovered")

@@ -531,3 +531,66 @@ async def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) 
             assert len(await queue.fetch("a", 10, 0.0)) == 4
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT count(*) FROM events").fetchone() == (4,)
+
+
+async def test_concurrent_settles_of_a_destination_share_commits(
+    make, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    q = await make()
+    await q.append([ev(f"m{i}") for i in range(100)])
+    batches = [await q.fetch("a", 10, NOW) for _ in range(10)]
+    writes: list[int] = []
+    original = q._write_settle
+
+    def counting(*args: Any) -> None:
+        writes.append(len(args[3]))  # the done seqs written by this commit
+        original(*args)
+
+    monkeypatch.setattr(q, "_write_settle", counting)
+    # Retries and dead letters ride along in the same group.
+    await asyncio.gather(
+        *(q.settle("a", [g.seq for g in batch[:-1]]) for batch in batches[:9]),
+        q.settle(
+            "a",
+            [g.seq for g in batches[9][:-2]],
+            retries=[Retry(batches[9][-2].seq, batches[9][-2].event, NOW + 60, 1, NOW, "r")],
+            dead=[DeadLetter(batches[9][-1].seq, batches[9][-1].event, "bad", 1, 400, "b")],
+        ),
+    )
+    assert sum(writes) == 9 * 9 + 8
+    assert len(writes) <= 2  # the first settle's commit, then everything that queued meanwhile
+    stats = await q.stats("a")
+    assert (stats.retrying, stats.dead) == (1, 1)
+    # The last event of each of the first nine batches is still in flight: position stays.
+    await q.settle("a", [batch[-1].seq for batch in batches[:9]])
+    assert rows(db, "SELECT position FROM destinations WHERE id = 'a'") == [(batches[9][-1].seq,)]
+    assert rows(db, "SELECT count(*) FROM settled") == [(0,)]
+
+
+async def test_a_failed_grouped_settle_fails_each_caller_and_a_retry_succeeds(
+    make, db: Path
+) -> None:
+    q = await make()
+    await q.append([ev(f"m{i}") for i in range(20)])
+    first, second = await q.fetch("a", 10, NOW), await q.fetch("a", 10, NOW)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TRIGGER poison BEFORE UPDATE ON destinations"
+        " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    )
+    conn.commit()
+    outcomes = await asyncio.gather(
+        q.settle("a", [g.seq for g in first]),
+        q.settle("a", [g.seq for g in second]),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, QueueError) for o in outcomes), outcomes
+    assert (await q.stats("a")).pending == 20
+    conn.execute("DROP TRIGGER poison")
+    conn.commit()
+    conn.close()
+    await asyncio.gather(
+        q.settle("a", [g.seq for g in first]), q.settle("a", [g.seq for g in second])
+    )
+    assert (await q.stats("a")).pending == 0
+    assert rows(db, "SELECT position FROM destinations WHERE id = 'a'") == [(second[-1].seq,)]

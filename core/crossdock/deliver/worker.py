@@ -214,6 +214,7 @@ class DestinationWorker:
     _max_wait: float = field(init=False)
     _secrets: tuple[Any, ...] = field(init=False)
     _sender: Sender = field(init=False)
+    _unsettled: asyncio.Semaphore = field(init=False)
     _rule: RetryRule = field(init=False)
     _order: UserOrder | None = field(init=False)
     _pause: PauseState = field(init=False)
@@ -243,6 +244,10 @@ class DestinationWorker:
         self._max_wait = max(0.0, dest.delivery.max_wait_ms / 1000.0)
         self._secrets = tuple(dict.fromkeys((*secrets_of(dest.settings), *self.secrets)))
         self._sender = Sender.of(dest, self.deliverer, secrets=self._secrets, metrics=self.metrics)
+        # A batch frees its request slot once the vendor answered, and its settle (one commit,
+        # queued behind ingest's) goes on meanwhile; this bounds the batches at the vendor or
+        # still settling, so settles that fall behind do not let batches pile up in memory.
+        self._unsettled = asyncio.Semaphore(2 * max(1, self._sender.concurrency))
         self._rule = RetryRule.of(dest.delivery, self.retry_backoff)
         per_user = dest.delivery.ordering == "per_user"
         self._order = UserOrder(dest.delivery.max_held_per_user) if per_user else None
@@ -401,17 +406,25 @@ class DestinationWorker:
                 if self._pause.paused or self._down.paused:
                     await self._probe()
                     continue
-                await slots.acquire()
+                await self._unsettled.acquire()
+                try:
+                    await slots.acquire()
+                except BaseException:
+                    self._unsettled.release()
+                    raise
                 try:
                     batch = await self._form_batch(wait=True)
                 except BaseException:
                     slots.release()
+                    self._unsettled.release()
                     raise
                 if batch is None:
                     slots.release()
+                    self._unsettled.release()
                     continue
                 if self._pause.paused:  # paused while this batch was being formed
                     slots.release()
+                    self._unsettled.release()
                     await self._put_back(batch)
                     continue
                 self._launch(batch)
@@ -448,6 +461,7 @@ class DestinationWorker:
                 self._up()
             return
         batch.probe = True
+        await self._unsettled.acquire()
         await self._sender.slots.acquire()
         await asyncio.wait({self._launch(batch)})
         self._probes += 1
@@ -610,16 +624,30 @@ class DestinationWorker:
     # Sending and settling
 
     async def _send(self, batch: _Batch) -> None:
+        """Send ``batch`` in the slot ``_run`` took for it, then settle its outcomes. The slot
+        is free for the next batch once the outcomes are decided (pause and outage state
+        included), before the settle's commit."""
         n = len(batch.items)
         self._in_flight_events += n
+        holding = True
+
+        def free_slot() -> None:
+            nonlocal holding
+            if holding:
+                holding = False
+                self._sender.slots.release()
+
         try:
             outcomes = await self._sender.send(batch.items)
-            await self._settle_outcomes(batch, outcomes)
+            await self._settle_outcomes(batch, outcomes, free_slot)
         finally:
             self._in_flight_events -= n
-            self._sender.slots.release()
+            free_slot()
+            self._unsettled.release()
 
-    async def _settle_outcomes(self, batch: _Batch, outcomes: Sequence[Outcome]) -> None:
+    async def _settle_outcomes(
+        self, batch: _Batch, outcomes: Sequence[Outcome], decided: Callable[[], None]
+    ) -> None:
         settlement = batch.extra
         now = self.clock()
         delivered = 0
@@ -675,6 +703,7 @@ class DestinationWorker:
             self.metrics.inc("crossdock_events_delivered_total", self._labels, delivered)
             self._counts["delivered"] += delivered
             self._last_success_at = now
+        decided()
         await self._settle(settlement)
         if credentials is None and batch.probe:
             self._resume()

@@ -1,8 +1,11 @@
 """A destination's read progress: what is in flight, and how far the durable position may move.
 
 Pure bookkeeping, no I/O. The queue keeps one :class:`Cursor` per registered destination and
-touches it only on the event loop, under the cursor's lock, so fetch and settle of one
-destination never interleave.
+touches it only on the event loop. Fetches take ``lock``, settles ``settle_lock``: a settle
+waits for its commit (behind ingest's group commits, an fsync each) without holding up the
+next fetch, and plans only from what it settles (a fetch meanwhile only hands out later seqs,
+which a plan already counts as not settled). Settles of one destination never interleave with
+each other.
 
 ``read_pos`` runs ahead of ``durable``: events after ``durable`` and up to ``read_pos`` were
 handed out; those not settled yet are in ``inflight_new``. ``durable`` only moves over a
@@ -40,6 +43,7 @@ class Cursor:
     order: deque[int] = field(factory=deque)
     inflight_retry: dict[int, float | None] = field(factory=dict)
     lock: asyncio.Lock = field(factory=asyncio.Lock)
+    settle_lock: asyncio.Lock = field(factory=asyncio.Lock)
 
     def plan(self, seqs: set[int]) -> SettlePlan:
         """Work out a settle of ``seqs`` without changing anything (applied after commit)."""

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from attrs import define
+from attrs import define, field
 
 from crossdock.errors import QueueError
 from crossdock.queue import (
@@ -105,6 +105,53 @@ class _AppendRequest:
     result: AppendResult | None = None
 
 
+@define
+class _SettleGroup:
+    """One destination's settles waiting for its next settle commit."""
+
+    seqs: set[int] = field(factory=set)
+    done: list[int] = field(factory=list)
+    retry_rows: list[tuple[Any, ...]] = field(factory=list)
+    dead_rows: list[tuple[Any, ...]] = field(factory=list)
+    futures: list[asyncio.Future[None]] = field(factory=list)
+    flusher: asyncio.Task[None] | None = None
+
+    def add(
+        self,
+        seqs: set[int],
+        done: Sequence[int],
+        retry_rows: list[tuple[Any, ...]],
+        dead_rows: list[tuple[Any, ...]],
+        future: asyncio.Future[None],
+    ) -> None:
+        """Park one settle."""
+        self.seqs |= seqs
+        self.done.extend(done)
+        self.retry_rows.extend(retry_rows)
+        self.dead_rows.extend(dead_rows)
+        self.futures.append(future)
+
+    def take(
+        self,
+    ) -> tuple[
+        set[int],
+        list[int],
+        list[tuple[Any, ...]],
+        list[tuple[Any, ...]],
+        list[asyncio.Future[None]],
+    ]:
+        """Everything parked, leaving the group empty."""
+        taken = (self.seqs, self.done, self.retry_rows, self.dead_rows, self.futures)
+        self.seqs, self.done, self.retry_rows, self.dead_rows, self.futures = (
+            set(),
+            [],
+            [],
+            [],
+            [],
+        )
+        return taken
+
+
 def _message_id(event: Event) -> str | None:
     mid = event.get("messageId")
     return mid if isinstance(mid, str) else None
@@ -155,6 +202,7 @@ class SqliteQueue:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_conns_lock = threading.Lock()
         self._cursors: dict[str, Cursor] = {}
+        self._settling: dict[str, _SettleGroup] = {}
         self._registered: tuple[str, ...] = ()  # replaced whole: the writer thread reads it
         self._pending: deque[_AppendRequest] = deque()
         self._flusher: asyncio.Task[None] | None = None
@@ -212,7 +260,7 @@ class SqliteQueue:
         """Rebuild ``destination``'s cursor from the file: everything after its durable
         position not recorded as settled is handed out again, retries when due."""
         cursor = self._cursor(destination)
-        async with cursor.lock:
+        async with cursor.settle_lock, cursor.lock:
             loaded = await self._write(self._register, [destination])
             position, skip = loaded[destination]
             self._cursors[destination] = Cursor(durable=position, read_pos=position, skip=skip)
@@ -227,6 +275,9 @@ class SqliteQueue:
         self._state = "closing"
         if self._index_refresh is not None:
             await asyncio.wait({self._index_refresh})
+        settling = {g.flusher for g in self._settling.values() if g.flusher is not None}
+        if settling:
+            await asyncio.wait(settling)
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
         with contextlib.suppress(QueueError):
@@ -634,18 +685,48 @@ class SqliteQueue:
             ]
         except (TypeError, orjson.JSONEncodeError) as exc:
             raise QueueError(f"sqlite queue: event cannot be stored as JSON: {exc}") from exc
-        async with cursor.lock:
-            plan = cursor.plan(seqs)
-            await self._write(
-                self._write_settle,
-                destination,
-                cursor.durable,
-                plan,
-                list(done),
-                retry_rows,
-                dead_rows,
+        # Group settle: settles that arrive while one of this destination's commits runs are
+        # written together by the next one (a commit waits behind ingest's group commits, an
+        # fsync each; one at a time per batch left delivery far behind ingest).
+        group = self._settling.get(destination)
+        if group is None:
+            group = self._settling[destination] = _SettleGroup()
+        future = asyncio.get_running_loop().create_future()
+        group.add(seqs, done, retry_rows, dead_rows, future)
+        if group.flusher is None:
+            group.flusher = asyncio.get_running_loop().create_task(
+                self._flush_settles(destination, group)
             )
-            cursor.apply(plan)
+        await future
+
+    async def _flush_settles(self, destination: str, group: _SettleGroup) -> None:
+        try:
+            while group.futures:
+                seqs, done, retry_rows, dead_rows, futures = group.take()
+                try:
+                    async with self._cursor(destination).settle_lock:
+                        cursor = self._cursor(destination)  # a rewind may have replaced it
+                        plan = cursor.plan(seqs)
+                        await self._write(
+                            self._write_settle,
+                            destination,
+                            cursor.durable,
+                            plan,
+                            done,
+                            retry_rows,
+                            dead_rows,
+                        )
+                        cursor.apply(plan)
+                except Exception as exc:
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            group.flusher = None
 
     def _write_settle(
         self,
