@@ -37,11 +37,12 @@ async def two_processes(tmp_path: Path):
     """Process 0's queue serving its writer, and another process's queue sending to it."""
     writer, other = SqliteQueue(tmp_path / "q.db"), SqliteQueue(tmp_path / "q.db")
     await writer.open(["d"])
-    await other.open(["d"])
+    await writer.append_encoded(rows("earlier", 10))
     server = AppendServer(str(tmp_path / "w.sock"), TOKEN, writer.append_encoded)
     await server.start()
     client = AppendClient(str(tmp_path / "w.sock"), TOKEN)
-    other.send_appends_to(client)
+    other.send_appends_to(client)  # as crossdock.web.app does: before it opens
+    await other.open(["d"])
     yield writer, other, server, client
     other.send_appends_to(None)
     await client.close()
@@ -60,8 +61,9 @@ async def test_rows_go_to_process_0s_group_commit(two_processes) -> None:
     again = await other.append_encoded(rows("r3", 50) + rows("new", 2))
     assert (again.stored, again.duplicates) == (2, 50)
     fetched = await writer.fetch("d", 1000, 0.0)
-    assert len(fetched) == 402
-    assert {q.event["messageId"] for q in fetched} >= {"r0-0", "r7-49", "new-1"}
+    assert len(fetched) == 412
+    assert {q.event["messageId"] for q in fetched} >= {"earlier-0", "r0-0", "r7-49", "new-1"}
+    assert other._dedupe is None  # no index of its own: process 0 has the one
 
 
 async def test_an_unreachable_writer_means_storing_here_and_ids_stay_known(
@@ -70,9 +72,14 @@ async def test_an_unreachable_writer_means_storing_here_and_ids_stay_known(
     writer, other, server, client = two_processes
     await other.append_encoded(rows("before", 20))
     await server.stop()  # process 0 gone (restarting)
+    assert other._dedupe is None
     with caplog.at_level(logging.INFO, logger="crossdock.queue"):
-        local = await other.append_encoded(rows("during", 20) + rows("before", 20))
-        assert (local.stored, local.duplicates) == (20, 20)
+        # Storing here begins by indexing what process 0 stored.
+        local = await other.append_encoded(
+            rows("during", 20) + rows("before", 20) + rows("earlier", 3)
+        )
+        assert (local.stored, local.duplicates) == (20, 23)
+        assert other._dedupe is not None
         assert other.commits == 1
         assert not client.reachable
         await other.append_encoded(rows("still", 5))  # no new attempt for a moment

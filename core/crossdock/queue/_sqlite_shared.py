@@ -9,9 +9,11 @@ others send it their serialized rows (:class:`AppendClient`). Process 0 adds the
 group commit, so one fsync covers every process's requests, and answers only once the group
 is committed: the HTTP answer still comes after the event is durable.
 
-When process 0 cannot be reached (it is restarting after a crash), a process stores its rows
-itself, under the write turn, as before. A request whose answer was lost may then be stored
-twice; the dedupe window turns the second copy into a duplicate, as for a client's retry.
+The other processes keep no dedupe index (process 0 has the one). When process 0 cannot be
+reached (it is restarting after a crash), a process builds its index (outside the write turn:
+seconds at a full window, during which its requests wait) and stores its rows itself, under
+the write turn. A request whose answer was lost may then be stored twice; the dedupe window
+turns the second copy into a duplicate, as for a client's retry.
 
 The wire format, per request: ``u32 token length, u32 header length, u32 body length``, then
 the per-run token, then the header (JSON: ``[message ids, row lengths]``), then the rows'

@@ -85,8 +85,6 @@ two, like every smaller chunk."""
 
 _TRIM_INTERVAL = 10.0
 """Seconds between two ``malloc_trim`` calls of the writer thread (each takes ~1 ms)."""
-_INDEX_REFRESH = 1.0
-"""Seconds between two catch-ups of the dedupe index while another process stores the rows."""
 _GC_INTERVAL = 2.0
 _GC_CHUNK = 50_000
 _PRUNE_CHUNK = 10_000
@@ -216,8 +214,7 @@ class SqliteQueue:
         # ``--workers``: process 0's writer, which the other processes send their rows to.
         self._shared: AppendClient | None = None
         self._shared_lost = False
-        self._index_refresh: asyncio.Task[None] | None = None
-        self._index_refreshed = time.monotonic()
+        self._index_building: asyncio.Lock | None = None
 
     # -----------------------------------------------------------------------------------------
     # Lifecycle
@@ -241,7 +238,8 @@ class SqliteQueue:
                     # Reads only, so outside the write turn: under ``--workers`` the other
                     # processes go on storing while this one indexes a full window (seconds);
                     # rows they add meanwhile are caught up by the first append, under the turn.
-                    await self._unlocked(self._build_index)
+                    if self._shared is None:
+                        await self._unlocked(self._build_index)
                 except BaseException:
                     await self._shutdown()
                     raise
@@ -273,8 +271,6 @@ class SqliteQueue:
             self._state = "closed"
             return
         self._state = "closing"
-        if self._index_refresh is not None:
-            await asyncio.wait({self._index_refresh})
         settling = {g.flusher for g in self._settling.values() if g.flusher is not None}
         if settling:
             await asyncio.wait(settling)
@@ -364,8 +360,9 @@ class SqliteQueue:
                     self._shared_lost = False
                     log.info("storing through process 0's queue writer again")
                 self.appends += 1
-                self._refresh_index_now_and_then()
                 return result
+        if self._dedupe is None:
+            await self._index_for_local_appends()
         loop = asyncio.get_running_loop()
         request = _AppendRequest(rows, loop.create_future())
         self._pending.append(request)
@@ -375,30 +372,22 @@ class SqliteQueue:
         return await request.future
 
     def send_appends_to(self, client: AppendClient | None) -> None:
-        """``--workers``: store appends through another process's writer (``client``), and
-        only while it cannot be reached here; ``None`` goes back to storing here."""
+        """``--workers``: store appends through another process's writer (``client``), and here
+        only while it cannot be reached; ``None`` goes back to storing here. Set before
+        :meth:`open`, the queue builds no dedupe index until it first stores here."""
         self._shared = client
 
-    def _refresh_index_now_and_then(self) -> None:
-        """While appends go to another process: every :data:`_INDEX_REFRESH` seconds index the
-        ids it stored (outside the write turn), so storing here when it cannot be reached
-        does not begin by indexing everything since this process started."""
-        now = time.monotonic()
-        if self._index_refresh is not None or now - self._index_refreshed < _INDEX_REFRESH:
+    async def _index_for_local_appends(self) -> None:
+        """Storing here after another process did (it cannot be reached): build the dedupe
+        index first, outside the write turn. A process that sends its appends elsewhere keeps
+        none (tens of MiB at a full window, and indexing every id the other process stores)."""
+        if self._dedupe is not None:
             return
-        self._index_refreshed = now
-        self._index_refresh = asyncio.get_running_loop().create_task(self._refresh_index())
-
-    async def _refresh_index(self) -> None:
-        try:
-            await self._unlocked(self._catch_up_index)
-        except QueueError as exc:
-            log.warning("dedupe index refresh failed", extra={"error": str(exc)})
-        finally:
-            self._index_refresh = None
-
-    def _catch_up_index(self) -> None:
-        self._catch_up(self._conn_w(), self._index())
+        if self._index_building is None:
+            self._index_building = asyncio.Lock()
+        async with self._index_building:
+            if self._dedupe is None:
+                await self._unlocked(self._build_index)
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()

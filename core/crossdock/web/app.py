@@ -192,18 +192,21 @@ def share_sqlite_writer(app: web.Application, worker_index: int) -> bool:
         return False
     path = os.path.join(directory, SHARED_WRITER_SOCKET)
 
+    queue = app[keys.QUEUE]
+    client = None
+    if worker_index > 0:
+        # Before the queue opens: it then builds no dedupe index (process 0 has the one).
+        client = AppendClient(path, token)
+        queue.send_appends_to(client)
+
     async def context(app: web.Application) -> AsyncIterator[None]:
-        queue = app[keys.QUEUE]
-        if worker_index == 0:
+        if client is None:
             server = AppendServer(path, token, queue.append_encoded)
             await server.start()
             yield
             await server.stop()
         else:
-            client = AppendClient(path, token)
-            queue.send_appends_to(client)
             yield
-            queue.send_appends_to(None)
             await client.close()
 
     app.cleanup_ctx.append(context)
