@@ -553,28 +553,3 @@ def test_check_prints_a_transformers_notes_masked():
     notes: list[str] = []
     assert transformer_problems(config, Registry(), notes=notes) == []
     assert notes == ["destinations[1] (noted): no default currency (***)"]
-
-
-def test_run_tunes_the_daemon_process_before_serving(hook_config, monkeypatch) -> None:
-    """``crossdock run`` freezes what start-up loaded and shortens the GIL switch interval
-    (the SQLite writer waited up to 5 ms for the GIL after each statement) before serving."""
-    import gc
-
-    import crossdock.cli.main as cli_main
-    import crossdock.web.app as web_app
-
-    seen: dict[str, object] = {}
-
-    def fake_run_app(*_args: object, **_kwargs: object) -> None:
-        seen["switch"] = sys.getswitchinterval()
-        seen["frozen"] = gc.get_freeze_count()
-
-    before = sys.getswitchinterval()
-    monkeypatch.setattr(web_app, "run_app", fake_run_app)
-    try:
-        assert main(["run", "-c", str(hook_config)]) == 0
-    finally:
-        sys.setswitchinterval(before)
-        gc.unfreeze()
-    assert seen["switch"] == pytest.approx(cli_main.SWITCH_INTERVAL) == pytest.approx(0.001)
-    assert seen["frozen"] > 0

@@ -191,27 +191,6 @@ def _exit(code: int, argv: Sequence[str] | None) -> int:
     return code
 
 
-SWITCH_INTERVAL = 0.001
-"""Seconds a thread may hold the GIL while another waits (Python's default: 0.005)."""
-
-
-def tune_daemon_process() -> None:
-    """Settings for a daemon process, once start-up has loaded everything.
-
-    - What start-up loaded lives as long as the process: frozen out of the garbage collector's
-      way, or its full collections rescan all of it every few requests under ingest load (a
-      tenth of the event loop's time; ``bench/ingest_profile.py``, issue 12).
-    - The GIL switch interval down from 5 ms to 1 ms: the SQLite writer thread gives the GIL up
-      for every statement it runs and then waited up to 5 ms for the busy event loop to hand it
-      back, about ten times per group commit (seen with ``py-spy --native``). With 1 ms,
-      durable ``/v1/batch`` ingest went from 30.5-31.6 K to 35.5-37.6 K events/s in the same
-      session (``ingest_profile.py``, two runs each; 0.5 and 2 ms did as well, 0.3 ms worse).
-    """
-    gc.collect()
-    gc.freeze()
-    sys.setswitchinterval(SWITCH_INTERVAL)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """``crossdock run``: validate, then run the daemon until SIGTERM/SIGINT."""
     if args.workers < 1:
@@ -229,7 +208,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1 and args.worker_index is None:
             return run_workers(config, args.config or default_config(), args.workers)
-        tune_daemon_process()
+        # What start-up loaded lives as long as the process: out of the garbage collector's
+        # way, or its full collections rescan all of it every few requests under ingest load
+        # (a tenth of the event loop's time; bench/ingest_profile.py, issue 12).
+        gc.collect()
+        gc.freeze()
         run_app(config, registry, worker_index=args.worker_index or 0, workers=args.workers)
     except CrossdockError as exc:
         from crossdock.secrets import mask
