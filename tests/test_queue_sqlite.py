@@ -594,3 +594,34 @@ async def test_a_failed_grouped_settle_fails_each_caller_and_a_retry_succeeds(
     )
     assert (await q.stats("a")).pending == 0
     assert rows(db, "SELECT position FROM destinations WHERE id = 'a'") == [(second[-1].seq,)]
+
+
+async def test_a_fetch_does_not_wait_for_a_settle_being_written(
+    make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settle's commit may queue behind ingest's group commits; the next fetch of the same
+    destination goes ahead meanwhile (it used to wait on the cursor's one lock)."""
+    import threading
+
+    q = await make()
+    await q.append([ev(f"m{i}") for i in range(20)])
+    first = await q.fetch("a", 10, NOW)
+    writing, release = threading.Event(), threading.Event()
+    original = q._write_settle
+
+    def slow(*args: Any) -> None:
+        writing.set()
+        assert release.wait(30)
+        original(*args)
+
+    monkeypatch.setattr(q, "_write_settle", slow)
+    settling = asyncio.create_task(q.settle("a", [g.seq for g in first]))
+    assert await asyncio.to_thread(writing.wait, 10)
+    try:
+        second = await asyncio.wait_for(q.fetch("a", 10, NOW), 10)
+    finally:
+        release.set()
+    await settling
+    assert [g.event["messageId"] for g in second] == [f"m{i}" for i in range(10, 20)]
+    await q.settle("a", [g.seq for g in second])
+    assert (await q.stats("a")).pending == 0

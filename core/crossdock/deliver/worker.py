@@ -462,7 +462,11 @@ class DestinationWorker:
             return
         batch.probe = True
         await self._unsettled.acquire()
-        await self._sender.slots.acquire()
+        try:
+            await self._sender.slots.acquire()
+        except BaseException:
+            self._unsettled.release()
+            raise
         await asyncio.wait({self._launch(batch)})
         self._probes += 1
 
