@@ -189,3 +189,32 @@ def test_malformed_headers_are_refused_with_value_errors(header: bytes, body: by
     except (ValueError, TypeError, orjson.JSONDecodeError):
         return
     assert b"".join(data for _, data in decoded) == body
+
+
+async def test_a_sender_stopped_halfway_does_not_hold_the_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crossdock.queue import _sqlite_shared
+
+    monkeypatch.setattr(_sqlite_shared, "_STOP_WAIT", 0.2)
+
+    async def append(batch: list) -> AppendResult:
+        return AppendResult(len(batch), 0)
+
+    server = AppendServer(str(tmp_path / "w.sock"), TOKEN, append)
+    await server.start()
+    reader, writer = await asyncio.open_unix_connection(str(tmp_path / "w.sock"))
+    token = TOKEN.encode()
+    writer.write(struct.pack("<III", len(token), 10, 10) + token)  # then nothing more
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(server.stop(), 10)
+    assert await reader.read() == b""
+    writer.close()
+
+
+def test_negative_or_fractional_row_lengths_are_refused() -> None:
+    for lengths in ([5, -2], [1.5, 1.5]):
+        header = orjson.dumps([["a", "b"], lengths])
+        with pytest.raises(ValueError, match="count of bytes"):
+            decode_rows(header, b"abc")

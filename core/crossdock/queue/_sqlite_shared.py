@@ -49,6 +49,7 @@ _MAX_HEADER = 4 * 1024 * 1024
 _MAX_BODY = 256 * 1024 * 1024
 _IDLE_CONNECTIONS = 64
 _RETRY_AFTER = 1.0  # after process 0 could not be reached, store locally this long
+_STOP_WAIT = 10.0  # seconds a stop waits for requests being read or stored
 
 Rows = list[tuple[str | None, bytes]]
 AppendRows = Callable[[Rows], Awaitable[AppendResult]]
@@ -76,6 +77,8 @@ def decode_rows(header: bytes, body: bytes) -> Rows:
     for mid, length in zip(mids, lengths, strict=True):
         if mid is not None and not isinstance(mid, str):
             raise ValueError("message id is not a string")
+        if type(length) is not int or length < 0:
+            raise ValueError("row length is not a count of bytes")
         end = start + length
         rows.append((mid, bytes(view[start:end])))
         start = end
@@ -113,6 +116,10 @@ class AppendServer:
             if task not in self._busy:
                 writer.close()  # its read of the next request ends
         if self._connections:
+            # A sender stopped halfway through a request must not hold the shutdown.
+            await asyncio.wait(set(self._connections), timeout=_STOP_WAIT)
+            for writer in self._connections.values():
+                writer.close()
             await asyncio.gather(*self._connections, return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
