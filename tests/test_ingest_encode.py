@@ -4,6 +4,7 @@ depth in the same pass, and keeps the parsed events for the live tail only when 
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,21 @@ class _Recorder:
         self.calls.append((source_id, events))
 
 
-@pytest_asyncio.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[TestClient, SqliteQueue, list[Any]]]:
+@pytest_asyncio.fixture(params=["sqlite", "nats"])
+async def served(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[TestClient, Any, list[Any]]]:
+    """The segment source on a real queue of each backend (both take serialized events)."""
     source = Source(
         id="web", type="segment", path=None, settings=SegmentSourceSettings([Secret(KEY)])
     )
-    queue = SqliteQueue(tmp_path / "q.db")
+    if request.param == "nats":
+        from crossdock.queue.nats import NatsQueue
+
+        stream = "enc" + uuid.uuid4().hex[:8]
+        queue: Any = NatsQueue(request.getfixturevalue("nats_url"), stream=stream)
+    else:
+        queue = SqliteQueue(tmp_path / "q.db")
     await queue.open(["d"])
     listeners: list[Any] = []
     app = web.Application()
@@ -114,7 +124,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[TestClient, SqliteQueue,
 
 
 async def test_listeners_get_the_stored_events_only_when_they_want_them(
-    served: tuple[TestClient, SqliteQueue, list[Any]],
+    served: tuple[TestClient, Any, list[Any]],
 ) -> None:
     client, queue, listeners = served
     assert isinstance(queue, AppendsEncoded)  # the handler hands it bytes, not events
@@ -148,7 +158,7 @@ class _BytesKeeper(_Recorder):
 
 
 async def test_a_listener_that_keeps_bytes_hears_of_events_nobody_wanted_parsed(
-    served: tuple[TestClient, SqliteQueue, list[Any]],
+    served: tuple[TestClient, Any, list[Any]],
 ) -> None:
     client, queue, listeners = served
     keeper = _BytesKeeper(False)

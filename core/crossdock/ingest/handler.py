@@ -39,7 +39,7 @@ EncodedEvent = tuple[str | None, bytes]
 
 @runtime_checkable
 class AppendsEncoded(Protocol):
-    """A queue that also takes events serialized by the caller (:class:`SqliteQueue`)."""
+    """A queue that also takes events serialized by the caller (both built-in queues)."""
 
     async def append_encoded(self, rows: list[EncodedEvent]) -> AppendResult:
         """:meth:`Queue.append` for ``(messageId or None, JSON bytes)`` rows."""
@@ -107,8 +107,8 @@ def make_ingest_handler(
     listeners = listeners if listeners is not None else []
     gate = gate if gate is not None else IngestGate(DEFAULT_LIMITS)
     limits = gate.limits
-    # A queue that takes events already serialized (``SqliteQueue.append_encoded``) gets them
-    # from :func:`encode_events`, which checks the depth in the same pass.
+    # A queue that takes events already serialized (``append_encoded``: SQLite and NATS) gets
+    # them from :func:`encode_events`, which checks the depth in the same pass.
     append_encoded = queue.append_encoded if isinstance(queue, AppendsEncoded) else None
 
     async def handle(request: web.Request) -> web.Response:

@@ -126,6 +126,11 @@ class _Dest:
     released_at: float = float("-inf")
 
 
+def _message_id(event: Event) -> str | None:
+    mid = event.get("messageId")
+    return mid if isinstance(mid, str) else None
+
+
 class NatsQueue:
     """A :class:`~crossdock.queue.Queue` on NATS JetStream (see the module docstring).
 
@@ -460,26 +465,35 @@ class NatsQueue:
         if not events:
             return AppendResult(0, 0)
         try:
-            datas = [orjson.dumps(ev) for ev in events]
+            rows = [(_message_id(ev), orjson.dumps(ev)) for ev in events]
         except (TypeError, orjson.JSONEncodeError) as exc:
             raise QueueError(f"nats queue: event cannot be stored as JSON: {exc}") from exc
+        return await self.append_encoded(rows)
+
+    async def append_encoded(self, rows: list[tuple[str | None, bytes]]) -> AppendResult:
+        """:meth:`append` for events the caller serialized: ``(messageId or None, JSON)`` each.
+
+        The ingest handler serializes while it checks the depth and then holds only these
+        bytes while the server acknowledges them, not the parsed events (which the garbage
+        collector would otherwise scan again and again meanwhile).
+        """
+        self._check_open()
+        if not rows:
+            return AppendResult(0, 0)
         assert self._appends_done is not None
         self._appending += 1
         self._appends_done.clear()
         try:
-            return await self._publish_events(events, datas)
+            return await self._publish_rows(rows)
         finally:
             self._appending -= 1
             if not self._appending:
                 self._appends_done.set()
 
-    async def _publish_events(self, events: Sequence[Event], datas: list[bytes]) -> AppendResult:
+    async def _publish_rows(self, rows: list[tuple[str | None, bytes]]) -> AppendResult:
         assert self._publisher is not None
         subject = self.events_subject
-        messages = []
-        for event, data in zip(events, datas, strict=True):
-            mid = event.get("messageId")
-            messages.append((subject, data, mid if isinstance(mid, str) and mid else None))
+        messages = [(subject, data, mid or None) for mid, data in rows]
         try:
             results = await self._publisher.publish_many(messages, self.publish_timeout)
         except Exception as exc:
