@@ -157,7 +157,11 @@ async def test_stopping_answers_the_request_being_stored_first(tmp_path: Path) -
     await idle.append(rows("idle", 1))  # leaves an idle connection open
     release.clear()
     sending = asyncio.create_task(client.append(rows("busy", 4)))
-    await asyncio.sleep(0.05)
+    for _ in range(1000):  # until the server has read the request and is storing it
+        if server._busy:
+            break
+        await asyncio.sleep(0.01)
+    assert server._busy
     stopping = asyncio.create_task(server.stop())
     await asyncio.sleep(0.05)
     release.set()
