@@ -26,15 +26,13 @@ from crossdock.ingest.limits import (
     too_many_events,
 )
 from crossdock.metrics import Metrics
-from crossdock.queue import AppendResult, Queue
+from crossdock.queue import AppendResult, EncodedEvent, Queue, encode_rows
 from crossdock.types import Ingestor, Source
 
 log = logging.getLogger("crossdock.ingest")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EventListener = Callable[[str, list[dict[str, Any]]], None]
-EncodedEvent = tuple[str | None, bytes]
-"""An event as the queue stores it: its ``messageId`` (``None`` if not a string) and its JSON."""
 
 
 @runtime_checkable
@@ -220,9 +218,8 @@ def encode_events(
     what counting would. An event orjson cannot write (nested beyond its limit) is the same
     400 ``too_deep`` as before.
     """
-    dumps = orjson.dumps
     try:
-        rows = [(_message_id(ev), dumps(ev)) for ev in stored]
+        rows = encode_rows(stored)
     except orjson.JSONEncodeError as exc:
         check_depth(stored, ingested, max_depth)
         raise QueueError(f"event cannot be stored as JSON: {exc}") from None
@@ -234,11 +231,6 @@ def encode_events(
             check_depth(stored, ingested, max_depth)
             break
     return rows
-
-
-def _message_id(event: dict[str, Any]) -> str | None:
-    mid = event.get("messageId")
-    return mid if isinstance(mid, str) else None
 
 
 def _tail_wanted(listeners: list[EventListener], source_id: str) -> bool:

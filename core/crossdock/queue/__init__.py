@@ -10,9 +10,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import orjson
 from attrs import define, frozen
 
 from crossdock.types import Event
+
+EncodedEvent = tuple[str | None, bytes]
+"""An event as a queue stores it: its ``messageId`` (``None`` when not a string) and its JSON."""
+
+
+def encode_rows(events: Sequence[Event]) -> list[EncodedEvent]:
+    """Serialize ``events`` for ``append_encoded`` (orjson; raises its ``JSONEncodeError``, or
+    ``TypeError``, for an event it cannot write)."""
+    dumps = orjson.dumps
+    return [(_message_id(ev), dumps(ev)) for ev in events]
+
+
+def _message_id(event: Event) -> str | None:
+    mid = event.get("messageId")
+    return mid if isinstance(mid, str) else None
 
 
 @frozen

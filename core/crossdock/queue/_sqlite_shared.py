@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from crossdock.errors import QueueError
-from crossdock.queue import AppendResult
+from crossdock.queue import AppendResult, EncodedEvent
 
 __all__ = ["AppendClient", "AppendServer", "RemoteUnavailable"]
 
@@ -51,7 +51,7 @@ _IDLE_CONNECTIONS = 64
 _RETRY_AFTER = 1.0  # after process 0 could not be reached, store locally this long
 _STOP_WAIT = 10.0  # seconds a stop waits for requests being read or stored
 
-Rows = list[tuple[str | None, bytes]]
+Rows = list[EncodedEvent]
 AppendRows = Callable[[Rows], Awaitable[AppendResult]]
 
 

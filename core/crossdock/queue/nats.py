@@ -63,9 +63,11 @@ from crossdock.queue import (
     AppendResult,
     DeadLetter,
     DeadLetterEntry,
+    EncodedEvent,
     QueuedEvent,
     QueueStats,
     Retry,
+    encode_rows,
 )
 from crossdock.queue.nats_publish import Publisher
 from crossdock.queue.nats_pull import Puller, decode_key, decode_token, encode_key, encode_token
@@ -124,11 +126,6 @@ class _Dest:
     retries_hint: bool = True
     batch: int = 100
     released_at: float = float("-inf")
-
-
-def _message_id(event: Event) -> str | None:
-    mid = event.get("messageId")
-    return mid if isinstance(mid, str) else None
 
 
 class NatsQueue:
@@ -465,12 +462,12 @@ class NatsQueue:
         if not events:
             return AppendResult(0, 0)
         try:
-            rows = [(_message_id(ev), orjson.dumps(ev)) for ev in events]
+            rows = encode_rows(events)
         except (TypeError, orjson.JSONEncodeError) as exc:
             raise QueueError(f"nats queue: event cannot be stored as JSON: {exc}") from exc
         return await self.append_encoded(rows)
 
-    async def append_encoded(self, rows: list[tuple[str | None, bytes]]) -> AppendResult:
+    async def append_encoded(self, rows: list[EncodedEvent]) -> AppendResult:
         """:meth:`append` for events the caller serialized: ``(messageId or None, JSON)`` each.
 
         The ingest handler serializes while it checks the depth and then holds only these
@@ -490,7 +487,7 @@ class NatsQueue:
             if not self._appending:
                 self._appends_done.set()
 
-    async def _publish_rows(self, rows: list[tuple[str | None, bytes]]) -> AppendResult:
+    async def _publish_rows(self, rows: list[EncodedEvent]) -> AppendResult:
         assert self._publisher is not None
         subject = self.events_subject
         messages = [(subject, data, mid or None) for mid, data in rows]

@@ -54,9 +54,11 @@ from crossdock.queue import (
     AppendResult,
     DeadLetter,
     DeadLetterEntry,
+    EncodedEvent,
     QueuedEvent,
     QueueStats,
     Retry,
+    encode_rows,
 )
 from crossdock.queue._sqlite_cursor import Cursor, SettlePlan
 from crossdock.queue._sqlite_dedupe import DedupeIndex
@@ -98,61 +100,28 @@ _READERS = 2
 
 @define
 class _AppendRequest:
-    rows: list[tuple[str | None, bytes]]
+    rows: list[EncodedEvent]
     future: asyncio.Future[AppendResult]
     result: AppendResult | None = None
 
 
 @define
-class _SettleGroup:
-    """One destination's settles waiting for its next settle commit."""
+class _Settles:
+    """Settles of one destination parked for its next settle commit, and their callers."""
 
     seqs: set[int] = field(factory=set)
     done: list[int] = field(factory=list)
     retry_rows: list[tuple[Any, ...]] = field(factory=list)
     dead_rows: list[tuple[Any, ...]] = field(factory=list)
     futures: list[asyncio.Future[None]] = field(factory=list)
+
+
+@define
+class _SettleGroup:
+    """One destination's parked settles and the task that commits them, group after group."""
+
+    parked: _Settles = field(factory=_Settles)
     flusher: asyncio.Task[None] | None = None
-
-    def add(
-        self,
-        seqs: set[int],
-        done: Sequence[int],
-        retry_rows: list[tuple[Any, ...]],
-        dead_rows: list[tuple[Any, ...]],
-        future: asyncio.Future[None],
-    ) -> None:
-        """Park one settle."""
-        self.seqs |= seqs
-        self.done.extend(done)
-        self.retry_rows.extend(retry_rows)
-        self.dead_rows.extend(dead_rows)
-        self.futures.append(future)
-
-    def take(
-        self,
-    ) -> tuple[
-        set[int],
-        list[int],
-        list[tuple[Any, ...]],
-        list[tuple[Any, ...]],
-        list[asyncio.Future[None]],
-    ]:
-        """Everything parked, leaving the group empty."""
-        taken = (self.seqs, self.done, self.retry_rows, self.dead_rows, self.futures)
-        self.seqs, self.done, self.retry_rows, self.dead_rows, self.futures = (
-            set(),
-            [],
-            [],
-            [],
-            [],
-        )
-        return taken
-
-
-def _message_id(event: Event) -> str | None:
-    mid = event.get("messageId")
-    return mid if isinstance(mid, str) else None
 
 
 def _dumps(event: Event) -> bytes:
@@ -330,12 +299,12 @@ class SqliteQueue:
         if not events:
             return AppendResult(0, 0)
         try:
-            rows = [(_message_id(ev), _dumps(ev)) for ev in events]
+            rows = encode_rows(events)
         except (TypeError, orjson.JSONEncodeError) as exc:
             raise QueueError(f"sqlite queue: event cannot be stored as JSON: {exc}") from exc
         return await self.append_encoded(rows)
 
-    async def append_encoded(self, rows: list[tuple[str | None, bytes]]) -> AppendResult:
+    async def append_encoded(self, rows: list[EncodedEvent]) -> AppendResult:
         """:meth:`append` for events the caller serialized: ``(messageId or None, JSON)`` each.
 
         The ingest handler serializes while it checks the depth, and then holds only these
@@ -681,7 +650,12 @@ class SqliteQueue:
         if group is None:
             group = self._settling[destination] = _SettleGroup()
         future = asyncio.get_running_loop().create_future()
-        group.add(seqs, done, retry_rows, dead_rows, future)
+        parked = group.parked
+        parked.seqs |= seqs
+        parked.done.extend(done)
+        parked.retry_rows.extend(retry_rows)
+        parked.dead_rows.extend(dead_rows)
+        parked.futures.append(future)
         if group.flusher is None:
             group.flusher = asyncio.get_running_loop().create_task(
                 self._flush_settles(destination, group)
@@ -690,28 +664,28 @@ class SqliteQueue:
 
     async def _flush_settles(self, destination: str, group: _SettleGroup) -> None:
         try:
-            while group.futures:
-                seqs, done, retry_rows, dead_rows, futures = group.take()
+            while group.parked.futures:
+                settles, group.parked = group.parked, _Settles()
                 try:
                     async with self._cursor(destination).settle_lock:
                         cursor = self._cursor(destination)  # a rewind may have replaced it
-                        plan = cursor.plan(seqs)
+                        plan = cursor.plan(settles.seqs)
                         await self._write(
                             self._write_settle,
                             destination,
                             cursor.durable,
                             plan,
-                            done,
-                            retry_rows,
-                            dead_rows,
+                            settles.done,
+                            settles.retry_rows,
+                            settles.dead_rows,
                         )
                         cursor.apply(plan)
                 except Exception as exc:
-                    for future in futures:
+                    for future in settles.futures:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for future in futures:
+                for future in settles.futures:
                     if not future.done():
                         future.set_result(None)
         finally:
@@ -1064,12 +1038,7 @@ class SqliteQueue:
     async def _unlocked(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the writer thread without taking the cross-process write turn (for
         work that only reads, such as building the dedupe index at open)."""
-        if self._writer is None:
-            raise QueueError(f"sqlite queue {self.path}: not open")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
-        except Exception as exc:
-            raise _as_queue_error(exc, self.path) from exc
+        return await self._run_on(self._writer, fn, *args)
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         """Writer thread: run ``fn`` holding the cross-process write turn (``--workers``)."""
@@ -1082,10 +1051,15 @@ class SqliteQueue:
         return self._write_lock
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._readers is None:
+        return await self._run_on(self._readers, fn, *args)
+
+    async def _run_on(
+        self, executor: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
+    ) -> T:
+        if executor is None:
             raise QueueError(f"sqlite queue {self.path}: not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         except Exception as exc:
             raise _as_queue_error(exc, self.path) from exc
 

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from crossdock.queue import EncodedEvent
 from crossdock.secrets import mask
 from crossdock.web.admin import EventTail, write_or_let_go
 
@@ -98,7 +99,7 @@ class ConsoleHub:
         with a stream open, ``bench/console_cost.py``)."""
         return False
 
-    def accept_encoded(self, source_id: str, rows: list[tuple[str | None, bytes]]) -> None:
+    def accept_encoded(self, source_id: str, rows: list[EncodedEvent]) -> None:
         """Ingest listener: remember the stored bytes and hand them to the open streams."""
         self._remember(source_id, [raw for _, raw in rows[-RING_SIZE:]], len(rows))
 
