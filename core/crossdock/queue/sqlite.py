@@ -69,6 +69,13 @@ from crossdock.queue._sqlite_schema import (
     ensure_schema,
 )
 from crossdock.queue._sqlite_shared import AppendClient, RemoteUnavailable
+from crossdock.queue._sqlite_steps import (
+    as_json_array,
+    floats,
+    insert_rows,
+    json_list,
+    read_columns,
+)
 from crossdock.queue._sqlite_writelock import WriteLock
 from crossdock.types import Event
 
@@ -568,34 +575,34 @@ class SqliteQueue:
         inflight_retry: set[int],
         skip: set[int],
     ) -> tuple[list[QueuedEvent], list[QueuedEvent], int]:
+        # One step per query (``_sqlite_steps``): row by row, this thread waited for the GIL
+        # once per event while the event loop was busy.
         conn = self._conn_r()
-        loads = orjson.loads
         retries: list[QueuedEvent] = []
-        rows = conn.execute(
-            "SELECT seq, data, attempts, first_attempt_at, enqueued_at FROM retries"
-            " WHERE destination = ? AND next_at <= ? ORDER BY next_at, seq LIMIT ?",
-            (destination, now, limit + len(inflight_retry)),
-        ).fetchall()
-        for seq, data, attempts, first_attempt_at, enqueued_at in rows:
+        seqs, events, attempts, first_attempts, enqueued = read_columns(
+            conn, _FETCH_RETRIES, (destination, now, limit + len(inflight_retry)), 5
+        )
+        for i, seq in enumerate(seqs):
             if seq in inflight_retry:
                 continue
-            retries.append(QueuedEvent(seq, loads(data), attempts, first_attempt_at, enqueued_at))
+            retries.append(QueuedEvent(seq, events[i], attempts[i], first_attempts[i], enqueued[i]))
             if len(retries) >= limit:
                 break
         new: list[QueuedEvent] = []
         wanted = limit - len(retries)
         while wanted > 0:
-            rows = conn.execute(
-                "SELECT seq, enqueued_at, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (read_pos, wanted),
-            ).fetchall()
-            if not rows:
+            seqs, events, enqueued = read_columns(conn, _FETCH_NEW, (read_pos, wanted), 3)
+            if not seqs:
                 break
-            for seq, enqueued_at, data in rows:
-                read_pos = seq
-                if seq in skip:
-                    continue
-                new.append(QueuedEvent(seq, loads(data), 0, None, enqueued_at))
+            read_pos = seqs[-1]
+            if skip:
+                new.extend(
+                    QueuedEvent(seq, events[i], 0, None, enqueued[i])
+                    for i, seq in enumerate(seqs)
+                    if seq not in skip
+                )
+            else:
+                new.extend(map(_new_event, seqs, events, enqueued))
             wanted = limit - len(retries) - len(new)
         return retries, new, read_pos
 
@@ -703,33 +710,25 @@ class SqliteQueue:
         conn = self._conn_w()
         with _transaction(conn):
             if retry_rows:
-                conn.executemany(
-                    "INSERT INTO retries (destination, seq, data, enqueued_at, attempts,"
-                    " first_attempt_at, next_at, reason, hold_key)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (destination, seq) DO UPDATE SET data = excluded.data,"
-                    " attempts = excluded.attempts, first_attempt_at = excluded.first_attempt_at,"
-                    " next_at = excluded.next_at, reason = excluded.reason,"
-                    " hold_key = excluded.hold_key,"
-                    " enqueued_at = coalesce(retries.enqueued_at, excluded.enqueued_at)",
-                    retry_rows,
-                )
+                insert_rows(conn, _INSERT_RETRIES, _RETRY_ROW, retry_rows, _UPSERT_RETRIES)
             if dead_rows:
-                conn.executemany(
-                    "INSERT INTO dead (destination, seq, data, enqueued_at, reason, status, body,"
-                    " attempts, failed_at) VALUES (?1, ?2, ?3, coalesce(?4, (SELECT enqueued_at"
-                    " FROM retries WHERE destination = ?1 AND seq = ?2)), ?5, ?6, ?7, ?8, ?9)",
-                    dead_rows,
-                )
-            # A retry settled as done or dead leaves the retry table.
-            gone = [(destination, s) for s in done if s in plan.retried]
-            gone += [(destination, row[1]) for row in dead_rows]
+                insert_rows(conn, _INSERT_DEAD, _DEAD_ROW, dead_rows)
+            # A retry settled as done or dead leaves the retry table. Keys go in as one JSON
+            # array (one step, see ``_sqlite_steps``): with concurrent batches, most of a
+            # batch lands beyond the durable position.
+            gone = [s for s in done if s in plan.retried]
+            gone += [row[1] for row in dead_rows]
             if gone:
-                conn.executemany("DELETE FROM retries WHERE destination = ? AND seq = ?", gone)
+                conn.execute(
+                    "DELETE FROM retries WHERE destination = ?1"
+                    " AND seq IN (SELECT value FROM json_each(?2))",
+                    (destination, as_json_array(gone)),
+                )
             if plan.beyond:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO settled (destination, seq) VALUES (?, ?)",
-                    [(destination, s) for s in plan.beyond],
+                conn.execute(
+                    "INSERT OR IGNORE INTO settled (destination, seq)"
+                    " SELECT ?1, value FROM json_each(?2)",
+                    (destination, as_json_array(list(plan.beyond))),
                 )
             if plan.durable > durable:
                 conn.execute(
@@ -1094,6 +1093,41 @@ def _shrink(conn: sqlite3.Connection) -> int:
     conn.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES});")
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     return int(free)
+
+
+_INSERT_RETRIES = (
+    "INSERT INTO retries (destination, seq, data, enqueued_at, attempts, first_attempt_at,"
+    " next_at, reason, hold_key)"
+)
+_RETRY_ROW = "({1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9})"
+_UPSERT_RETRIES = (
+    "ON CONFLICT (destination, seq) DO UPDATE SET data = excluded.data,"
+    " attempts = excluded.attempts, first_attempt_at = excluded.first_attempt_at,"
+    " next_at = excluded.next_at, reason = excluded.reason, hold_key = excluded.hold_key,"
+    " enqueued_at = coalesce(retries.enqueued_at, excluded.enqueued_at)"
+)
+_INSERT_DEAD = (
+    "INSERT INTO dead (destination, seq, data, enqueued_at, reason, status, body, attempts,"
+    " failed_at)"
+)
+_DEAD_ROW = (
+    "({1}, {2}, {3}, coalesce({4}, (SELECT enqueued_at FROM retries WHERE destination = {1}"
+    " AND seq = {2})), {5}, {6}, {7}, {8}, {9})"
+)
+_FETCH_NEW = (
+    f"SELECT {json_list('seq')}, {json_list('data')}, {json_list(floats('enqueued_at'))}"
+    " FROM (SELECT seq, enqueued_at, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?)"
+)
+_FETCH_RETRIES = (
+    f"SELECT {json_list('seq')}, {json_list('data')}, {json_list('attempts')},"
+    f" {json_list(floats('first_attempt_at'))}, {json_list(floats('enqueued_at'))}"
+    " FROM (SELECT seq, data, attempts, first_attempt_at, enqueued_at FROM retries"
+    " WHERE destination = ? AND next_at <= ? ORDER BY next_at, seq LIMIT ?)"
+)
+
+
+def _new_event(seq: int, event: Event, enqueued_at: float) -> QueuedEvent:
+    return QueuedEvent(seq, event, 0, None, enqueued_at)
 
 
 def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> None:

@@ -1,0 +1,251 @@
+"""The SQLite queue's delivery reads and settle writes take one SQLite step per statement.
+
+CPython's ``sqlite3`` gives the GIL up around every step (each row read, each parameter set
+of ``executemany``); beside a busy event loop each step then waited for the GIL again, so a
+fetch of 1,000 events took up to 0.6 s (``bench/gil_steps.py``). These tests count the rows
+and parameter sets that cross between Python and SQLite, and check that the aggregated reads
+give back exactly what was stored: JSON of every shape, exact float times, NULLs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crossdock.queue import DeadLetter, Retry
+from crossdock.queue._sqlite_steps import floats, json_list, read_columns
+from crossdock.queue.sqlite import SqliteQueue
+
+NOW = 1_700_000_000.0
+
+
+class CountingCursor:
+    """A cursor that counts the rows Python takes from it."""
+
+    def __init__(self, cursor: sqlite3.Cursor, counts: dict[str, int]) -> None:
+        self._cursor = cursor
+        self._counts = counts
+
+    def fetchone(self) -> Any:
+        self._counts["rows"] += 1
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        rows = self._cursor.fetchall()
+        self._counts["rows"] += len(rows)
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        for row in self._cursor:
+            self._counts["rows"] += 1
+            yield row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+class CountingConnection:
+    """A connection proxy counting statements, rows read and ``executemany`` parameter sets."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.counts = {"rows": 0, "statements": 0, "parameter_sets": 0}
+
+    def execute(self, sql: str, params: Any = ()) -> CountingCursor:
+        self.counts["statements"] += 1
+        return CountingCursor(self._conn.execute(sql, params), self.counts)
+
+    def executemany(self, sql: str, seq: Any) -> Any:
+        params = list(seq)
+        self.counts["statements"] += 1
+        self.counts["parameter_sets"] += len(params)
+        return self._conn.executemany(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def ev(i: int) -> dict[str, Any]:
+    return {"type": "track", "event": "Viewed", "messageId": f"m{i}", "properties": {"i": i}}
+
+
+async def test_fetching_a_large_batch_reads_one_row_per_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW)
+    await queue.open(["a"])
+    try:
+        await queue.append([ev(i) for i in range(1000)])
+        reader = CountingConnection(queue._conn_r())
+        monkeypatch.setattr(queue, "_conn_r", lambda: reader)
+        got = await queue.fetch("a", 1000, NOW)
+        assert [g.event for g in got] == [ev(i) for i in range(1000)]
+        assert all(g.enqueued_at == NOW for g in got)
+        # One query for due retries, one or two for new events; never a row per event.
+        assert reader.counts["rows"] <= 3
+    finally:
+        await queue.close()
+
+
+async def test_out_of_order_settles_write_their_keys_in_one_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW)
+    await queue.open(["a"])
+    try:
+        await queue.append([ev(i) for i in range(1500)])
+        first = await queue.fetch("a", 500, NOW)
+        later = await queue.fetch("a", 1000, NOW)
+        writer = CountingConnection(queue._conn_w())
+        monkeypatch.setattr(queue, "_conn_w", lambda: writer)
+        # The later batch settles first: its 1,000 seqs lie beyond the durable position.
+        await queue.settle("a", [g.seq for g in later])
+        assert writer.counts["parameter_sets"] == 0
+        # A handful of statements (the settle, and maybe a collection), not one per event.
+        assert writer.counts["statements"] <= 15
+        (beyond,) = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM settled")
+        assert beyond == (1000,)
+        await queue.settle("a", [g.seq for g in first])
+        assert await queue.fetch("a", 10, NOW) == []
+        assert (await queue.stats("a")).pending == 0
+    finally:
+        await queue.close()
+
+
+async def test_a_failed_batch_writes_its_retries_and_dead_letters_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW)
+    await queue.open(["a"])
+    try:
+        await queue.append([ev(i) for i in range(700)])
+        got = await queue.fetch("a", 300, NOW)
+        # 300 retries first: the dead letters of a later settle take their enqueued_at.
+        await queue.settle(
+            "a",
+            [],
+            [
+                Retry(g.seq, g.event, NOW + 1, 1, NOW, "http_503", f"k{g.seq % 3}")
+                for g in got[:300]
+            ],
+        )
+        writer = CountingConnection(queue._conn_w())
+        monkeypatch.setattr(queue, "_conn_w", lambda: writer)
+        again = await queue.fetch("a", 700, NOW + 2)
+        assert [g.event for g in again] == [ev(i) for i in range(300)] + [
+            ev(i) for i in range(300, 700)
+        ]
+        retried, fresh = again[:300], again[300:]
+        await queue.settle(
+            "a",
+            [],
+            [Retry(g.seq, g.event, NOW + 9, 2, NOW, "http_429") for g in fresh[:333]],
+            [DeadLetter(g.seq, g.event, "gave up", 2, 500, "oops") for g in retried]
+            + [DeadLetter(g.seq, g.event, "bad", 1, 400, None) for g in fresh[333:]],
+        )
+        assert writer.counts["parameter_sets"] == 0
+        # 333 retries, 367 dead letters: 128-row chunks, not a statement per row.
+        assert writer.counts["statements"] <= 25
+        assert await queue.held_keys("a") == {}
+        dead = await queue.dlq_list("a", limit=1000)
+        assert len(dead) == 367
+        assert {d.reason for d in dead} == {"gave up", "bad"}
+        times = sqlite3.connect(tmp_path / "q.db").execute("SELECT DISTINCT enqueued_at FROM dead")
+        assert times.fetchall() == [(NOW,)]
+        due = await queue.fetch("a", 1000, NOW + 9)
+        assert [(g.event, g.attempts, g.first_attempt_at) for g in due] == [
+            (ev(i), 2, NOW) for i in range(300, 633)
+        ]
+    finally:
+        await queue.close()
+
+
+async def test_settled_keys_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    queue = SqliteQueue(path, clock=lambda: NOW)
+    await queue.open(["a"])
+    await queue.append([ev(i) for i in range(10)])
+    got = await queue.fetch("a", 10, NOW)
+    await queue.settle("a", [g.seq for g in got[3:]])
+    await queue.close()
+    queue = SqliteQueue(path, clock=lambda: NOW)
+    await queue.open(["a"])
+    try:
+        again = await queue.fetch("a", 10, NOW)
+        assert [g.event for g in again] == [ev(i) for i in range(3)]
+    finally:
+        await queue.close()
+
+
+async def test_due_retries_come_back_with_exact_times_and_nulls(tmp_path: Path) -> None:
+    queue = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW + 0.123456789)
+    await queue.open(["a"])
+    try:
+        await queue.append([ev(0), ev(1)])
+        got = await queue.fetch("a", 2, NOW)
+        first_attempt = NOW + 1 / 3
+        await queue.settle(
+            "a",
+            [],
+            [
+                Retry(got[0].seq, got[0].event, NOW + 5, 2, first_attempt, "http_503"),
+                Retry(got[1].seq, got[1].event, NOW + 6, 1, NOW + 0.1, "http_503", "k"),
+            ],
+        )
+        due = await queue.fetch("a", 10, NOW + 10)
+        assert [(g.event, g.attempts, g.first_attempt_at) for g in due] == [
+            (ev(0), 2, first_attempt),
+            (ev(1), 1, NOW + 0.1),
+        ]
+        assert [g.enqueued_at for g in due] == [NOW + 0.123456789] * 2
+    finally:
+        await queue.close()
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(st.text(), json_values, max_size=5),
+            # Times: epoch seconds (printf's 17 digits round-trip these exactly; SQLite's
+            # printf is not exact near the ends of the double range).
+            st.none() | st.just(0.0) | st.floats(1e-3, 1e12),
+        ),
+        max_size=12,
+    )
+)
+def test_aggregated_columns_give_back_every_row_exactly(rows: list[tuple[Any, Any]]) -> None:
+    import orjson
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, data BLOB NOT NULL, at REAL)")
+    conn.executemany(
+        "INSERT INTO t (seq, data, at) VALUES (?, ?, ?)",
+        [(i + 1, orjson.dumps(data), at) for i, (data, at) in enumerate(rows)],
+    )
+    select = (
+        f"SELECT {json_list('seq')}, {json_list('data')}, {json_list(floats('at'))}"
+        " FROM (SELECT seq, data, at FROM t ORDER BY seq DESC)"
+    )
+    seqs, data, times = read_columns(conn, select, (), 3)
+    expected = list(reversed(rows))
+    assert seqs == list(range(len(rows), 0, -1))
+    assert data == [d for d, _ in expected]
+    assert [None if t is None else float(t) for t in times] == [at for _, at in expected]
