@@ -126,12 +126,12 @@ async def read_stream(url: str, seen: set[str], opened: asyncio.Event) -> None:
                     seen.add(doc["event"]["messageId"])
 
 
-async def everywhere(check: Any, rounds: int = ROUNDS) -> set[int]:
-    """Run ``check()`` (an answer with ``process``) ``rounds`` times and until both processes
-    answered; the processes that did."""
+async def everywhere(check: Any, reachable: set[int], rounds: int = ROUNDS) -> set[int]:
+    """Run ``check()`` (an answer with ``process``) ``rounds`` times and until every process in
+    ``reachable`` answered; the processes that did."""
     answered: set[int] = set()
     for n in range(rounds * 10):
-        if n >= rounds and answered == {0, 1}:
+        if n >= rounds and answered == reachable:
             break
         doc = await check()
         assert doc["partial"] is False, doc
@@ -158,6 +158,9 @@ async def run_console(tmp_path: Path, queue: str = SQLITE) -> None:
             extra_args=("--workers", "2"),
         ).start(timeout=60)  # fmt: skip
         stream_task: asyncio.Task[None] | None = None
+        # On sqlite, process 0 stores and delivers and takes no connections on the port; the
+        # console of the process that does still shows both.
+        reachable = {1} if queue == SQLITE else {0, 1}
         try:
             await wait_until(lambda: listening(daemon) == 2, timeout=30, what="both listen")
             # both processes answer their peers before anything is checked
@@ -187,7 +190,7 @@ async def run_console(tmp_path: Path, queue: str = SQLITE) -> None:
                 assert set(ids) <= listed, set(ids) - listed
                 return doc
 
-            assert await everywhere(recent) == {0, 1}
+            assert await everywhere(recent, reachable) == reachable
 
             async def journeys() -> dict[str, Any]:
                 doc: dict[str, Any] = {}
@@ -204,7 +207,7 @@ async def run_console(tmp_path: Path, queue: str = SQLITE) -> None:
 
             # dead letters land a moment after the attempts
             await wait_until(lambda: _dead(daemon.url, EVENTS), timeout=30, what="dead letters")
-            assert await everywhere(journeys) == {0, 1}
+            assert await everywhere(journeys, reachable) == reachable
 
             async def cards() -> dict[str, Any]:
                 status, doc = await fresh("GET", daemon.url + "/console/api/destinations")
@@ -217,7 +220,7 @@ async def run_console(tmp_path: Path, queue: str = SQLITE) -> None:
                 assert by_id["strict"]["last_errors"][0]["status"] == 400
                 return doc
 
-            assert await everywhere(cards) == {0, 1}
+            assert await everywhere(cards, reachable) == reachable
 
             # a replay job started on one process is readable from every process
             status, started = await fresh(
@@ -234,12 +237,12 @@ async def run_console(tmp_path: Path, queue: str = SQLITE) -> None:
                 assert doc["job"] == started["job"]
                 assert doc["total"] == EVENTS
                 answered.add(doc["process"])
-                if doc["finished"] and answered == {0, 1}:
+                if doc["finished"] and answered == reachable:
                     break
             assert doc["finished"]
             assert doc["done"] == EVENTS
             assert doc["error"] is None
-            assert answered == {0, 1}
+            assert answered == reachable
 
             # pause, then every process's answer shows it paused; resume likewise
             status, card = await fresh(
@@ -259,7 +262,16 @@ async def run_console(tmp_path: Path, queue: str = SQLITE) -> None:
                 assert by_id["sink"]["paused_by_operator"] is True
                 return doc
 
-            assert await everywhere(paused) == {0, 1}
+            assert await everywhere(paused, reachable) == reachable
+            # the admin API's status: the delivering processes' workers, wherever it lands
+            for _ in range(ROUNDS):
+                status, doc = await fresh("GET", daemon.url + "/admin/destinations/sink")
+                assert status == 200, doc
+                assert (doc["running"], doc["paused_by_operator"]) == (True, True), doc
+            status, doc = await fresh("GET", daemon.url + "/admin/destinations")
+            assert {row["id"] for row in doc["destinations"]} == {"sink", "strict"}
+            status, doc = await fresh("GET", daemon.url + "/admin/destinations/nope")
+            assert (status, doc["code"]) == (404, "not_found")
 
             async def probe() -> dict[str, Any]:
                 url = daemon.url + "/console/api/destinations/sink/probe"
@@ -270,7 +282,7 @@ async def run_console(tmp_path: Path, queue: str = SQLITE) -> None:
                 assert "does not deliver" not in doc["message"]
                 return doc
 
-            assert await everywhere(probe, rounds=6) == {0, 1}
+            assert await everywhere(probe, reachable, rounds=6) == reachable
             status, card = await fresh(
                 "POST", daemon.url + "/console/api/destinations/sink/resume", {}
             )
@@ -385,32 +397,38 @@ async def test_peer_sockets_are_private_token_checked_and_a_silent_process_is_sk
             pids = child_pids(daemon.process.pid)
             env = environ(pids[1])
             directory = Path(env[PEERS_DIR])
-            # Process 0 also serves the SQLite queue's writer there (queue._sqlite_shared).
-            sockets = ["queue_writer.sock", "worker_0.sock", "worker_1.sock"]
+            # Process 0 also serves the SQLite queue's writer there (queue._sqlite_shared), and
+            # its HTTP application (it takes no connections on the port).
+            sockets = ["queue_writer.sock", "store_http.sock", "worker_0.sock", "worker_1.sock"]
             assert peer_dir(directory) == (0o700, sockets)
-            assert (directory / "queue_writer.sock").stat().st_mode & 0o777 == 0o600
-            socket = str(directory / "worker_1.sock")
+            for name in sockets:
+                assert (directory / name).stat().st_mode & 0o777 == 0o600, name
+            socket = str(directory / "worker_0.sock")
             token = env[PEER_TOKEN]
             assert await on_socket(socket, "/peer/cards", {}) == 403
             wrong = {"X-Crossdock-Peer": token[:-1] + ("x" if token[-1] != "x" else "y")}
             assert await on_socket(socket, "/peer/cards", wrong) == 403
             assert await on_socket(socket, "/peer/cards", {"X-Crossdock-Peer": token}) == 200
 
-            # process 1 stops answering: process 0's answers leave it out and say so
-            stopped = pids[1]
+            # process 0 stops answering: process 1's answers leave it out and say so
+            stopped = pids[0]
             os.kill(stopped, signal.SIGSTOP)
             partial: dict[str, Any] | None = None
             for _ in range(40):
                 with contextlib.suppress(TimeoutError, aiohttp.ClientError):
                     async with asyncio.timeout(5):
                         status, doc = await fresh("GET", daemon.url + "/console/api/destinations")
-                    if status == 200 and doc["process"] == 0:
+                    if status == 200:
                         partial = doc
                         break
             assert partial is not None
+            assert partial["process"] == 1
             assert partial["partial"] is True
-            assert partial["processes"] == [0]
+            assert partial["processes"] == [1]
             assert {c["id"] for c in partial["destinations"]} == {"sink", "strict"}
+            # the admin API's status comes from the delivering process: unavailable meanwhile
+            status, doc = await fresh("GET", daemon.url + "/admin/destinations")
+            assert (status, doc["code"]) == (503, "unavailable")
             os.kill(stopped, signal.SIGCONT)
             stopped = None
             assert daemon.stop() == 0

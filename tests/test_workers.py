@@ -9,6 +9,7 @@ exits 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -122,6 +123,11 @@ async def run_two_workers(crossdock_daemon, queue: str) -> None:
                          what="every acknowledged event delivered")  # fmt: skip
         starts = [r for r in daemon.log_records() if r.get("message") == "crossdock starting"]
         assert sorted(r["worker"] for r in starts) == [0, 1]
+        # sqlite: process 0 stores and delivers for both and takes no connections on the port
+        on_port = [0, 1] if "nats" in queue else [1]
+        assert sorted(r["worker"] for r in starts if r["ingests"]) == on_port
+        if sys.platform == "linux":
+            assert listening_sockets(daemon.port) == len(on_port)
         # Each process received a share; whichever answers a scrape reports the sum. The vendor
         # has the events a moment before the counter moves: wait for it once, then every scrape
         # (landing on either process) must agree exactly.
@@ -166,6 +172,18 @@ def test_sqlite_delivers_from_worker_0_only_nats_from_all() -> None:
     assert [delivers(sqlite, i) for i in range(3)] == [True, False, False]
     nats = parse_config('[queue]\nbackend = "nats"\n', registry)
     assert [delivers(nats, i) for i in range(3)] == [True, True, True]
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on ``port`` (one per process under ``SO_REUSEPORT``)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    count += 1
+    return count
 
 
 def child_pids(pid: int) -> dict[int, int]:

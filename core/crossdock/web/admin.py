@@ -75,7 +75,14 @@ async def admin_auth(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def _status(request: web.Request, destination_id: str, worker: Any = None) -> dict[str, Any]:
-    app = request.app
+    return await status_row(request.app, destination_id, worker)
+
+
+async def status_row(
+    app: web.Application, destination_id: str, worker: Any = None
+) -> dict[str, Any]:
+    """One destination's admin status in this process: its worker's state and the queue's
+    counts (``worker`` defaults to the app's)."""
     worker = worker if worker is not None else app[keys.WORKERS][destination_id]
     stats = await app[keys.QUEUE].stats(destination_id)
     status = dict(worker.status())
@@ -89,6 +96,29 @@ async def _status(request: web.Request, destination_id: str, worker: Any = None)
     return status
 
 
+async def status_rows(app: web.Application) -> list[dict[str, Any]]:
+    """Every destination's :func:`status_row` in this process."""
+    # A copy: a reload may add or remove workers while the statuses are awaited.
+    workers = dict(app[keys.WORKERS])
+    return [await status_row(app, d, w) for d, w in workers.items()]
+
+
+async def _rows_of_delivering_process(request: web.Request) -> list[dict[str, Any]] | None:
+    """Under ``--workers`` on ``sqlite``, in a process that does not deliver: the delivering
+    process's rows (its workers' state is not known here); ``None`` when this one delivers.
+    503 when the delivering process does not answer (e.g. while it restarts)."""
+    elsewhere = request.app.get(keys.STATUS_ELSEWHERE)
+    if elsewhere is None:
+        return None
+    rows = await elsewhere()
+    if rows is None:
+        body = error_body("unavailable", "the delivering process did not answer; retry later")
+        raise web.HTTPServiceUnavailable(
+            body=orjson.dumps(body), content_type="application/json", headers={"Retry-After": "1"}
+        )
+    return list(rows)
+
+
 def _worker_id(request: web.Request) -> str:
     destination_id = request.match_info["id"]
     if destination_id not in request.app[keys.WORKERS]:
@@ -99,15 +129,23 @@ def _worker_id(request: web.Request) -> str:
 
 async def destinations(request: web.Request) -> web.Response:
     """Status of every destination."""
-    # A copy: a reload may add or remove workers while the statuses are awaited.
-    workers = dict(request.app[keys.WORKERS])
-    rows = [await _status(request, d, w) for d, w in workers.items()]
+    rows = await _rows_of_delivering_process(request)
+    if rows is None:
+        rows = await status_rows(request.app)
     return json_response(200, {"destinations": rows})
 
 
 async def destination(request: web.Request) -> web.Response:
     """Status of one destination."""
-    return json_response(200, await _status(request, _worker_id(request)))
+    destination_id = _worker_id(request)
+    rows = await _rows_of_delivering_process(request)
+    if rows is None:
+        return json_response(200, await _status(request, destination_id))
+    for row in rows:
+        if row.get("id") == destination_id:
+            return json_response(200, row)
+    body = error_body("not_found", f"no destination {destination_id!r}")
+    return json_response(404, body)
 
 
 async def dry_run(request: web.Request) -> web.Response:

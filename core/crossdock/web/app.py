@@ -8,6 +8,7 @@ path then calls the objects they returned.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -178,6 +179,40 @@ SHARED_WRITER_SOCKET = "queue_writer.sock"
 (:data:`crossdock.web.console.peers.DIR_ENV`)."""
 
 
+STORE_PROCESS_SOCKET = "store_http.sock"
+"""Where process 0 of ``--workers N`` on ``sqlite`` serves its HTTP application (it takes no
+connections on the port), in the supervisor's private directory."""
+
+
+def store_process_socket() -> str | None:
+    """Process 0's private HTTP socket (see :data:`STORE_PROCESS_SOCKET`), ``None`` outside a
+    supervisor's run."""
+    import os
+    import stat
+
+    from crossdock.web.console import peers
+
+    directory = os.environ.get(peers.DIR_ENV)
+    if not directory:
+        return None
+    path = os.path.join(directory, STORE_PROCESS_SOCKET)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)  # a restarted process's predecessor left it
+    return path
+
+
+def _private_unix_socket(path: str) -> socket.socket:
+    """A listening Unix socket at ``path``, readable and writable by this user only."""
+    import os
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
 def share_sqlite_writer(app: web.Application, worker_index: int) -> bool:
     """``crossdock run --workers N`` on ``sqlite``: process 0 stores the other processes' rows
     in its own group commits (``crossdock.queue._sqlite_shared``); the others send them there.
@@ -226,7 +261,10 @@ def run_app(
     On a signal: stop accepting connections, let in-flight requests finish (up to
     ``server.shutdown_timeout``), stop the workers (in-flight batches finish, the rest stays
     queued), close the queue, exit 0. With ``workers > 1`` this is one of N processes sharing
-    the port (``SO_REUSEPORT``: the kernel spreads connections over them).
+    the port (``SO_REUSEPORT``: the kernel spreads connections over them). On ``sqlite``,
+    process 0 stores and delivers for the others and takes no connections on the port: with a
+    single GIL per process, parsing half the requests on top of that made it the bottleneck
+    (``bench/production.py``'s ``workers2``).
     """
     from crossdock.logs import setup_logging
 
@@ -240,21 +278,30 @@ def run_app(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     app = make_app(config, registry, deliver=deliver, idle_poll=idle_poll)
     install_sighup(app)
-    if workers > 1 and config.queue.backend == "sqlite":
-        share_sqlite_writer(app, worker_index)
+    # ``--workers`` on sqlite: process 0 stores and delivers for all and takes no connections
+    # on the port (the others parse every request), listening on a private socket instead.
+    private_path = None
+    shared = workers > 1 and config.queue.backend == "sqlite"
+    if shared and share_sqlite_writer(app, worker_index) and worker_index == 0 and sock is None:
+        private_path = store_process_socket()
+        if private_path is not None:
+            sock = _private_unix_socket(private_path)
     if workers > 1:
         # POST /admin/reload reaches one process: the supervisor signals them all.
         app[keys.RELOADER].forward = signal_parent
         # The console of any process shows them all: each serves the others on a Unix socket.
-        from crossdock.web.console.internal import start_peers
+        from crossdock.web.console.internal import start_peers, status_from
 
-        start_peers(app, worker_index, workers)
+        peers = start_peers(app, worker_index, workers)
+        if peers is not None and not deliver:
+            # Only the delivering process knows its workers' state.
+            app[keys.STATUS_ELSEWHERE] = status_from(peers, 0)
     metrics_store.register_worker_process(worker_index)
     log.info(
         "crossdock starting",
-        extra={"listen": config.server.listen, "sources": len(config.sources),
+        extra={"listen": private_path or config.server.listen, "sources": len(config.sources),
                "destinations": len(config.destinations), "worker": worker_index,
-               "workers": workers, "delivers": deliver},
+               "workers": workers, "delivers": deliver, "ingests": private_path is None},
     )  # fmt: skip
     web.run_app(
         app,
@@ -285,7 +332,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 def run_workers(config: Config, config_path: str, workers: int) -> int:
     """``crossdock run --workers N``: start N ``crossdock run`` processes sharing the port and
-    the queue, restart one that dies, and stop them all on SIGTERM/SIGINT. Returns the exit
+    the queue (on ``sqlite``, process 0 stores and delivers and the N - 1 others take the
+    connections), restart one that dies, and stop them all on SIGTERM/SIGINT. Returns the exit
     code (1 when a process fails right at start-up, e.g. the port is taken)."""
     import os
     import signal

@@ -14,10 +14,11 @@ from crossdock.web.console import api
 from crossdock.web.console.peers import Peers, serve_ndjson
 from crossdock.web.console.state import ConsoleState
 
-__all__ = ["make_internal_app", "start_peers"]
+__all__ = ["make_internal_app", "start_peers", "status_from"]
 
 STATE: web.AppKey[ConsoleState] = web.AppKey("console_state", ConsoleState)
 PEERS: web.AppKey[Peers] = web.AppKey("console_peers", Peers)
+ROOT: web.AppKey[web.Application] = web.AppKey("root_app", web.Application)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -64,6 +65,12 @@ async def _job(request: web.Request) -> web.Response:
     return _json(found.as_dict())
 
 
+async def _status(request: web.Request) -> web.Response:
+    from crossdock.web.admin import status_rows
+
+    return _json({"destinations": await status_rows(request.app[ROOT])})
+
+
 async def _action(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     if action not in ("pause", "resume", "probe"):
@@ -81,11 +88,13 @@ async def _forget(request: web.Request) -> web.Response:
     return _json({})
 
 
-def make_internal_app(state: ConsoleState, peers: Peers) -> web.Application:
-    """The application of this process's peer socket."""
+def make_internal_app(state: ConsoleState, peers: Peers, root: web.Application) -> web.Application:
+    """The application of this process's peer socket (``root``: the process's own app)."""
     app = web.Application(middlewares=[_guard])
     app[STATE] = state
     app[PEERS] = peers
+    app[ROOT] = root
+    app.router.add_get("/peer/status", _status)
     app.router.add_get("/peer/recent", _recent)
     app.router.add_get("/peer/stream", _stream)
     app.router.add_get("/peer/journey/{message_id}", _journey)
@@ -108,7 +117,7 @@ def start_peers(root: web.Application, index: int, count: int) -> Peers | None:
     state.jobs.prefix = f"{index}-"
 
     async def start(_app: web.Application) -> None:
-        await peers.start(make_internal_app(state, peers))
+        await peers.start(make_internal_app(state, peers, root))
 
     async def stop(_app: web.Application) -> None:
         state.hub.close()  # the peers' streams from this process end now
@@ -117,3 +126,13 @@ def start_peers(root: web.Application, index: int, count: int) -> Peers | None:
     root.on_startup.append(start)
     root.on_shutdown.append(stop)
     return peers
+
+
+def status_from(peers: Peers, index: int) -> Any:
+    """The admin API's status rows of process ``index`` (see ``keys.STATUS_ELSEWHERE``)."""
+
+    async def rows() -> list[dict[str, Any]] | None:
+        doc = await peers.ask_one(index, "GET", "/peer/status")
+        return None if doc is None else doc.get("destinations")
+
+    return rows

@@ -178,6 +178,23 @@ class Peers:
                 refused.append(index)
         return answers, refused
 
+    async def ask_one(
+        self, index: int, method: str, path: str, *, timeout: float = TIMEOUT
+    ) -> Any | None:
+        """Ask process ``index`` ``method path``: its JSON answer when it answered 200 in
+        time, else ``None``."""
+        if self.closed:
+            return None
+        try:
+            async with self._session(index).request(
+                method, "http://peer" + path, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                if response.status != 200:
+                    return None
+                return orjson.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return None
+
     def coverage(self, answered: list[int] | set[int]) -> dict[str, Any]:
         """``process`` (this one's index), ``processes`` (the indexes that answered, this one
         included) and ``partial`` (whether one is missing)."""
