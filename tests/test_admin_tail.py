@@ -73,10 +73,16 @@ async def read_records(response: aiohttp.ClientResponse, count: int) -> list[byt
     return lines
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_destination_tail_shows_filtered_and_dropped_events_with_reasons(
-    crossdock_daemon,
+    crossdock_daemon, workers: int
 ) -> None:
-    daemon = crossdock_daemon(CONFIG)
+    if workers == 1:
+        daemon = crossdock_daemon(CONFIG)
+    else:
+        # sqlite: process 0 delivers but takes no connections; process 1 relays its tail
+        daemon = crossdock_daemon(CONFIG, extra_args=("--workers", "2"))
+        await asyncio.to_thread(daemon.wait_processes_serving, 2, 30)
     batch = [
         track("Order Completed", "m-sent"),
         track("Order Refunded", "m-refund"),

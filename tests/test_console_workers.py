@@ -429,6 +429,8 @@ async def test_peer_sockets_are_private_token_checked_and_a_silent_process_is_sk
             # the admin API's status comes from the delivering process: unavailable meanwhile
             status, doc = await fresh("GET", daemon.url + "/admin/destinations")
             assert (status, doc["code"]) == (503, "unavailable")
+            status, doc = await fresh("GET", daemon.url + "/admin/tail?destination=sink")
+            assert (status, doc["code"]) == (503, "unavailable")
             os.kill(stopped, signal.SIGCONT)
             stopped = None
             assert daemon.stop() == 0

@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daemon")
     config_arg(p)
     p.add_argument(
-        "--workers", type=int, default=1, help="processes sharing the port and the queue"
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the queue (on sqlite, process 0 stores and delivers and the"
+        " others take the connections)",
     )
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
 

@@ -39,6 +39,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -103,18 +104,22 @@ async def status_rows(app: web.Application) -> list[dict[str, Any]]:
     return [await status_row(app, d, w) for d, w in workers.items()]
 
 
+_UNAVAILABLE = error_body("unavailable", "the delivering process did not answer; retry later")
+
+
 async def _rows_of_delivering_process(request: web.Request) -> list[dict[str, Any]] | None:
     """Under ``--workers`` on ``sqlite``, in a process that does not deliver: the delivering
     process's rows (its workers' state is not known here); ``None`` when this one delivers.
     503 when the delivering process does not answer (e.g. while it restarts)."""
-    elsewhere = request.app.get(keys.STATUS_ELSEWHERE)
+    elsewhere = request.app.get(keys.DELIVERING_PROCESS)
     if elsewhere is None:
         return None
-    rows = await elsewhere()
+    rows = await elsewhere.status_rows()
     if rows is None:
-        body = error_body("unavailable", "the delivering process did not answer; retry later")
         raise web.HTTPServiceUnavailable(
-            body=orjson.dumps(body), content_type="application/json", headers={"Retry-After": "1"}
+            body=orjson.dumps(_UNAVAILABLE),
+            content_type="application/json",
+            headers={"Retry-After": "1"},
         )
     return list(rows)
 
@@ -385,7 +390,11 @@ async def tail(request: web.Request) -> web.StreamResponse:
             return json_response(400, error_body("invalid_query", message))
         if destination_id not in request.app[keys.WORKERS]:
             return json_response(404, error_body("not_found", f"no destination {destination_id!r}"))
-        return await _not_sent_tail(request, hub.not_sent, destination_id)
+        elsewhere = request.app.get(keys.DELIVERING_PROCESS)
+        if elsewhere is not None:
+            # Only the delivering process builds these records: relay its tail.
+            return await _relayed_tail(request, hub, elsewhere, destination_id)
+        return await not_sent_tail(request, hub, destination_id)
     subscriber: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(hub.max_buffer)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     hub.subscribers.add(subscriber)
@@ -433,13 +442,15 @@ async def _records(
             getter.cancel()
 
 
-async def _not_sent_tail(
-    request: web.Request, hub: NotSentTail, destination_id: str
+async def not_sent_tail(
+    request: web.Request, tail_hub: EventTail, destination_id: str
 ) -> web.StreamResponse:
+    """Stream ``destination_id``'s not-sent records of this process (``tail_hub``: the
+    process's tails) as NDJSON until the reader leaves or the daemon stops."""
+    hub: NotSentTail = tail_hub.not_sent
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     # Subscribed before the headers go out: a reader that has them misses nothing after.
     subscriber = hub.subscribe(destination_id)
-    tail_hub: EventTail = request.app[keys.TAIL]
     try:
         await response.prepare(request)
         with tail_hub.stream(request):
@@ -450,6 +461,29 @@ async def _not_sent_tail(
     finally:
         # Unsubscribed as soon as the reader goes, so the worker stops building records.
         hub.unsubscribe(destination_id, subscriber)
+    return response
+
+
+async def _relayed_tail(
+    request: web.Request, tail_hub: EventTail, elsewhere: Any, destination_id: str
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    try:
+        async with elsewhere.not_sent(destination_id) as upstream:
+            if upstream is None:
+                return json_response(503, _UNAVAILABLE, {"Retry-After": "1"})
+            await response.prepare(request)
+            with tail_hub.stream(request):
+                while not tail_hub.closed.is_set() and not _gone(request):
+                    try:
+                        chunk = await asyncio.wait_for(upstream.readany(), DISCONNECT_POLL)
+                    except TimeoutError:
+                        continue
+                    if not chunk:
+                        break  # the delivering process stopped (or restarts): the tail ends
+                    await write_or_let_go(request, response, chunk)
+    except (ConnectionResetError, asyncio.CancelledError, aiohttp.ClientError):
+        pass
     return response
 
 

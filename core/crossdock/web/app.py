@@ -290,12 +290,12 @@ def run_app(
         # POST /admin/reload reaches one process: the supervisor signals them all.
         app[keys.RELOADER].forward = signal_parent
         # The console of any process shows them all: each serves the others on a Unix socket.
-        from crossdock.web.console.internal import start_peers, status_from
+        from crossdock.web.console.internal import DeliveringProcess, start_peers
 
         peers = start_peers(app, worker_index, workers)
         if peers is not None and not deliver:
             # Only the delivering process knows its workers' state.
-            app[keys.STATUS_ELSEWHERE] = status_from(peers, 0)
+            app[keys.DELIVERING_PROCESS] = DeliveringProcess(peers, 0)
     metrics_store.register_worker_process(worker_index)
     log.info(
         "crossdock starting",

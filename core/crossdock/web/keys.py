@@ -27,7 +27,8 @@ SHUTTING_DOWN: web.AppKey[list[bool]] = web.AppKey("shutting_down")
 RELOADER: web.AppKey[Reloader] = web.AppKey("reloader")
 CONSOLE: web.AppKey[Any] = web.AppKey("console")
 """The console's per-process state (:class:`crossdock.web.console.state.ConsoleState`)."""
-STATUS_ELSEWHERE: web.AppKey[Any] = web.AppKey("status_elsewhere")
+DELIVERING_PROCESS: web.AppKey[Any] = web.AppKey("delivering_process")
 """Set in a process that does not deliver while another one does (``crossdock run --workers N``
-on ``sqlite``): an async callable giving the delivering process's destination status rows,
-or ``None`` when it did not answer. The admin API's status answers come from there."""
+on ``sqlite``): :class:`crossdock.web.console.internal.DeliveringProcess`, through which the
+admin API's destination status and destination tail come from the delivering process (only
+it knows its workers' state and builds their records)."""

@@ -4,8 +4,12 @@ asking process masks its answer to the browser), to holders of the run's token o
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -14,7 +18,7 @@ from crossdock.web.console import api
 from crossdock.web.console.peers import Peers, serve_ndjson
 from crossdock.web.console.state import ConsoleState
 
-__all__ = ["make_internal_app", "start_peers", "status_from"]
+__all__ = ["DeliveringProcess", "make_internal_app", "start_peers"]
 
 STATE: web.AppKey[ConsoleState] = web.AppKey("console_state", ConsoleState)
 PEERS: web.AppKey[Peers] = web.AppKey("console_peers", Peers)
@@ -71,6 +75,16 @@ async def _status(request: web.Request) -> web.Response:
     return _json({"destinations": await status_rows(request.app[ROOT])})
 
 
+async def _tail(request: web.Request) -> web.StreamResponse:
+    from crossdock.web.admin import not_sent_tail
+
+    root = request.app[ROOT]
+    destination_id = request.match_info["id"]
+    if destination_id not in root[keys.WORKERS]:
+        return _json({"code": "not_found"}, 404)
+    return await not_sent_tail(request, root[keys.TAIL], destination_id)
+
+
 async def _action(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     if action not in ("pause", "resume", "probe"):
@@ -95,6 +109,7 @@ def make_internal_app(state: ConsoleState, peers: Peers, root: web.Application) 
     app[PEERS] = peers
     app[ROOT] = root
     app.router.add_get("/peer/status", _status)
+    app.router.add_get("/peer/tail/{id}", _tail)
     app.router.add_get("/peer/recent", _recent)
     app.router.add_get("/peer/stream", _stream)
     app.router.add_get("/peer/journey/{message_id}", _journey)
@@ -128,11 +143,22 @@ def start_peers(root: web.Application, index: int, count: int) -> Peers | None:
     return peers
 
 
-def status_from(peers: Peers, index: int) -> Any:
-    """The admin API's status rows of process ``index`` (see ``keys.STATUS_ELSEWHERE``)."""
+class DeliveringProcess:
+    """The delivering process (index ``index``) as seen from one that does not deliver."""
 
-    async def rows() -> list[dict[str, Any]] | None:
-        doc = await peers.ask_one(index, "GET", "/peer/status")
+    def __init__(self, peers: Peers, index: int) -> None:
+        self._peers = peers
+        self._index = index
+
+    async def status_rows(self) -> list[dict[str, Any]] | None:
+        """Its admin status rows; ``None`` when it did not answer in time."""
+        doc = await self._peers.ask_one(self._index, "GET", "/peer/status")
         return None if doc is None else doc.get("destinations")
 
-    return rows
+    @contextlib.asynccontextmanager
+    async def not_sent(self, destination_id: str) -> AsyncIterator[aiohttp.StreamReader | None]:
+        """Its NDJSON tail of ``destination_id``'s not-sent records, open while the block runs;
+        ``None`` when it did not answer."""
+        path = f"/peer/tail/{quote(destination_id, safe='')}"
+        async with self._peers.stream_from(self._index, path) as response:
+            yield None if response is None else response.content

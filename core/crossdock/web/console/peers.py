@@ -21,6 +21,7 @@ import hmac
 import logging
 import os
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,31 @@ class Peers:
                 return orjson.loads(await response.read())
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
             return None
+
+    @contextlib.asynccontextmanager
+    async def stream_from(
+        self, index: int, path: str, *, timeout: float = TIMEOUT
+    ) -> AsyncIterator[aiohttp.ClientResponse | None]:
+        """``GET path`` of process ``index`` as a stream open while the block runs (``timeout``
+        bounds only the answer's headers); ``None`` unless it answered 200 in time."""
+        if self.closed:
+            yield None
+            return
+        try:
+            response = await asyncio.wait_for(
+                self._session(index).get(
+                    "http://peer" + path, timeout=aiohttp.ClientTimeout(total=None)
+                ),
+                timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError):
+            yield None
+            return
+        try:
+            yield response if response.status == 200 else None
+        finally:
+            response.release()
+            response.close()
 
     def coverage(self, answered: list[int] | set[int]) -> dict[str, Any]:
         """``process`` (this one's index), ``processes`` (the indexes that answered, this one
