@@ -369,10 +369,15 @@ def test_fuzz_sign_in_body(daemon: Daemon, body: bytes, content_type: str) -> No
 
 
 @pytest.mark.slow
-async def test_one_sign_in_works_on_every_process_of_workers_n(tmp_path: Path) -> None:
+async def test_one_sign_in_works_on_every_process_of_workers_n(
+    tmp_path: Path, nats_url: str
+) -> None:
     """``crossdock run --workers 2``: the cookie is checked by whichever process answers (no
-    shared state); each answers with both processes' recent events."""
-    daemon = Daemon(CONFIG, tmp_path / "w", extra_args=("--workers", "2")).start(timeout=60)
+    shared state); each answers with both processes' recent events. On NATS, where both
+    processes take connections (on SQLite process 0 takes none)."""
+    queue = f'[queue]\nbackend = "nats"\nurl = "{nats_url}"\nstream = "auth{os.getpid()}"\n\n'
+    daemon = Daemon(queue + CONFIG, tmp_path / "w", extra_args=("--workers", "2"))
+    daemon.start(timeout=60)
     try:
         async with client() as session:
             csrf = await sign_in(session, daemon.url)

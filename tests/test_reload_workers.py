@@ -2,9 +2,9 @@
 
 ``POST /admin/reload`` reaches one process, which checks the file and has the supervisor
 signal every process; ``SIGHUP`` to the supervisor is forwarded to every process. Each process
-must then run the new configuration. The two processes are told apart through the admin API
-over fresh connections (the kernel spreads them over both): with SQLite only process 0
-delivers, so its destinations are ``running`` and process 1's are not. Every event accepted
+must then run the new configuration. Each process's own destinations are read on its private
+peer socket: with SQLite only process 0 delivers, so its destinations are ``running`` and
+process 1's are not. Every event accepted
 during the reloads reaches the destinations configured when it was accepted.
 """
 
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -89,25 +91,34 @@ class Load:
         }
 
 
+def peer_env(supervisor: int) -> dict[str, str]:
+    """The environment of one of the supervisor's children (/proc)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children")
+    pid = int(children.read_text().split()[0])
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().partition("=")[::2] for item in raw if b"=" in item)
+
+
 async def per_process(daemon: Any) -> dict[bool, set[str]]:
-    """Ask ``/admin/destinations`` over new connections until both processes answered:
-    ``running`` (process 0, the delivering one) → its destination ids, and the same for the
-    ingest-only process 1."""
+    """Each process's own destinations, asked on its private peer socket (the admin API of
+    either process answers with process 0's): ``running`` (process 0, the delivering one) →
+    its destination ids, and the same for the ingest-only process 1."""
+    assert daemon.process is not None
+    env = peer_env(daemon.process.pid)
+    directory, token = env["CROSSDOCK_PEERS_DIR"], env["CROSSDOCK_PEER_TOKEN"]
     seen: dict[bool, set[str]] = {}
-    async with fresh() as session:
-        for _ in range(200):
-            async with session.get(
-                daemon.url + "/admin/destinations", headers=daemon.admin_headers()
-            ) as r:
-                assert r.status == 200
-                rows = (await r.json())["destinations"]
-            kinds = {row["running"] for row in rows}
-            assert len(kinds) <= 1, rows  # one process: all running or none
-            if kinds:
-                seen[kinds.pop()] = {row["id"] for row in rows}
-            if len(seen) == 2:
-                return seen
-    raise AssertionError(f"both processes not reached in 200 connections: {seen}")
+    for index in (0, 1):
+        connector = aiohttp.UnixConnector(path=f"{directory}/worker_{index}.sock")
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.get("http://peer/peer/status", headers={"X-Crossdock-Peer": token}) as r,
+        ):
+            assert r.status == 200
+            rows = (await r.json())["destinations"]
+        kinds = {row["running"] for row in rows}
+        assert len(kinds) == 1, rows  # one process: all running or none
+        seen[kinds.pop()] = {row["id"] for row in rows}
+    return seen
 
 
 def applied(daemon: Any) -> list[dict[str, Any]]:
@@ -123,6 +134,7 @@ def listening(daemon: Any) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the processes from /proc")
 async def test_reload_reaches_every_worker_process_and_loses_nothing(crossdock_daemon) -> None:
     async with FakeVendor() as a, FakeVendor() as gone, FakeVendor() as new, FakeVendor() as third:
         v1 = SOURCE + destination("a", a.url + "/in") + destination("gone", gone.url + "/in")
