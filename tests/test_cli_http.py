@@ -1,16 +1,21 @@
-"""Outbound HTTP: ``crossdock/<version>`` User-Agent and the environment's proxies (trust_env)."""
+"""Outbound HTTP: ``crossdock/<version>`` User-Agent, the environment's proxies and ``~/.netrc``."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import socketserver
 import threading
 from collections.abc import Iterator
 
+import aiohttp
 import orjson
 import pytest
 
 from crossdock.cli.main import main
-from crossdock.deliver.session import outbound_session, user_agent
+from crossdock.deliver import session as session_module
+from crossdock.deliver.http import send_http
+from crossdock.deliver.session import environment_options, outbound_session, user_agent
 from crossdock.plugins.discovery import core_version
 
 CONFIG = """
@@ -110,6 +115,47 @@ def test_https_proxy_from_the_environment_is_asked_for_a_tunnel(
 
 async def test_outbound_session_keeps_explicit_headers() -> None:
     async with outbound_session(headers={"X-Extra": "1"}) as session:
-        assert session.trust_env
         assert session.headers["User-Agent"] == user_agent()
         assert session.headers["X-Extra"] == "1"
+
+
+async def test_the_environment_is_looked_up_once_per_origin(monkeypatch) -> None:
+    calls: list[str] = []
+    look_up = session_module._look_up
+
+    def counting(url):
+        calls.append(str(url))
+        return look_up(url)
+
+    monkeypatch.setattr(session_module, "_look_up", counting)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    async with outbound_session() as session:
+        for path in ("/a", "/b?x=1", "/a"):
+            options = await environment_options(session, "https://vendor.invalid" + path, {})
+            assert str(options["proxy"]) == "http://proxy.invalid:3128"
+        assert await environment_options(session, "https://direct.invalid/x", {}) == {}
+        assert len(calls) == 2  # one per origin, not one per request
+    async with aiohttp.ClientSession() as other:  # not an outbound session: left alone
+        assert await environment_options(other, "https://vendor.invalid/a", {}) == {}
+
+
+def test_netrc_credentials_apply_unless_the_request_has_its_own(
+    tmp_path, recorder, monkeypatch
+) -> None:
+    host = recorder.server_address[0]
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {host} login robot password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+
+    async def send(headers: dict[str, str]) -> None:
+        async with outbound_session() as session:
+            outcome, status, _ = await send_http(session, "POST", _url(recorder), b"{}", headers)
+            assert status == 200, outcome
+
+    asyncio.run(send({}))
+    asyncio.run(send({"Authorization": "Bearer vendor-key"}))
+    [(_, first), (_, second)] = recorder.seen
+    assert first["authorization"] == "Basic " + base64.b64encode(b"robot:s3cret").decode()
+    assert second["authorization"] == "Bearer vendor-key"

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from crossdock.deliver.outcomes import BODY_LIMIT
+from crossdock.deliver.session import environment_options
 from crossdock.types import DELIVERED, CredentialsRejected, Outcome, Rejected, RetryLater
 
 MAX_RETRY_AFTER = 3600.0
@@ -79,7 +80,8 @@ async def send_http(
 ) -> tuple[Outcome, int | None, str]:
     """Send one request; return its outcome, the status (``None`` without an answer) and body."""
     try:
-        async with http.request(method, url, data=data, headers=headers) as response:
+        options = {"headers": headers, **await environment_options(http, url, headers)}
+        async with http.request(method, url, data=data, **options) as response:
             text = await response.text(errors="replace")
             outcome = outcome_for_status(
                 response.status, response.headers, text, retry_headers=retry_headers
