@@ -249,3 +249,58 @@ def test_aggregated_columns_give_back_every_row_exactly(rows: list[tuple[Any, An
     assert seqs == list(range(len(rows), 0, -1))
     assert data == [d for d, _ in expected]
     assert [None if t is None else float(t) for t in times] == [at for _, at in expected]
+
+
+async def test_collection_runs_in_steps_that_let_appends_commit_between(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+
+    from crossdock.queue import sqlite as queue_sqlite
+
+    monkeypatch.setattr(queue_sqlite, "_GC_STEP", 1000)
+    queue = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW)
+    await queue.open(["a"])
+    try:
+        await queue.append([ev(i) for i in range(3500)])
+        got = await queue.fetch("a", 3500, NOW)
+        await queue.settle("a", [g.seq for g in got])
+        if queue._collector is not None:  # the settle started one in the background
+            await asyncio.wait({queue._collector})
+        await queue.append([ev(i) for i in range(3500, 7000)])
+        got = await queue.fetch("a", 3500, NOW)
+        queue._last_gc = float("inf")  # no background collection: this test runs its own
+        await queue.settle("a", [g.seq for g in got])
+
+        jobs: list[str] = []
+        parked = threading.Event()
+        loop = asyncio.get_running_loop()
+        appended: list[asyncio.Task[Any]] = []
+        step, write_appends = queue._collect_step, queue._write_appends
+
+        def collect_step() -> int:
+            jobs.append("collect")
+            if len(jobs) == 1:
+                # An append arrives while the first step runs: it must not wait for the rest.
+                loop.call_soon_threadsafe(
+                    lambda: appended.append(loop.create_task(queue.append([ev(99_999)])))
+                )
+                loop.call_soon_threadsafe(parked.set)
+                parked.wait(5)
+            return step()
+
+        def append_job(batch: Any) -> None:
+            jobs.append("append")
+            write_appends(batch)
+
+        monkeypatch.setattr(queue, "_collect_step", collect_step)
+        monkeypatch.setattr(queue, "_write_appends", append_job)
+        assert await queue.collect() == 3500
+        await appended[0]
+        assert jobs[:3] == ["collect", "append", "collect"], jobs
+        assert jobs.count("collect") == 4  # 1,000 events a step, and the last finds fewer
+        (left,) = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM events")
+        assert left == (1,)  # the event appended meanwhile
+    finally:
+        await queue.close()

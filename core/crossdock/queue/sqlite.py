@@ -17,12 +17,13 @@ in-memory read position ahead of it, so an event in flight is not handed out twi
 settled out of order above the position are recorded in ``settled`` in the same transaction,
 so a restart re-delivers only what was really in flight (duplicates, never losses).
 
-Garbage collection. After settles (at most every few seconds) the writer deletes events at or
-below the smallest durable position of the destinations registered by this process, then hands
-free pages back to the file system (``PRAGMA incremental_vacuum``, at most
-:data:`_VACUUM_PAGES` per collection, only once :data:`_VACUUM_MIN_FREE` pages are free), so
-the file shrinks after a drain (files created before auto_vacuum was set keep their size until
-an offline ``VACUUM``). Only a
+Garbage collection. After settles (at most every few seconds, in the background) the writer
+deletes events at or below the smallest durable position of the destinations registered by
+this process, then hands free pages back to the file system (``PRAGMA incremental_vacuum``, at
+most :data:`_VACUUM_PAGES` per collection, only once :data:`_VACUUM_MIN_FREE` pages are free),
+so the file shrinks after a drain (files created before auto_vacuum was set keep their size
+until an offline ``VACUUM``). Both run in small writer jobs (:data:`_GC_STEP` events,
+:data:`_VACUUM_STEP` pages) so that appends commit between them. Only a
 process that settles collects, so the CLI opening the file never deletes anything. A queue
 with no registered destination keeps its events (nobody reads them: a destination added later
 starts at the end, and the first collection then removes them). A destination removed from the
@@ -95,13 +96,16 @@ two, like every smaller chunk."""
 _TRIM_INTERVAL = 10.0
 """Seconds between two ``malloc_trim`` calls of the writer thread (each takes ~1 ms)."""
 _GC_INTERVAL = 2.0
-_GC_CHUNK = 50_000
+_GC_STEP = 5_000
+"""Most events one collection step deletes (one writer job, a few milliseconds)."""
 _PRUNE_CHUNK = 10_000
 _CATCH_UP_CHUNK = 100_000
 _VACUUM_MIN_FREE = 256
 """Free pages (1 MiB at 4 KiB pages) before a collection gives any back to the file system."""
 _VACUUM_PAGES = 4096
-"""Most pages one collection gives back (16 MiB at 4 KiB): the writer is busy meanwhile."""
+"""Most pages one collection gives back (16 MiB at 4 KiB)."""
+_VACUUM_STEP = 512
+"""Most pages one vacuum step (one writer job) gives back."""
 _READERS = 2
 
 
@@ -186,6 +190,7 @@ class SqliteQueue:
         self._last_prune = float("-inf")
         self._dedupe: DedupeIndex | None = None  # the writer thread's, built at open
         self._last_gc = float("-inf")
+        self._collector: asyncio.Task[None] | None = None
         self._last_trim = time.monotonic()
         # ``--workers``: process 0's writer, which the other processes send their rows to.
         self._shared: AppendClient | None = None
@@ -252,6 +257,9 @@ class SqliteQueue:
             await asyncio.wait(settling)
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
+        if self._collector is not None:
+            # It stops after the step in progress (the state is no longer "open").
+            await asyncio.wait({self._collector})
         with contextlib.suppress(QueueError):
             await self._write(self._checkpoint_and_close)
         await self._shutdown()
@@ -695,6 +703,7 @@ class SqliteQueue:
                 for future in settles.futures:
                     if not future.done():
                         future.set_result(None)
+                self._collect_soon()
         finally:
             group.flusher = None
 
@@ -739,10 +748,6 @@ class SqliteQueue:
                     "DELETE FROM settled WHERE destination = ? AND seq <= ?",
                     (destination, plan.durable),
                 )
-        if time.monotonic() - self._last_gc >= _GC_INTERVAL:
-            # Collection is housekeeping: its failure must not fail the settle.
-            with contextlib.suppress(sqlite3.Error):
-                self._collect(conn)
 
     async def release(self, destination: str, now: float) -> int:
         """Make the destination's retries due later than ``now`` due at ``now``: one statement
@@ -762,13 +767,57 @@ class SqliteQueue:
     async def collect(self) -> int:
         """Delete events every registered destination has passed; returns how many.
 
-        Runs by itself after settles; exposed for tests and maintenance.
+        Runs by itself after settles (:meth:`_collect_soon`); exposed for tests and maintenance.
         """
         self._check_open()
-        return await self._write(self._collect, self._conn_w())
+        return await self._collect_in_steps()
 
-    def _collect(self, conn: sqlite3.Connection) -> int:
+    def _collect_soon(self) -> None:
+        """After a settle: start a collection in the background, at most every
+        :data:`_GC_INTERVAL` seconds and one at a time."""
+        if self._collector is not None or time.monotonic() - self._last_gc < _GC_INTERVAL:
+            return
         self._last_gc = time.monotonic()
+        self._collector = asyncio.get_running_loop().create_task(self._collect_in_background())
+
+    async def _collect_in_background(self) -> None:
+        try:
+            await self._collect_in_steps()
+        except QueueError as exc:
+            # Housekeeping: the next settle tries again; nothing is lost meanwhile.
+            log.warning("sqlite queue: collection failed", extra={"error": str(exc)})
+        finally:
+            self._collector = None
+
+    async def _collect_in_steps(self) -> int:
+        """Delete passed events, then give free pages back, in writer jobs of bounded size so
+        that ingest's group commits run between them (one job deleting 50,000 rows and
+        vacuuming 16 MiB held every append up for a quarter of a second); the WAL checkpoint
+        that lets the file shrink runs on a reader connection, beside the writer."""
+        self._last_gc = time.monotonic()
+        total = 0
+        while self._state == "open":
+            deleted = await self._write(self._collect_step)
+            total += deleted
+            if deleted < _GC_STEP:
+                break
+        freed = 0
+        while self._state == "open" and freed < _VACUUM_PAGES:
+            pages = await self._write(self._vacuum_step, freed == 0)
+            if not pages:
+                break
+            freed += pages
+        if freed and self._state == "open":
+            await self._read(self._checkpoint_on_reader)
+        return total
+
+    def _checkpoint_on_reader(self) -> None:
+        _checkpoint(self._conn_r())
+
+    def _collect_step(self) -> int:
+        """Writer thread: delete up to :data:`_GC_STEP` events below every registered
+        destination's position, in one transaction; returns how many."""
+        conn = self._conn_w()
         dests = self._registered
         if not dests:
             return 0
@@ -778,20 +827,20 @@ class SqliteQueue:
         ).fetchone()
         if floor is None:
             return 0
-        total = 0
-        while True:
-            with _transaction(conn):
-                deleted = conn.execute(
-                    "DELETE FROM events WHERE seq IN"
-                    " (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
-                    (floor, _GC_CHUNK),
-                ).rowcount
-            total += deleted
-            if deleted < _GC_CHUNK:
-                break
-        _shrink(conn)
+        with _transaction(conn):
+            deleted = conn.execute(
+                "DELETE FROM events WHERE seq IN"
+                " (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
+                (floor, _GC_STEP),
+            ).rowcount
         self._trim_now_and_then()
-        return total
+        return int(deleted)
+
+    def _vacuum_step(self, first: bool) -> int:
+        """Writer thread: give up to :data:`_VACUUM_STEP` free pages back to the file system
+        (``auto_vacuum = INCREMENTAL`` files only; the first step of a collection only once
+        :data:`_VACUUM_MIN_FREE` pages are free); returns how many it gave back."""
+        return _shrink(self._conn_w(), _VACUUM_MIN_FREE if first else 1, _VACUUM_STEP)
 
     # -----------------------------------------------------------------------------------------
     # Waiting, holds, stats
@@ -1081,18 +1130,24 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
-def _shrink(conn: sqlite3.Connection) -> int:
-    """Give free pages back to the file system (auto_vacuum incremental files only); returns
-    how many pages were free before."""
+def _shrink(conn: sqlite3.Connection, min_free: int, pages: int) -> int:
+    """Give up to ``pages`` free pages back to the file system when at least ``min_free`` are
+    free (``auto_vacuum = INCREMENTAL`` files only); returns how many it gave back."""
     (mode,) = conn.execute("PRAGMA auto_vacuum").fetchone()
     (free,) = conn.execute("PRAGMA freelist_count").fetchone()
-    if mode != 2 or free < _VACUUM_MIN_FREE:
-        return int(free)
+    if mode != 2 or free < min_free or free == 0:
+        return 0
     # The pragma frees one page per step, and execute() steps once: executescript() runs it
     # to completion (sqlite3_exec).
-    conn.executescript(f"PRAGMA incremental_vacuum({_VACUUM_PAGES});")
+    conn.executescript(f"PRAGMA incremental_vacuum({pages});")
+    (left,) = conn.execute("PRAGMA freelist_count").fetchone()
+    return int(free) - int(left)
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the database file without waiting for anyone (``PASSIVE``): after a
+    vacuum, this is what makes the file shrink. Runs on a reader connection."""
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-    return int(free)
 
 
 _INSERT_RETRIES = (
