@@ -9,7 +9,8 @@ one process and one run, a delivery fetch of ``--rows`` events and the matching 
 - ``row_by_row``: the statements as they were (``fetchall`` of the rows; ``executemany`` of
   the out-of-order settled seqs);
 - ``one_step``: the queue's statements now (``crossdock.queue._sqlite_steps``: the rows
-  aggregated into JSON arrays inside SQLite; the seqs passed as one JSON array);
+  aggregated into JSON arrays inside SQLite, 512 per query; the seqs passed as one JSON
+  array);
 
 each ``alone`` and ``beside_busy_thread`` (a thread running Python all the time, as a loaded
 event loop does). Milliseconds per operation, medians of the repetitions of ``--seconds``.
@@ -88,8 +89,13 @@ def main() -> None:
             [(seq, at, orjson.loads(data)) for seq, at, data in found]
 
         def fetch_one_step() -> None:
+            # As the queue reads: aggregated rows, in chunks of _FETCH_CHUNK.
             start = rows * (next(counter) % 19)
-            read_columns(conn, queue_sqlite._FETCH_NEW, (start, rows), 3)
+            left = rows
+            while left > 0:
+                asked = min(left, queue_sqlite._FETCH_CHUNK)
+                seqs, _, _ = read_columns(conn, queue_sqlite._FETCH_NEW, (start, asked), 3)
+                start, left = seqs[-1], left - asked
 
         def settle_rows() -> None:
             base = rows * next(counter)

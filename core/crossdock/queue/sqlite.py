@@ -107,6 +107,9 @@ _VACUUM_PAGES = 4096
 _VACUUM_STEP = 512
 """Most pages one vacuum step (one writer job) gives back."""
 _READERS = 2
+_FETCH_CHUNK = 512
+"""Most new events one fetch query reads: a step or two per batch, and an aggregate of at
+most 16 MiB (512 events of Segment's 32 KB), held in SQLite and again in Python."""
 
 
 @define
@@ -600,7 +603,9 @@ class SqliteQueue:
         new: list[QueuedEvent] = []
         wanted = limit - len(retries)
         while wanted > 0:
-            seqs, events, enqueued = read_columns(conn, _FETCH_NEW, (read_pos, wanted), 3)
+            # In chunks: each aggregate is held whole in SQLite and again in Python.
+            asked = min(wanted, _FETCH_CHUNK)
+            seqs, events, enqueued = read_columns(conn, _FETCH_NEW, (read_pos, asked), 3)
             if not seqs:
                 break
             read_pos = seqs[-1]
@@ -612,6 +617,8 @@ class SqliteQueue:
                 )
             else:
                 new.extend(map(_new_event, seqs, events, enqueued))
+            if len(seqs) < asked:
+                break  # nothing more stored
             wanted = limit - len(retries) - len(new)
         return retries, new, read_pos
 
@@ -785,7 +792,7 @@ class SqliteQueue:
         try:
             await self._collect_in_steps()
         except QueueError as exc:
-            # Housekeeping: the next settle tries again; nothing is lost meanwhile.
+            # Housekeeping: a later settle starts another; nothing is lost meanwhile.
             log.warning("sqlite queue: collection failed", extra={"error": str(exc)})
         finally:
             self._collector = None
