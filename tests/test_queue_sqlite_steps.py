@@ -10,7 +10,7 @@ give back exactly what was stored: JSON of every shape, exact float times, NULLs
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,99 +71,90 @@ class CountingConnection:
         return getattr(self._conn, name)
 
 
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[SqliteQueue]:
+    """An open queue at ``tmp_path / "q.db"`` with destination ``a``, closed after the test."""
+    opened = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW)
+    await opened.open(["a"])
+    yield opened
+    await opened.close()
+
+
 def ev(i: int) -> dict[str, Any]:
     return {"type": "track", "event": "Viewed", "messageId": f"m{i}", "properties": {"i": i}}
 
 
 async def test_fetching_a_large_batch_reads_one_row_per_query(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    queue = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW)
-    await queue.open(["a"])
-    try:
-        await queue.append([ev(i) for i in range(1000)])
-        reader = CountingConnection(queue._conn_r())
-        monkeypatch.setattr(queue, "_conn_r", lambda: reader)
-        got = await queue.fetch("a", 1000, NOW)
-        assert [g.event for g in got] == [ev(i) for i in range(1000)]
-        assert all(g.enqueued_at == NOW for g in got)
-        # One query for due retries, one per 512 new events; never a row per event.
-        assert reader.counts["rows"] == 1 + 2
-    finally:
-        await queue.close()
+    await queue.append([ev(i) for i in range(1000)])
+    reader = CountingConnection(queue._conn_r())
+    monkeypatch.setattr(queue, "_conn_r", lambda: reader)
+    got = await queue.fetch("a", 1000, NOW)
+    assert [g.event for g in got] == [ev(i) for i in range(1000)]
+    assert all(g.enqueued_at == NOW for g in got)
+    # One query for due retries, one per 512 new events; never a row per event.
+    assert reader.counts["rows"] == 1 + 2
 
 
 async def test_out_of_order_settles_write_their_keys_in_one_step(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    queue: SqliteQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    queue = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW)
-    await queue.open(["a"])
-    try:
-        await queue.append([ev(i) for i in range(1500)])
-        first = await queue.fetch("a", 500, NOW)
-        later = await queue.fetch("a", 1000, NOW)
-        writer = CountingConnection(queue._conn_w())
-        monkeypatch.setattr(queue, "_conn_w", lambda: writer)
-        # The later batch settles first: its 1,000 seqs lie beyond the durable position.
-        await queue.settle("a", [g.seq for g in later])
-        assert writer.counts["parameter_sets"] == 0
-        # A handful of statements (the settle, and maybe a collection), not one per event.
-        assert writer.counts["statements"] <= 15
-        (beyond,) = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM settled")
-        assert beyond == (1000,)
-        await queue.settle("a", [g.seq for g in first])
-        assert await queue.fetch("a", 10, NOW) == []
-        assert (await queue.stats("a")).pending == 0
-    finally:
-        await queue.close()
+    await queue.append([ev(i) for i in range(1500)])
+    first = await queue.fetch("a", 500, NOW)
+    later = await queue.fetch("a", 1000, NOW)
+    writer = CountingConnection(queue._conn_w())
+    monkeypatch.setattr(queue, "_conn_w", lambda: writer)
+    # The later batch settles first: its 1,000 seqs lie beyond the durable position.
+    await queue.settle("a", [g.seq for g in later])
+    assert writer.counts["parameter_sets"] == 0
+    # A handful of statements (the settle, and maybe a collection), not one per event.
+    assert writer.counts["statements"] <= 15
+    (beyond,) = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM settled")
+    assert beyond == (1000,)
+    await queue.settle("a", [g.seq for g in first])
+    assert await queue.fetch("a", 10, NOW) == []
+    assert (await queue.stats("a")).pending == 0
 
 
 async def test_a_failed_batch_writes_its_retries_and_dead_letters_in_chunks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    queue: SqliteQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    queue = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW)
-    await queue.open(["a"])
-    try:
-        await queue.append([ev(i) for i in range(700)])
-        got = await queue.fetch("a", 300, NOW)
-        # 300 retries first: the dead letters of a later settle take their enqueued_at.
-        await queue.settle(
-            "a",
-            [],
-            [
-                Retry(g.seq, g.event, NOW + 1, 1, NOW, "http_503", f"k{g.seq % 3}")
-                for g in got[:300]
-            ],
-        )
-        writer = CountingConnection(queue._conn_w())
-        monkeypatch.setattr(queue, "_conn_w", lambda: writer)
-        again = await queue.fetch("a", 700, NOW + 2)
-        assert [g.event for g in again] == [ev(i) for i in range(300)] + [
-            ev(i) for i in range(300, 700)
-        ]
-        retried, fresh = again[:300], again[300:]
-        await queue.settle(
-            "a",
-            [],
-            [Retry(g.seq, g.event, NOW + 9, 2, NOW, "http_429") for g in fresh[:333]],
-            [DeadLetter(g.seq, g.event, "gave up", 2, 500, "oops") for g in retried]
-            + [DeadLetter(g.seq, g.event, "bad", 1, 400, None) for g in fresh[333:]],
-        )
-        assert writer.counts["parameter_sets"] == 0
-        # 333 retries, 367 dead letters: 128-row chunks, not a statement per row.
-        assert writer.counts["statements"] <= 25
-        assert await queue.held_keys("a") == {}
-        dead = await queue.dlq_list("a", limit=1000)
-        assert len(dead) == 367
-        assert {d.reason for d in dead} == {"gave up", "bad"}
-        times = sqlite3.connect(tmp_path / "q.db").execute("SELECT DISTINCT enqueued_at FROM dead")
-        assert times.fetchall() == [(NOW,)]
-        due = await queue.fetch("a", 1000, NOW + 9)
-        assert [(g.event, g.attempts, g.first_attempt_at) for g in due] == [
-            (ev(i), 2, NOW) for i in range(300, 633)
-        ]
-    finally:
-        await queue.close()
+    await queue.append([ev(i) for i in range(700)])
+    got = await queue.fetch("a", 300, NOW)
+    # 300 retries first: the dead letters of a later settle take their enqueued_at.
+    await queue.settle(
+        "a",
+        [],
+        [Retry(g.seq, g.event, NOW + 1, 1, NOW, "http_503", f"k{g.seq % 3}") for g in got[:300]],
+    )
+    writer = CountingConnection(queue._conn_w())
+    monkeypatch.setattr(queue, "_conn_w", lambda: writer)
+    again = await queue.fetch("a", 700, NOW + 2)
+    assert [g.event for g in again] == [ev(i) for i in range(300)] + [
+        ev(i) for i in range(300, 700)
+    ]
+    retried, fresh = again[:300], again[300:]
+    await queue.settle(
+        "a",
+        [],
+        [Retry(g.seq, g.event, NOW + 9, 2, NOW, "http_429") for g in fresh[:333]],
+        [DeadLetter(g.seq, g.event, "gave up", 2, 500, "oops") for g in retried]
+        + [DeadLetter(g.seq, g.event, "bad", 1, 400, None) for g in fresh[333:]],
+    )
+    assert writer.counts["parameter_sets"] == 0
+    # 333 retries, 367 dead letters: 128-row chunks, not a statement per row.
+    assert writer.counts["statements"] <= 25
+    assert await queue.held_keys("a") == {}
+    dead = await queue.dlq_list("a", limit=1000)
+    assert len(dead) == 367
+    assert {d.reason for d in dead} == {"gave up", "bad"}
+    times = sqlite3.connect(tmp_path / "q.db").execute("SELECT DISTINCT enqueued_at FROM dead")
+    assert times.fetchall() == [(NOW,)]
+    due = await queue.fetch("a", 1000, NOW + 9)
+    assert [(g.event, g.attempts, g.first_attempt_at) for g in due] == [
+        (ev(i), 2, NOW) for i in range(300, 633)
+    ]
 
 
 async def test_settled_keys_survive_a_restart(tmp_path: Path) -> None:
@@ -273,7 +264,7 @@ def test_aggregated_columns_give_back_every_row_exactly(rows: list[tuple[Any, An
 
 
 async def test_collection_runs_in_steps_that_let_appends_commit_between(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    queue: SqliteQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asyncio
     import threading
@@ -281,47 +272,42 @@ async def test_collection_runs_in_steps_that_let_appends_commit_between(
     from crossdock.queue import sqlite as queue_sqlite
 
     monkeypatch.setattr(queue_sqlite, "_GC_STEP", 1000)
-    queue = SqliteQueue(tmp_path / "q.db", clock=lambda: NOW)
-    await queue.open(["a"])
-    try:
-        await queue.append([ev(i) for i in range(3500)])
-        got = await queue.fetch("a", 3500, NOW)
-        await queue.settle("a", [g.seq for g in got])
-        if queue._collector is not None:  # the settle started one in the background
-            await asyncio.wait({queue._collector})
-        await queue.append([ev(i) for i in range(3500, 7000)])
-        got = await queue.fetch("a", 3500, NOW)
-        queue._last_gc = float("inf")  # no background collection: this test runs its own
-        await queue.settle("a", [g.seq for g in got])
+    await queue.append([ev(i) for i in range(3500)])
+    got = await queue.fetch("a", 3500, NOW)
+    await queue.settle("a", [g.seq for g in got])
+    if queue._collector is not None:  # the settle started one in the background
+        await asyncio.wait({queue._collector})
+    await queue.append([ev(i) for i in range(3500, 7000)])
+    got = await queue.fetch("a", 3500, NOW)
+    queue._last_gc = float("inf")  # no background collection: this test runs its own
+    await queue.settle("a", [g.seq for g in got])
 
-        jobs: list[str] = []
-        parked = threading.Event()
-        loop = asyncio.get_running_loop()
-        appended: list[asyncio.Task[Any]] = []
-        step, write_appends = queue._collect_step, queue._write_appends
+    jobs: list[str] = []
+    parked = threading.Event()
+    loop = asyncio.get_running_loop()
+    appended: list[asyncio.Task[Any]] = []
+    step, write_appends = queue._collect_step, queue._write_appends
 
-        def collect_step() -> int:
-            jobs.append("collect")
-            if len(jobs) == 1:
-                # An append arrives while the first step runs: it must not wait for the rest.
-                loop.call_soon_threadsafe(
-                    lambda: appended.append(loop.create_task(queue.append([ev(99_999)])))
-                )
-                loop.call_soon_threadsafe(parked.set)
-                parked.wait(5)
-            return step()
+    def collect_step() -> int:
+        jobs.append("collect")
+        if len(jobs) == 1:
+            # An append arrives while the first step runs: it must not wait for the rest.
+            loop.call_soon_threadsafe(
+                lambda: appended.append(loop.create_task(queue.append([ev(99_999)])))
+            )
+            loop.call_soon_threadsafe(parked.set)
+            parked.wait(5)
+        return step()
 
-        def append_job(batch: Any) -> None:
-            jobs.append("append")
-            write_appends(batch)
+    def append_job(batch: Any) -> None:
+        jobs.append("append")
+        write_appends(batch)
 
-        monkeypatch.setattr(queue, "_collect_step", collect_step)
-        monkeypatch.setattr(queue, "_write_appends", append_job)
-        assert await queue.collect() == 3500
-        await appended[0]
-        assert jobs[:3] == ["collect", "append", "collect"], jobs
-        assert jobs.count("collect") == 4  # 1,000 events a step, and the last finds fewer
-        (left,) = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM events")
-        assert left == (1,)  # the event appended meanwhile
-    finally:
-        await queue.close()
+    monkeypatch.setattr(queue, "_collect_step", collect_step)
+    monkeypatch.setattr(queue, "_write_appends", append_job)
+    assert await queue.collect() == 3500
+    await appended[0]
+    assert jobs[:3] == ["collect", "append", "collect"], jobs
+    assert jobs.count("collect") == 4  # 1,000 events a step, and the last finds fewer
+    (left,) = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM events")
+    assert left == (1,)  # the event appended meanwhile

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import orjson
 
-__all__ = ["as_json_array", "floats", "insert_rows", "json_list", "read_columns"]
+__all__ = [
+    "as_json_array",
+    "floats",
+    "insert_rows",
+    "json_list",
+    "power_of_two_chunks",
+    "read_columns",
+]
 
 ROWS_PER_STATEMENT: Final = 128
 """Most rows of one multi-row ``INSERT`` of :func:`insert_rows` (a power of two, like every
@@ -69,12 +76,20 @@ def insert_rows(
     may appear more than once, e.g. in a subquery); ``tail`` follows the values (an upsert's
     ``ON CONFLICT`` clause).
     """
-    start, total = 0, len(rows)
-    while start < total:
-        left = total - start
-        size = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
+    for start, size in power_of_two_chunks(len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + size]
         conn.execute(_rows_sql(head, row, tail, size, len(chunk[0])), [v for r in chunk for v in r])
+
+
+def power_of_two_chunks(total: int, most: int) -> Iterator[tuple[int, int]]:
+    """``(start, size)`` covering ``total`` items in chunks of ``most`` (a power of two), then
+    of smaller powers of two: a multi-row statement per chunk comes from a few prepared
+    statements (the connection's cache) instead of one compiled for each count."""
+    start = 0
+    while start < total:
+        left = total - start
+        size = most if left >= most else 1 << (left.bit_length() - 1)
+        yield start, size
         start += size
 
 

@@ -75,6 +75,7 @@ from crossdock.queue._sqlite_steps import (
     floats,
     insert_rows,
     json_list,
+    power_of_two_chunks,
     read_columns,
 )
 from crossdock.queue._sqlite_writelock import WriteLock
@@ -1220,12 +1221,8 @@ def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> N
     # Chunks of power-of-two sizes, so each commit reuses a few prepared statements (the
     # connection's statement cache) instead of building and compiling one for its own count:
     # a third less writer CPU per event (bench/ingest_profile.py).
-    start, total = 0, len(rows)
-    while start < total:
-        left = total - start
-        size = _INSERT_CHUNK if left >= _INSERT_CHUNK else 1 << (left.bit_length() - 1)
+    for start, size in power_of_two_chunks(len(rows), _INSERT_CHUNK):
         conn.execute(_insert_sql(size), (now, *rows[start : start + size]))
-        start += size
 
 
 @functools.cache

@@ -75,10 +75,6 @@ async def admin_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)
 
 
-async def _status(request: web.Request, destination_id: str, worker: Any = None) -> dict[str, Any]:
-    return await status_row(request.app, destination_id, worker)
-
-
 async def status_row(
     app: web.Application, destination_id: str, worker: Any = None
 ) -> dict[str, Any]:
@@ -145,7 +141,7 @@ async def destination(request: web.Request) -> web.Response:
     destination_id = _worker_id(request)
     rows = await _rows_of_delivering_process(request)
     if rows is None:
-        return json_response(200, await _status(request, destination_id))
+        return json_response(200, await status_row(request.app, destination_id))
     for row in rows:
         if row.get("id") == destination_id:
             return json_response(200, row)

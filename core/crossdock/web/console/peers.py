@@ -151,16 +151,8 @@ class Peers:
         time is in neither."""
 
         async def one(index: int) -> tuple[int, int, Any]:
-            session = self._session(index)
-            data = orjson.dumps(body) if body is not None else None
-            async with session.request(
-                method,
-                "http://peer" + path,
-                params=params,
-                data=data,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                return index, response.status, orjson.loads(await response.read())
+            status, doc = await self._answer(index, method, path, params, body, timeout)
+            return index, status, doc
 
         answers: dict[int, Any] = {}
         refused: list[int] = []
@@ -187,14 +179,30 @@ class Peers:
         if self.closed:
             return None
         try:
-            async with self._session(index).request(
-                method, "http://peer" + path, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as response:
-                if response.status != 200:
-                    return None
-                return orjson.loads(await response.read())
+            status, doc = await self._answer(index, method, path, None, None, timeout)
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
             return None
+        return doc if status == 200 else None
+
+    async def _answer(
+        self,
+        index: int,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: Any,
+        timeout: float,
+    ) -> tuple[int, Any]:
+        """Process ``index``'s status and JSON answer to ``method path``."""
+        data = orjson.dumps(body) if body is not None else None
+        async with self._session(index).request(
+            method,
+            "http://peer" + path,
+            params=params,
+            data=data,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            return response.status, orjson.loads(await response.read())
 
     @contextlib.asynccontextmanager
     async def stream_from(
