@@ -77,11 +77,15 @@ class Journal:
 
     def delivered(self, events: Iterable[Mapping[str, Any]], now: float) -> None:
         """Record ``events`` as delivered at ``now`` (one shared record)."""
+        self.delivered_ids([event.get("messageId") for event in events], now)
+
+    def delivered_ids(self, message_ids: Iterable[Any], now: float) -> None:
+        """:meth:`delivered` for the events' ``messageId`` values (those that are not strings
+        are counted, not remembered): the worker has them without decoding stored events."""
         record = (DELIVERED, now)
         new = self._new
         count = 0
-        for event in events:
-            message_id = event.get("messageId")
+        for message_id in message_ids:
             if type(message_id) is str:
                 new[message_id] = record
             count += 1

@@ -42,9 +42,10 @@ from crossdock.deliver.pacing import PAUSE_BACKOFF, RETRY_BACKOFF, Backoff, Rate
 from crossdock.deliver.pause import OUTAGE_BACKOFF, PauseState
 from crossdock.deliver.sending import Sender, call_deliverer
 from crossdock.deliver.settle import RetryRule, Settlement
+from crossdock.deliver.stored import StoredItem, sends_stored_events
 from crossdock.errors import Unsendable
 from crossdock.metrics import Metrics
-from crossdock.queue import DeadLetter, Queue, QueuedEvent, Retry
+from crossdock.queue import DeadLetter, FetchesStored, Queue, QueuedEvent, Retry, StoredEvent
 from crossdock.secrets import Secret
 from crossdock.types import (
     BatchItem,
@@ -235,6 +236,7 @@ class DestinationWorker:
     _operator_paused: bool = field(init=False, default=False)
     _wake: asyncio.Event | None = field(init=False, default=None)
     _probes: int = field(init=False, default=0)
+    _stored: bool = field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         dest = self.destination
@@ -251,6 +253,10 @@ class DestinationWorker:
         self._rule = RetryRule.of(dest.delivery, self.retry_backoff)
         per_user = dest.delivery.ordering == "per_user"
         self._order = UserOrder(dest.delivery.max_held_per_user) if per_user else None
+        # The identity mapping sends events as stored: fetched undecoded (``.stored``).
+        self._stored = sends_stored_events(self.transformer) and isinstance(
+            self.queue, FetchesStored
+        )
         self._pause = PauseState(self.pause_backoff, self.rng)
         self._down = PauseState(self.outage_backoff, self.rng)
         self._counts = {
@@ -494,9 +500,10 @@ class DestinationWorker:
             items.append(item)
             size += cost
         deadline: float | None = None
+        fetch = self.queue.fetch_stored if self._stored else self.queue.fetch  # type: ignore[attr-defined]
         while not full:
             room = caps.count - len(items)
-            fetched = await self.queue.fetch(self._id, room, self.clock())
+            fetched = await fetch(self._id, room, self.clock())
             if fetched:
                 size, full = self._prepare(fetched, queued, items, extra, size)
                 if full:
@@ -558,6 +565,24 @@ class DestinationWorker:
         full = False
         journal = self.journal
         for q in fetched:
+            if type(q) is StoredEvent and sources is None and order is None:
+                # The identity mapping: the stored bytes are the payload's JSON.
+                item: BatchItem = StoredItem(q)
+                data = q.data
+                if caps.too_large(data):
+                    why = self._dead(extra, q, f"too large: {len(data)} bytes", "too_large")
+                    if records is not None:
+                        records.append(not_sent_record(self._id, q.event, "dead_lettered", why))
+                    continue
+                cost = len(data) + SEPARATOR_BYTES
+                if full or caps.full(len(items), size, cost):
+                    full = True
+                    self._carry.append((q, item))
+                    continue
+                queued.append(q)
+                items.append(item)
+                size += cost
+                continue
             event = q.event
             if sources is not None and _source_of(event) not in sources:
                 extra.done.append(q.seq)
@@ -664,12 +689,15 @@ class DestinationWorker:
         # End-to-end latency from the time the queue stored the event; events of one group
         # commit share that time, so a batch has few distinct values to observe.
         stored_at: dict[float, int] = {}
-        delivered_events: list[Event] = []
+        delivered_ids: list[Any] = []
         for q, item, outcome in zip(batch.queued, batch.items, outcomes, strict=True):
             if isinstance(outcome, Delivered):
                 settlement.done.append(q.seq)
                 delivered += 1
-                delivered_events.append(q.event)
+                if type(q) is StoredEvent:
+                    delivered_ids.append(q.message_id)
+                else:
+                    delivered_ids.append(q.event.get("messageId"))
                 received = q.enqueued_at
                 if received is None:
                     received = received_epoch(item.event)
@@ -703,7 +731,7 @@ class DestinationWorker:
                 count,
             )
         if delivered:
-            self.journal.delivered(delivered_events, now)
+            self.journal.delivered_ids(delivered_ids, now)
             self.metrics.inc("crossdock_events_delivered_total", self._labels, delivered)
             self._counts["delivered"] += delivered
             self._last_success_at = now

@@ -8,7 +8,7 @@ table, so ingest and delivery never know which backend runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from attrs import define, frozen
@@ -52,6 +52,59 @@ class QueuedEvent:
     attempts: int = 0
     first_attempt_at: float | None = None
     enqueued_at: float | None = None
+
+
+_EVENT_SLOT: Any = QueuedEvent.__dict__["event"]
+
+
+class StoredEvent(QueuedEvent):
+    """A new event as the queue stored it: its JSON bytes, decoded only if ``event`` is read.
+
+    Handed out by :meth:`FetchesStored.fetch_stored` for destinations that send the stored
+    event as it is (the identity mapping): their worker sends :attr:`data` and never builds
+    the event's dicts, which cost more of the event loop's time than the rest of delivering
+    it (``bench/deliver_cost.py``). Reading :attr:`event` (a retry, a dead letter, a
+    ``sources`` filter) decodes it once. ``message_id`` is the event's ``messageId`` as the
+    queue read it (``None`` when not a string).
+    """
+
+    __slots__ = ("data", "message_id")
+
+    data: bytes
+    message_id: str | None
+
+    def __init__(
+        self, seq: int, data: bytes, message_id: str | None, enqueued_at: float | None
+    ) -> None:
+        self.seq = seq
+        self.data = data
+        self.message_id = message_id
+        self.attempts = 0
+        self.first_attempt_at = None
+        self.enqueued_at = enqueued_at
+
+    @property  # type: ignore[override]
+    def event(self) -> Event:
+        """The event, decoded from :attr:`data` on first use."""
+        try:
+            return _EVENT_SLOT.__get__(self)  # type: ignore[no-any-return]
+        except AttributeError:
+            event = orjson.loads(self.data)
+            _EVENT_SLOT.__set__(self, event)
+            return event  # type: ignore[no-any-return]
+
+    @event.setter
+    def event(self, value: Event) -> None:
+        _EVENT_SLOT.__set__(self, value)
+
+    @property
+    def decoded(self) -> bool:
+        """Whether :attr:`event` was read (the stored-bytes path never reads it)."""
+        try:
+            _EVENT_SLOT.__get__(self)
+        except AttributeError:
+            return False
+        return True
 
 
 @frozen
@@ -102,6 +155,16 @@ class QueueStats:
     retrying: int
     dead: int
     oldest_at: float | None
+
+
+@runtime_checkable
+class FetchesStored(Protocol):
+    """A queue that can hand out new events as the bytes it stored (the SQLite queue)."""
+
+    async def fetch_stored(self, destination: str, limit: int, now: float) -> list[QueuedEvent]:
+        """:meth:`Queue.fetch`, with the new events as :class:`StoredEvent` (retries, which
+        are few, stay decoded :class:`QueuedEvent`)."""
+        ...
 
 
 class Queue(Protocol):

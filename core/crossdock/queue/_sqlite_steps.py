@@ -21,13 +21,17 @@ from typing import Any, Final
 
 import orjson
 
+from crossdock.queue import StoredEvent
+
 __all__ = [
+    "MESSAGE_ID_JSON",
     "as_json_array",
     "floats",
     "insert_rows",
     "json_list",
     "power_of_two_chunks",
     "read_columns",
+    "read_stored",
 ]
 
 ROWS_PER_STATEMENT: Final = 128
@@ -64,6 +68,37 @@ def read_columns(
     columns = [orjson.loads(value if value is not None else _EMPTY) for value in row]
     assert len(columns) == width
     return columns
+
+
+MESSAGE_ID_JSON: Final = "json_quote(json_extract(data, '$.messageId'))"
+"""An event row's ``messageId`` as JSON text (``null`` when absent; a value of another type
+keeps its JSON type, which :func:`read_stored` turns into ``None``)."""
+
+
+def read_stored(
+    conn: sqlite3.Connection, select: str, params: tuple[Any, ...]
+) -> list[StoredEvent]:
+    """Run ``select`` (one row: JSON arrays of seqs, byte lengths, enqueue times and messageIds,
+    then the rows' data concatenated) in one step; returns the rows as
+    :class:`~crossdock.queue.StoredEvent`, their bytes split by length, none decoded."""
+    seqs_json, lengths_json, enqueued_json, ids_json, blob = conn.execute(select, params).fetchone()
+    if seqs_json is None:
+        return []
+    lengths = orjson.loads(lengths_json)
+    ids = orjson.loads(ids_json)
+    out: list[StoredEvent] = []
+    start = 0
+    for seq, length, enqueued_at, mid in zip(
+        orjson.loads(seqs_json), lengths, orjson.loads(enqueued_json), ids, strict=True
+    ):
+        end = start + length
+        out.append(
+            StoredEvent(seq, blob[start:end], mid if type(mid) is str else None, enqueued_at)
+        )
+        start = end
+    if start != len(blob):
+        raise sqlite3.DatabaseError("stored events: lengths do not add up to the data read")
+    return out
 
 
 def insert_rows(

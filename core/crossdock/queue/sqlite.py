@@ -71,12 +71,14 @@ from crossdock.queue._sqlite_schema import (
 )
 from crossdock.queue._sqlite_shared import AppendClient, RemoteUnavailable
 from crossdock.queue._sqlite_steps import (
+    MESSAGE_ID_JSON,
     as_json_array,
     floats,
     insert_rows,
     json_list,
     power_of_two_chunks,
     read_columns,
+    read_stored,
 )
 from crossdock.queue._sqlite_writelock import WriteLock
 from crossdock.types import Event
@@ -562,6 +564,17 @@ class SqliteQueue:
 
     async def fetch(self, destination: str, limit: int, now: float) -> list[QueuedEvent]:
         """Due retries (oldest first), then new events in order; none already in flight."""
+        return await self._fetch(destination, limit, now, stored=False)
+
+    async def fetch_stored(self, destination: str, limit: int, now: float) -> list[QueuedEvent]:
+        """:meth:`fetch` with the new events as :class:`~crossdock.queue.StoredEvent`: their
+        bytes are split from one aggregate in SQLite (no JSON decoding in Python, which holds
+        the GIL the event loop needs), their messageId read by SQLite's ``json_extract``."""
+        return await self._fetch(destination, limit, now, stored=True)
+
+    async def _fetch(
+        self, destination: str, limit: int, now: float, *, stored: bool
+    ) -> list[QueuedEvent]:
         cursor = self._cursor(destination)
         if limit <= 0:
             return []
@@ -574,6 +587,7 @@ class SqliteQueue:
                 cursor.read_pos,
                 set(cursor.inflight_retry),
                 cursor.skip,
+                stored,
             )
             cursor.hand_out_retries([(q.seq, q.enqueued_at) for q in retries])
             cursor.hand_out_new([(q.seq, q.enqueued_at or 0.0) for q in new], read_pos)
@@ -587,6 +601,7 @@ class SqliteQueue:
         read_pos: int,
         inflight_retry: set[int],
         skip: set[int],
+        stored: bool = False,
     ) -> tuple[list[QueuedEvent], list[QueuedEvent], int]:
         # One step per query (``_sqlite_steps``): row by row, this thread waited for the GIL
         # once per event while the event loop was busy.
@@ -606,6 +621,16 @@ class SqliteQueue:
         while wanted > 0:
             # In chunks: each aggregate is held whole in SQLite and again in Python.
             asked = min(wanted, _FETCH_CHUNK)
+            if stored:
+                chunk = read_stored(conn, _FETCH_NEW_STORED, (read_pos, asked))
+                if not chunk:
+                    break
+                read_pos = chunk[-1].seq
+                new.extend(q for q in chunk if q.seq not in skip) if skip else new.extend(chunk)
+                if len(chunk) < asked:
+                    break
+                wanted = limit - len(retries) - len(new)
+                continue
             seqs, events, enqueued = read_columns(conn, _FETCH_NEW, (read_pos, asked), 3)
             if not seqs:
                 break
@@ -1203,6 +1228,12 @@ _DEAD_ROW = (
 _FETCH_NEW = (
     f"SELECT {json_list('seq')}, {json_list('data')}, {json_list(floats('enqueued_at'))}"
     " FROM (SELECT seq, enqueued_at, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?)"
+)
+_FETCH_NEW_STORED = (
+    f"SELECT {json_list('seq')}, {json_list('length(CAST(data AS BLOB))')},"
+    f" {json_list(floats('enqueued_at'))}, {json_list(MESSAGE_ID_JSON)},"
+    " CAST(group_concat(data, '') AS BLOB)"
+    " FROM (SELECT seq, enqueued_at, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2)"
 )
 _FETCH_RETRIES = (
     f"SELECT {json_list('seq')}, {json_list('data')}, {json_list('attempts')},"

@@ -251,6 +251,11 @@ class CompiledMapping:
     functions: CrossdockFunctions = field(repr=False, default=None)
     where_fn: Callable[[Any], Any] | None = field(repr=False, default=None)
 
+    @property
+    def is_identity(self) -> bool:
+        """Whether this mapping returns every event as it is (``"." = "@"``, no ``where``)."""
+        return self.where is None and dict(self.fields) == {".": "@"}
+
     def matches(self, event: Any) -> bool:
         """Whether ``where`` holds for ``event`` (always true without one). The worker asks this
         only for events the mapping dropped, to count a false ``where`` as *filtered*."""

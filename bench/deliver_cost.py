@@ -1,0 +1,226 @@
+"""What delivering an event costs the daemon: CPU per event of fetch → prepare → send → settle.
+
+In one process, as in the daemon: a SQLite queue (``synchronous=FULL``) holding ``--events``
+SDK-shaped events (``sdk_events.py``: the product views and orders of ``shared/bench``, random
+messageIds, normalised as ingest stores them), drained by one batching ``webhook`` destination
+(batch 1,000, concurrency 4) whose deliverer joins each batch into its request body and answers
+at once (no HTTP: this measures the daemon's own work per event, not a socket).
+
+Variants, each on a fresh copy of the same queue file, in the same run:
+
+- ``stored``: the webhook's default identity mapping; the worker fetches the events as the
+  bytes SQLite stored (``StoredEvent``) and sends them without decoding;
+- ``decoded``: the same mapping as a plain function (``lambda event: event``), which the
+  worker cannot tell is the identity: every event is decoded into dicts in the reader thread
+  and serialized again on the loop (the path of every destination before, and still of
+  every mapping that changes the event);
+- ``mapped``: a small real mapping (five fields), the path of vendor destinations.
+
+For each: events/s from start to the last settle, process CPU per event, CPU per event of each
+thread (``/proc/self/task``: the event loop, the SQLite writer, the readers) and the time spent
+in garbage collection. Only the event loop and the Python parts of the other threads hold the
+GIL that ingest needs, so ``loop_us_per_event`` is the figure ingest-under-delivery follows.
+
+    .venv/bin/python bench/deliver_cost.py [--events 100000] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import sdk_events
+from _common import emit
+
+from crossdock import DELIVERED, BatchItem, DeliverySettings, Destination, Outcome
+from crossdock.deliver.destinations.webhook import DESTINATION_TYPE, WebhookSettings
+from crossdock.deliver.worker import DestinationWorker
+from crossdock.ingest.normalize import normalize
+from crossdock.metrics import Metrics
+from crossdock.queue.sqlite import SqliteQueue
+from crossdock.transform.mapping import compile_mapping
+from crossdock.types import Ingested
+
+MAPPED = {
+    "event_name": "event",
+    "user": "userId",
+    "id": "messageId",
+    "product": "properties.product_id",
+    "price": "properties.price",
+}
+
+
+class JoiningSink:
+    """A deliverer that builds the request body (as the webhook does) and accepts it."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    async def deliver(self, items: Sequence[BatchItem]) -> list[Outcome]:
+        self.bytes += len(b"[" + b",".join(item.data for item in items) + b"]")
+        return [DELIVERED] * len(items)
+
+    async def close(self) -> None:
+        pass
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of each thread of this process, by thread name."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        name = names.get(int(tid), tid)
+        name = "loop" if name == "MainThread" else name.removeprefix("crossdock-sqlite-")
+        name = name.rsplit("_", 1)[0]
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def fresh_copy(source: Path, copy: Path) -> Path:
+    """``source`` copied to ``copy`` (a closed queue file: its WAL was checkpointed)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(source, copy)
+    return copy
+
+
+async def fill(path: Path, events: int) -> int:
+    """Store ``events`` normalised SDK events (100 per append) at ``path``."""
+    queue = SqliteQueue(path)
+    await queue.open(["sink"])
+    rng = random.Random(7)
+    templates = sdk_events.batch_templates(64, 100)
+    stored = 0
+    while stored < events:
+        kind, template = templates[(stored // 100) % len(templates)]
+        doc = orjson.loads(sdk_events.fill(kind, template, rng))
+        ingested = Ingested(doc["batch"], sent_at=doc["sentAt"])
+        batch = normalize(ingested, source_id="web", received_at=time.time()).events
+        await queue.append(batch)
+        stored += len(batch)
+    await queue.close()
+    return stored
+
+
+async def drain(path: Path, variant: str, events: int) -> dict[str, Any]:
+    """Deliver every event of the queue at ``path``; the figures of one variant."""
+    queue = SqliteQueue(path)
+    await queue.open(["sink"])
+    settings = WebhookSettings(url="http://127.0.0.1:9/", batch=True)
+    dest = Destination(
+        id="sink", plugin="webhook", type=DESTINATION_TYPE, settings=settings,
+        mapping={".": "@"}, delivery=DeliverySettings(batch_size=1000, max_wait_ms=20),
+    )  # fmt: skip
+    if variant == "stored":
+        transformer: Any = compile_mapping({".": "@"})
+    elif variant == "decoded":
+        transformer = lambda event: event  # noqa: E731 - the identity, unrecognisable
+    else:
+        transformer = compile_mapping(MAPPED)
+    metrics = Metrics()
+    worker = DestinationWorker(dest, transformer, JoiningSink(), queue, metrics, idle_poll=0.05)
+    gc_seconds = [0.0]
+    started_at = [0.0]
+
+    def on_gc(phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            started_at[0] = time.perf_counter()
+        else:
+            gc_seconds[0] += time.perf_counter() - started_at[0]
+
+    gc.collect()
+    gc.freeze()  # as ``crossdock run`` does after start-up
+    gc.callbacks.append(on_gc)
+    cpu0, threads0, t0 = time.process_time(), thread_cpu(), time.perf_counter()
+    await worker.start()
+    # Polled: the counter moves once a batch's settle is decided, which is the end of the work.
+    while metrics.get("crossdock_events_delivered_total", ("sink",)) < events:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - t0
+    cpu, threads1 = time.process_time() - cpu0, thread_cpu()
+    gc.callbacks.remove(on_gc)
+    gc.unfreeze()
+    await worker.stop(5)
+    await queue.close()
+    per_thread = {
+        name: round(1e6 * (seconds - threads0.get(name, 0.0)) / events, 2)
+        for name, seconds in sorted(threads1.items())
+        if seconds - threads0.get(name, 0.0) > 0.005
+    }
+    return {
+        "events_per_s": round(events / elapsed),
+        "cpu_us_per_event": round(1e6 * cpu / events, 2),
+        "loop_us_per_event": per_thread.get("loop"),
+        "thread_us_per_event": per_thread,
+        "gc_us_per_event": round(1e6 * gc_seconds[0] / events, 2),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    variants = ("stored", "decoded", "mapped")
+    load = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="crossdock-deliver-cost-"))
+    try:
+        source = work / "filled.db"
+        events = await fill(source, args.events)
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+        for _ in range(args.rounds):
+            for variant in variants:
+                copy = fresh_copy(source, work / f"{variant}.db")
+                runs[variant].append(await drain(copy, variant, events))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def best(variant: str, key: str) -> float:
+        values = [r[key] for r in runs[variant]]
+        return max(values) if key == "events_per_s" else min(values)
+
+    emit(
+        {
+            "benchmark": "deliver_cost",
+            "events": events,
+            "load": load,
+            "runs": runs,
+            "summary": {
+                "stored_vs_decoded_rate": round(
+                    best("stored", "events_per_s") / best("decoded", "events_per_s"), 2
+                ),
+                "stored_vs_decoded_loop_cpu": round(
+                    best("stored", "loop_us_per_event") / best("decoded", "loop_us_per_event"), 2
+                ),
+                "stored_vs_decoded_cpu": round(
+                    best("stored", "cpu_us_per_event") / best("decoded", "cpu_us_per_event"), 2
+                ),
+                "mapped_vs_decoded_cpu": round(
+                    best("mapped", "cpu_us_per_event") / best("decoded", "cpu_us_per_event"), 2
+                ),
+            },
+            "load_after": os.getloadavg(),
+        }
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
