@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ def destination(url: str, **delivery: Any) -> Destination:
 
 
 async def run_worker(
-    queue: SqliteQueue,
+    queue: Any,
     fake: FakeVendor,
     dest: Destination,
     sent: list[dict[str, Any]],
@@ -281,3 +282,57 @@ async def test_sources_filter_and_other_mappings_keep_their_paths(queue: SqliteQ
     assert not sends_stored_events(compile_mapping({".": "@"}, where="type == 'track'"))
     assert not sends_stored_events(compile_mapping({"event": "event"}))
     assert not sends_stored_events(lambda e: e)  # type: ignore[arg-type]
+
+
+# -- NATS --------------------------------------------------------------------------------------
+
+
+async def test_nats_hands_out_the_published_bytes(nats_url: str) -> None:
+    import nats
+
+    from crossdock.queue.nats import NatsQueue
+
+    queue = NatsQueue(nats_url, stream="st" + uuid.uuid4().hex[:10])
+    await queue.open(["decoded", "stored"])
+    try:
+        sent = [event(1), {**event(2), "messageId": None}, event(3)]
+        await queue.append(sent)
+        # A message that is not a JSON object (nothing of Crossdock's publishes one) is decoded
+        # on the old path, found unreadable and dropped, never handed out as bytes.
+        nc = await nats.connect(nats_url)
+        await nc.jetstream().publish(queue.events_subject, b"not json")
+        await nc.close()
+        now = time.time()
+        decoded = await queue.fetch("decoded", 10, now)
+        stored = await queue.fetch_stored("stored", 10, now)
+        assert len(stored) == len(decoded) == 3
+        assert all(type(q) is StoredEvent for q in stored)
+        assert [q.data for q in stored] == [orjson.dumps(q.event) for q in decoded]
+        assert [q.message_id for q in stored] == ["m1", None, "m3"]
+        assert [q.enqueued_at for q in stored] == [q.enqueued_at for q in decoded]
+        assert not any(q.decoded for q in stored)
+        await queue.settle("stored", [q.seq for q in stored])
+        await queue.settle("decoded", [q.seq for q in decoded])
+    finally:
+        await queue.close()
+
+
+async def test_nats_worker_sends_stored_bytes_through_retries(nats_url: str) -> None:
+    from crossdock.queue.nats import NatsQueue
+
+    queue = NatsQueue(nats_url, stream="sw" + uuid.uuid4().hex[:10])
+    await queue.open(["stored"])
+    try:
+        sent = [event(i) for i in range(60)]
+        async with FakeVendor() as fake:
+            fake.script([503])
+            dest = destination(fake.url, batch_size=60)
+            _, deliverer, _ = await run_worker(
+                queue, fake, dest, sent, lambda m: delivered(m) >= 60
+            )
+            bodies = [r.json() for r in fake.requests]
+        assert bodies[0] == sent
+        assert sorted(bodies[-1], key=lambda e: e["properties"]["n"]) == sent
+        assert any(type(item) is StoredItem for item in deliverer.items)
+    finally:
+        await queue.close()

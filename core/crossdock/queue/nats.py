@@ -67,6 +67,7 @@ from crossdock.queue import (
     QueuedEvent,
     QueueStats,
     Retry,
+    StoredEvent,
     encode_rows,
 )
 from crossdock.queue.nats_publish import Publisher
@@ -507,6 +508,18 @@ class NatsQueue:
 
     async def fetch(self, destination: str, limit: int, now: float) -> list[QueuedEvent]:
         """Due retries first (oldest due first), then new events in stream order."""
+        return await self._fetch(destination, limit, now, stored=False)
+
+    async def fetch_stored(self, destination: str, limit: int, now: float) -> list[QueuedEvent]:
+        """:meth:`fetch` with the new events as :class:`~crossdock.queue.StoredEvent`: the
+        message bytes as published, not decoded on the event loop; the messageId from the
+        ``Nats-Msg-Id`` header the publish set. A message that does not look like a JSON
+        object (only Crossdock publishes on the events subject) is decoded to be sure."""
+        return await self._fetch(destination, limit, now, stored=True)
+
+    async def _fetch(
+        self, destination: str, limit: int, now: float, *, stored: bool
+    ) -> list[QueuedEvent]:
         dest = self._dest(destination)
         if limit <= 0:
             return []
@@ -517,7 +530,7 @@ class NatsQueue:
                 new: list[QueuedEvent] = []
                 if len(retries) < limit:
                     new = await self._hand_out_events(
-                        dest, await dest.events.take(limit - len(retries), _API_TIMEOUT)
+                        dest, await dest.events.take(limit - len(retries), _API_TIMEOUT), stored
                     )
         except QueueError:
             raise
@@ -564,8 +577,10 @@ class NatsQueue:
             out.append(queued)
         return out
 
-    async def _hand_out_events(self, dest: _Dest, msgs: list[Any]) -> list[QueuedEvent]:
-        out = []
+    async def _hand_out_events(
+        self, dest: _Dest, msgs: list[Any], stored: bool = False
+    ) -> list[QueuedEvent]:
+        out: list[QueuedEvent] = []
         loads = orjson.loads
         for msg in msgs:
             seq, enqueued = _ack_facts(msg.reply)
@@ -573,6 +588,13 @@ class NatsQueue:
                 # Redelivered while this instance still works on it, or its retry record is in
                 # flight: let it come back later instead of handing out the same seq twice.
                 await self._nak(msg, 1.0)
+                continue
+            data = msg.data
+            if stored and data[:1] == b"{" and data[-1:] == b"}":
+                headers = msg.headers
+                mid = headers.get("Nats-Msg-Id") if headers else None
+                dest.inflight[seq] = _Held(msg, "e", seq, time.monotonic(), None, enqueued)
+                out.append(StoredEvent(seq, data, mid, enqueued))
                 continue
             try:
                 event = loads(msg.data)
