@@ -51,6 +51,12 @@ class BatchCaps:
             return True
         return len(data) + SEPARATOR_BYTES > self.vendor_bytes
 
+    @property
+    def largest(self) -> int:
+        """The most bytes a payload may have: :meth:`too_large` is ``len(data) > largest``."""
+        vendor = self.vendor_bytes - SEPARATOR_BYTES
+        return vendor if self.event_bytes is None else min(self.event_bytes, vendor)
+
     def full(self, count: int, size: int, cost: int) -> bool:
         """Whether a batch of ``count`` items and ``size`` bytes has no room for one more item
         costing ``cost`` bytes (an empty batch always has room)."""

@@ -564,23 +564,25 @@ class DestinationWorker:
             records = []
         full = False
         journal = self.journal
+        # The identity mapping's path (stored bytes), with the caps' checks inlined.
+        stored = sources is None and order is None
+        largest, most_items, most_bytes = caps.largest, caps.count, caps.bytes
         for q in fetched:
-            if type(q) is StoredEvent and sources is None and order is None:
-                # The identity mapping: the stored bytes are the payload's JSON.
-                item: BatchItem = StoredItem(q)
+            if stored and type(q) is StoredEvent:
                 data = q.data
-                if caps.too_large(data):
-                    why = self._dead(extra, q, f"too large: {len(data)} bytes", "too_large")
+                length = len(data)
+                if length > largest:
+                    why = self._dead(extra, q, f"too large: {length} bytes", "too_large")
                     if records is not None:
                         records.append(not_sent_record(self._id, q.event, "dead_lettered", why))
                     continue
-                cost = len(data) + SEPARATOR_BYTES
-                if full or caps.full(len(items), size, cost):
+                cost = length + SEPARATOR_BYTES
+                if full or (items and (len(items) >= most_items or size + cost > most_bytes)):
                     full = True
-                    self._carry.append((q, item))
+                    self._carry.append((q, StoredItem(q)))
                     continue
                 queued.append(q)
-                items.append(item)
+                items.append(StoredItem(q))
                 size += cost
                 continue
             event = q.event
@@ -679,50 +681,69 @@ class DestinationWorker:
     ) -> None:
         settlement = batch.extra
         now = self.clock()
-        delivered = 0
         credentials = next((o for o in outcomes if isinstance(o, CredentialsRejected)), None)
         if credentials is not None:
             self._pause_for(credentials)  # first, so the events go back due at the probe time
         down = _vendor_down(outcomes)
         if down:
             self._down_for(outcomes, batch.probe)  # type: ignore[arg-type]
+        queued, items = batch.queued, batch.items
+        first = outcomes[0] if outcomes else None
+        if type(first) is Delivered and outcomes.count(first) == len(outcomes) == len(queued):
+            # The common answer, one shared ``DELIVERED`` for the whole batch: no per-event
+            # dispatch on the outcome.
+            self._delivered(settlement, queued, items, now)
+        else:
+            sent: list[QueuedEvent] = []
+            sent_items: list[BatchItem] = []
+            for q, item, outcome in zip(queued, items, outcomes, strict=True):
+                if isinstance(outcome, Delivered):
+                    sent.append(q)
+                    sent_items.append(item)
+                elif isinstance(outcome, RetryLater):
+                    self._retry(settlement, q, outcome, now)
+                elif isinstance(outcome, Rejected):
+                    reason = clean_text(outcome.reason, self._secrets, 500) or "rejected"
+                    body = clean_text(outcome.body, self._secrets, BODY_LIMIT)
+                    self._dead(
+                        settlement,
+                        q,
+                        reason,
+                        "vendor_rejected",
+                        outcome.status,
+                        body,
+                        attempts=q.attempts + 1,
+                    )
+                elif isinstance(outcome, CredentialsRejected):
+                    self._put_back_one(settlement, q, now, outcome)
+                else:
+                    word = f"plugin returned {type(outcome).__name__}"
+                    self._retry(settlement, q, RetryLater(word), now)
+            self._delivered(settlement, sent, sent_items, now)
+        decided()
+        await self._settle(settlement)
+        if credentials is None and batch.probe:
+            self._resume()
+        if not down and credentials is None:
+            await self._recovered()
+
+    def _delivered(
+        self, settlement: Settlement, queued: list[QueuedEvent], items: list[BatchItem], now: float
+    ) -> None:
+        """Settle ``queued`` (sent as ``items``) as delivered: done, journal, metrics."""
+        if not queued:
+            return
+        settlement.done.extend([q.seq for q in queued])
+        self.journal.delivered_ids([_message_id(q) for q in queued], now)
         # End-to-end latency from the time the queue stored the event; events of one group
         # commit share that time, so a batch has few distinct values to observe.
         stored_at: dict[float, int] = {}
-        delivered_ids: list[Any] = []
-        for q, item, outcome in zip(batch.queued, batch.items, outcomes, strict=True):
-            if isinstance(outcome, Delivered):
-                settlement.done.append(q.seq)
-                delivered += 1
-                if type(q) is StoredEvent:
-                    delivered_ids.append(q.message_id)
-                else:
-                    delivered_ids.append(q.event.get("messageId"))
-                received = q.enqueued_at
-                if received is None:
-                    received = received_epoch(item.event)
-                if received is not None:
-                    stored_at[received] = stored_at.get(received, 0) + 1
-            elif isinstance(outcome, RetryLater):
-                self._retry(settlement, q, outcome, now)
-            elif isinstance(outcome, Rejected):
-                reason = clean_text(outcome.reason, self._secrets, 500) or "rejected"
-                body = clean_text(outcome.body, self._secrets, BODY_LIMIT)
-                self._dead(
-                    settlement,
-                    q,
-                    reason,
-                    "vendor_rejected",
-                    outcome.status,
-                    body,
-                    attempts=q.attempts + 1,
-                )
-            elif isinstance(outcome, CredentialsRejected):
-                self._put_back_one(settlement, q, now, outcome)
-            else:
-                self._retry(
-                    settlement, q, RetryLater(f"plugin returned {type(outcome).__name__}"), now
-                )
+        for q, item in zip(queued, items, strict=True):
+            received = q.enqueued_at
+            if received is None:
+                received = received_epoch(item.event)
+            if received is not None:
+                stored_at[received] = stored_at.get(received, 0) + 1
         for received, count in stored_at.items():
             self.metrics.observe(
                 "crossdock_end_to_end_latency_seconds",
@@ -730,17 +751,9 @@ class DestinationWorker:
                 max(0.0, now - received),
                 count,
             )
-        if delivered:
-            self.journal.delivered_ids(delivered_ids, now)
-            self.metrics.inc("crossdock_events_delivered_total", self._labels, delivered)
-            self._counts["delivered"] += delivered
-            self._last_success_at = now
-        decided()
-        await self._settle(settlement)
-        if credentials is None and batch.probe:
-            self._resume()
-        if not down and credentials is None:
-            await self._recovered()
+        self.metrics.inc("crossdock_events_delivered_total", self._labels, len(queued))
+        self._counts["delivered"] += len(queued)
+        self._last_success_at = now
 
     def _retry(
         self, settlement: Settlement, q: QueuedEvent, outcome: RetryLater, now: float
@@ -958,6 +971,11 @@ class DestinationWorker:
                 lag = 0.0 if stats.oldest_at is None else max(0.0, self.clock() - stats.oldest_at)
                 self.metrics.set("crossdock_queue_lag_seconds", labels, lag)
             await asyncio.sleep(self.stats_interval)
+
+
+def _message_id(q: QueuedEvent) -> Any:
+    """The event's ``messageId`` (a stored event's without decoding it)."""
+    return q.message_id if type(q) is StoredEvent else q.event.get("messageId")
 
 
 def _vendor_down(outcomes: Sequence[Outcome]) -> bool:

@@ -47,7 +47,7 @@ class Cursor:
 
     def plan(self, seqs: set[int]) -> SettlePlan:
         """Work out a settle of ``seqs`` without changing anything (applied after commit)."""
-        new = frozenset(s for s in seqs if s in self.inflight_new)
+        new = frozenset(self.inflight_new.keys() & seqs)
         retried = frozenset(seqs - new)
         durable = self.read_pos
         for seq in self.order:
@@ -72,11 +72,11 @@ class Cursor:
             if self.skip:
                 self.skip = {s for s in self.skip if s > plan.durable}
 
-    def hand_out_new(self, seqs_and_times: list[tuple[int, float]], read_pos: int) -> None:
-        """Record new events handed to the worker; ``read_pos`` is the last seq looked at."""
-        for seq, enqueued_at in seqs_and_times:
-            self.inflight_new[seq] = enqueued_at
-            self.order.append(seq)
+    def hand_out_new(self, seqs: list[int], times: list[float], read_pos: int) -> None:
+        """Record new events handed to the worker (their seqs, ascending, and enqueue times);
+        ``read_pos`` is the last seq looked at."""
+        self.inflight_new.update(zip(seqs, times, strict=True))
+        self.order.extend(seqs)
         self.read_pos = max(self.read_pos, read_pos)
 
     def hand_out_retries(self, seqs_and_times: list[tuple[int, float | None]]) -> None:

@@ -590,7 +590,7 @@ class SqliteQueue:
                 stored,
             )
             cursor.hand_out_retries([(q.seq, q.enqueued_at) for q in retries])
-            cursor.hand_out_new([(q.seq, q.enqueued_at or 0.0) for q in new], read_pos)
+            cursor.hand_out_new([q.seq for q in new], [q.enqueued_at or 0.0 for q in new], read_pos)
         return retries + new
 
     def _read_fetch(
