@@ -681,19 +681,21 @@ class DestinationWorker:
     ) -> None:
         settlement = batch.extra
         now = self.clock()
-        credentials = next((o for o in outcomes if isinstance(o, CredentialsRejected)), None)
-        if credentials is not None:
-            self._pause_for(credentials)  # first, so the events go back due at the probe time
-        down = _vendor_down(outcomes)
-        if down:
-            self._down_for(outcomes, batch.probe)  # type: ignore[arg-type]
         queued, items = batch.queued, batch.items
         first = outcomes[0] if outcomes else None
+        credentials: CredentialsRejected | None = None
+        down = False
         if type(first) is Delivered and outcomes.count(first) == len(outcomes) == len(queued):
             # The common answer, one shared ``DELIVERED`` for the whole batch: no per-event
-            # dispatch on the outcome.
+            # look at the outcomes.
             self._delivered(settlement, queued, items, now)
         else:
+            credentials = next((o for o in outcomes if isinstance(o, CredentialsRejected)), None)
+            if credentials is not None:
+                self._pause_for(credentials)  # first, so the events go back due at the probe time
+            down = _vendor_down(outcomes)
+            if down:
+                self._down_for(outcomes, batch.probe)  # type: ignore[arg-type]
             sent: list[QueuedEvent] = []
             sent_items: list[BatchItem] = []
             for q, item, outcome in zip(queued, items, outcomes, strict=True):
