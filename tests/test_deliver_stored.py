@@ -138,6 +138,23 @@ async def test_due_retries_come_decoded_before_new_stored_events(queue: SqliteQu
     assert again[1].message_id == "m9"
 
 
+async def test_events_settled_out_of_order_are_not_handed_out_again(tmp_path: Path) -> None:
+    # Settled beyond the durable position, then a restart: the stored path skips them too.
+    queue = SqliteQueue(tmp_path / "q.db")
+    await queue.open(["stored"])
+    await queue.append([event(i) for i in range(5)])
+    first = await queue.fetch_stored("stored", 5, time.time())
+    await queue.settle("stored", [first[1].seq, first[3].seq])
+    await queue.close()
+    queue = SqliteQueue(tmp_path / "q.db")
+    await queue.open(["stored"])
+    try:
+        again = await queue.fetch_stored("stored", 10, time.time())
+        assert [q.message_id for q in again] == ["m0", "m2", "m4"]
+    finally:
+        await queue.close()
+
+
 # -- the worker --------------------------------------------------------------------------------
 
 

@@ -597,7 +597,7 @@ class NatsQueue:
                 out.append(StoredEvent(seq, data, mid, enqueued))
                 continue
             try:
-                event = loads(msg.data)
+                event = loads(data)
             except orjson.JSONDecodeError:
                 log.error("unreadable event dropped", extra={"seq": seq})
                 await self._nc.publish(msg.reply, b"+TERM")

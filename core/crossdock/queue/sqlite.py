@@ -626,7 +626,7 @@ class SqliteQueue:
                 if not chunk:
                     break
                 read_pos = chunk[-1].seq
-                new.extend(q for q in chunk if q.seq not in skip) if skip else new.extend(chunk)
+                new.extend([q for q in chunk if q.seq not in skip] if skip else chunk)
                 if len(chunk) < asked:
                     break
                 wanted = limit - len(retries) - len(new)
