@@ -190,3 +190,37 @@ def test_missing_wrk_exits_non_zero_saying_how_to_install_it(
         wrk_runner.wrk_path()
     assert info.value.code == 2
     assert "apt-get install wrk" in capsys.readouterr().err
+
+
+def test_mapped_phase_maps_and_the_plain_one_sends_stored_bytes(tmp_path: Path) -> None:
+    # The two delivering phases measure what they say: the sink destination's default mapping
+    # is the identity (stored bytes), and MAPPED replaces it with five fields (decoded path).
+    import production
+    from _common import SOURCE, sink_destination
+
+    from crossdock.config.load import parse_config
+    from crossdock.deliver.stored import sends_stored_events
+    from crossdock.plugins.registry import load_registry
+
+    registry = load_registry(entrypoints=False)
+    event = {
+        "type": "track",
+        "event": "Product Viewed",
+        "userId": "u1",
+        "messageId": "m1",
+        "properties": {"product_id": "sku-1", "price": 89.0, "name": "Shoes"},
+    }
+    plain = parse_config(SOURCE + sink_destination(9), registry, {}, base_dir=tmp_path)
+    identity = registry.make_transformer(plain.destinations[0])
+    assert sends_stored_events(identity)
+    text = SOURCE + sink_destination(9) + production.MAPPED
+    mapped = parse_config(text, registry, {}, base_dir=tmp_path)
+    transformer = registry.make_transformer(mapped.destinations[0])
+    assert not sends_stored_events(transformer)
+    assert transformer(event) == {
+        "event_name": "Product Viewed",
+        "user": "u1",
+        "id": "m1",
+        "product": "sku-1",
+        "price": 89.0,
+    }
