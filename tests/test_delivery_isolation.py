@@ -201,6 +201,16 @@ def test_batch_caps_take_the_smaller_of_vendor_and_operator_limits() -> None:
     assert not caps.full(0, 0, 5000)
 
 
+@pytest.mark.parametrize("event_bytes", [None, 300, 999, 1000, 5000])
+def test_largest_is_where_too_large_begins(event_bytes: int | None) -> None:
+    # The worker checks ``len(data) > caps.largest`` inline instead of calling too_large.
+    limits = Limits(max_batch_count=100, max_batch_bytes=1000, max_event_bytes=event_bytes)
+    dtype = DestinationType("t", object, "t", limits=limits)
+    caps = BatchCaps.of(Destination("d", "t", dtype, None, {".": "@"}))
+    for n in range(caps.largest - 2, caps.largest + 3):
+        assert caps.too_large(b"x" * n) == (n > caps.largest)
+
+
 # ---------------------------------------------------------------------------------------------
 # Helpers for deliverers
 

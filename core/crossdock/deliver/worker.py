@@ -564,77 +564,67 @@ class DestinationWorker:
             records = []
         full = False
         journal = self.journal
-        # The identity mapping's path (stored bytes), with the caps' checks inlined.
+        # The caps' checks inlined (``BatchCaps.too_large`` and ``full``): this runs per event.
         stored = sources is None and order is None
         largest, most_items, most_bytes = caps.largest, caps.count, caps.bytes
         for q in fetched:
+            item: BatchItem
             if stored and type(q) is StoredEvent:
+                # The identity mapping: the stored bytes are the payload's JSON.
                 data = q.data
-                length = len(data)
-                if length > largest:
-                    why = self._dead(extra, q, f"too large: {length} bytes", "too_large")
-                    if records is not None:
-                        records.append(not_sent_record(self._id, q.event, "dead_lettered", why))
-                    continue
-                cost = length + SEPARATOR_BYTES
-                if full or (items and (len(items) >= most_items or size + cost > most_bytes)):
-                    full = True
-                    self._carry.append((q, StoredItem(q)))
-                    continue
-                queued.append(q)
-                items.append(StoredItem(q))
-                size += cost
-                continue
-            event = q.event
-            if sources is not None and _source_of(event) not in sources:
-                extra.done.append(q.seq)
-                filtered += 1
-                journal.filtered(event, now, "sources")
-                if records is not None:
-                    records.append(not_sent_record(self._id, event, "filtered", "sources"))
-                continue
-            if order is not None:
-                held = order.hold(q, now)
-                if held is not None:
-                    extra.retries.append(held)
-                    continue
-            try:
-                payload = transformer(event)
-                if payload is None:
+                item = StoredItem(q)
+            else:
+                event = q.event
+                if sources is not None and _source_of(event) not in sources:
                     extra.done.append(q.seq)
-                    if matches is not None and not matches(event):
-                        filtered += 1
-                        journal.filtered(event, now)
-                        if records is not None:
-                            why = _filter_reason(event, drop_reason)
-                            records.append(not_sent_record(self._id, event, "filtered", why))
-                    else:
-                        why = (drop_reason(event) if drop_reason else None) or "mapping"
-                        dropped[why] = dropped.get(why, 0) + 1
-                        journal.dropped(event, now, why)
-                        if records is not None:
-                            records.append(not_sent_record(self._id, event, "dropped", why))
+                    filtered += 1
+                    journal.filtered(event, now, "sources")
+                    if records is not None:
+                        records.append(not_sent_record(self._id, event, "filtered", "sources"))
                     continue
-                data = dumps(payload)
-            except Unsendable as exc:
-                why = self._dead(extra, q, exc.reason, "unsendable")
+                if order is not None:
+                    held = order.hold(q, now)
+                    if held is not None:
+                        extra.retries.append(held)
+                        continue
+                try:
+                    payload = transformer(event)
+                    if payload is None:
+                        extra.done.append(q.seq)
+                        if matches is not None and not matches(event):
+                            filtered += 1
+                            journal.filtered(event, now)
+                            if records is not None:
+                                why = _filter_reason(event, drop_reason)
+                                records.append(not_sent_record(self._id, event, "filtered", why))
+                        else:
+                            why = (drop_reason(event) if drop_reason else None) or "mapping"
+                            dropped[why] = dropped.get(why, 0) + 1
+                            journal.dropped(event, now, why)
+                            if records is not None:
+                                records.append(not_sent_record(self._id, event, "dropped", why))
+                        continue
+                    data = dumps(payload)
+                except Unsendable as exc:
+                    why = self._dead(extra, q, exc.reason, "unsendable")
+                    if records is not None:
+                        records.append(not_sent_record(self._id, event, "dead_lettered", why))
+                    continue
+                except Exception as exc:
+                    reason = f"transform failed: {type(exc).__name__}: {exc}"
+                    why = self._dead(extra, q, reason, "transform_failed")
+                    if records is not None:
+                        records.append(not_sent_record(self._id, event, "dead_lettered", why))
+                    continue
+                item = BatchItem(event, payload, data)
+            length = len(data)
+            if length > largest:
+                why = self._dead(extra, q, f"too large: {length} bytes", "too_large")
                 if records is not None:
-                    records.append(not_sent_record(self._id, event, "dead_lettered", why))
+                    records.append(not_sent_record(self._id, q.event, "dead_lettered", why))
                 continue
-            except Exception as exc:
-                reason = f"transform failed: {type(exc).__name__}: {exc}"
-                why = self._dead(extra, q, reason, "transform_failed")
-                if records is not None:
-                    records.append(not_sent_record(self._id, event, "dead_lettered", why))
-                continue
-            if caps.too_large(data):
-                why = self._dead(extra, q, f"too large: {len(data)} bytes", "too_large")
-                if records is not None:
-                    records.append(not_sent_record(self._id, event, "dead_lettered", why))
-                continue
-            item = BatchItem(event, payload, data)
-            cost = len(data) + SEPARATOR_BYTES
-            if full or caps.full(len(items), size, cost):
+            cost = length + SEPARATOR_BYTES
+            if full or (items and (len(items) >= most_items or size + cost > most_bytes)):
                 full = True
                 self._carry.append((q, item))
                 continue

@@ -621,29 +621,17 @@ class SqliteQueue:
         while wanted > 0:
             # In chunks: each aggregate is held whole in SQLite and again in Python.
             asked = min(wanted, _FETCH_CHUNK)
+            chunk: list[QueuedEvent]
             if stored:
                 chunk = read_stored(conn, _FETCH_NEW_STORED, (read_pos, asked))
-                if not chunk:
-                    break
-                read_pos = chunk[-1].seq
-                new.extend([q for q in chunk if q.seq not in skip] if skip else chunk)
-                if len(chunk) < asked:
-                    break
-                wanted = limit - len(retries) - len(new)
-                continue
-            seqs, events, enqueued = read_columns(conn, _FETCH_NEW, (read_pos, asked), 3)
-            if not seqs:
-                break
-            read_pos = seqs[-1]
-            if skip:
-                new.extend(
-                    QueuedEvent(seq, events[i], 0, None, enqueued[i])
-                    for i, seq in enumerate(seqs)
-                    if seq not in skip
-                )
             else:
-                new.extend(map(_new_event, seqs, events, enqueued))
-            if len(seqs) < asked:
+                seqs, events, enqueued = read_columns(conn, _FETCH_NEW, (read_pos, asked), 3)
+                chunk = list(map(_new_event, seqs, events, enqueued))
+            if not chunk:
+                break
+            read_pos = chunk[-1].seq
+            new.extend([q for q in chunk if q.seq not in skip] if skip else chunk)
+            if len(chunk) < asked:
                 break  # nothing more stored
             wanted = limit - len(retries) - len(new)
         return retries, new, read_pos
