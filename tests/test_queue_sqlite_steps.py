@@ -311,3 +311,62 @@ async def test_collection_runs_in_steps_that_let_appends_commit_between(
     assert jobs.count("collect") == 4  # 1,000 events a step, and the last finds fewer
     (left,) = sqlite3.connect(tmp_path / "q.db").execute("SELECT count(*) FROM events")
     assert left == (1,)  # the event appended meanwhile
+
+
+async def test_a_group_commit_takes_five_statements_whatever_its_size(
+    queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # BEGIN, the dedupe catch-up (which also reads the log's edges), one INSERT of every
+    # event, one INSERT of the new ids, COMMIT: each statement hands the GIL back and forth.
+    writer = CountingConnection(queue._conn_w())
+    monkeypatch.setattr(queue, "_conn_w", lambda: writer)
+    queue._last_prune = NOW  # the age limit's sweep (once a minute) is not a group commit's
+    for count in (1, 7, 1000, 1337):
+        writer.counts["statements"] = 0
+        start = count * 10_000
+        result = await queue.append([ev(i) for i in range(start, start + count)])
+        assert (result.stored, result.duplicates) == (count, 0)
+        assert writer.counts["statements"] == 5, count
+    got = await queue.fetch("a", 5000, NOW)
+    expected = [ev(i) for c in (1, 7, 1000, 1337) for i in range(c * 10_000, c * 10_000 + c)]
+    assert [g.event for g in got] == expected
+    assert [g.seq for g in got] == list(range(got[0].seq, got[0].seq + len(expected)))
+    assert queue._last_seq == got[-1].seq  # taken from the INSERT, not read again
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=40))
+def test_packed_insert_keeps_every_row_byte_for_byte_in_order(rows: list[bytes]) -> None:
+    from crossdock.queue.sqlite import _insert_events
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " enqueued_at REAL NOT NULL, data BLOB NOT NULL)"
+    )
+    conn.execute("INSERT INTO events (enqueued_at, data) VALUES (0, x'00')")
+    last = _insert_events(conn, NOW, rows)
+    got = conn.execute("SELECT seq, data FROM events WHERE seq > 1 ORDER BY seq").fetchall()
+    assert [bytes(d) for _, d in got] == rows
+    assert [s for s, _ in got] == list(range(2, 2 + len(rows)))
+    assert last == 1 + len(rows)
+
+
+def test_a_row_too_long_to_pack_goes_in_by_the_chunked_insert(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from crossdock.queue import sqlite as queue_sqlite
+
+    monkeypatch.setattr(queue_sqlite, "_PACKED_LENGTH_LIMIT", 64)  # stands for 16 MiB
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " enqueued_at REAL NOT NULL, data BLOB NOT NULL)"
+    )
+    rows = [b"a" * 10, b"b" * 64, b"c"]
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    assert queue_sqlite._insert_events(conn, NOW, rows) == 3
+    assert not any("json_each" in s for s in statements)
+    got = conn.execute("SELECT data FROM events ORDER BY seq").fetchall()
+    assert [bytes(d) for (d,) in got] == rows

@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 from attrs import define, field
@@ -451,7 +451,7 @@ class SqliteQueue:
         try:
             # Under the write lock: ids other processes (``--workers``) committed since the
             # last look are in the index before any of this batch is decided.
-            self._catch_up(conn, index)
+            edges = self._catch_up(conn, index)
             seen: set[str] = set()
             lookup = index.lookup
             event_rows: list[bytes] = []
@@ -470,13 +470,10 @@ class SqliteQueue:
                     event_rows.append(data)
                     stored += 1
                 request.result = AppendResult(stored, duplicates)
-            _insert_events(conn, now, event_rows)
+            last = _insert_events(conn, now, event_rows) if event_rows else _last_seq(conn)
             first = low = 0
             if new_ids:
-                (seq,) = conn.execute(
-                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'dedupe'), 0)"
-                ).fetchone()
-                first = max(int(seq), index.last) + 1
+                first = max(edges.counter, index.last) + 1
                 # Arrival order, explicit ids: the rows land at the log's right edge, and the
                 # index learns exactly which rowid holds which id.
                 conn.execute(
@@ -484,8 +481,8 @@ class SqliteQueue:
                     " SELECT ?1 + key, value, ?2 FROM json_each(?3)",
                     (first, now, orjson.dumps(new_ids).decode()),
                 )
-                low = self._prune_dedupe(conn, now)
-            last = _last_seq(conn)
+                high = first + len(new_ids) - 1
+                low = self._prune_dedupe(conn, now, first if edges.low is None else edges.low, high)
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
@@ -505,16 +502,24 @@ class SqliteQueue:
         return self._dedupe
 
     @staticmethod
-    def _catch_up(conn: sqlite3.Connection, index: DedupeIndex) -> int:
-        """Index the log rows above ``index.last`` (other processes' ids; every row at open);
-        returns how many. One statement per chunk returning one row (see ``_insert_events``)."""
+    def _catch_up(conn: sqlite3.Connection, index: DedupeIndex) -> _LogEdges:
+        """Index the log rows above ``index.last`` (other processes' ids; every row at open)
+        and read the log's edges, in one statement per chunk returning one row (see
+        ``_insert_events``): the first chunk's row also carries the log's lowest rowid and
+        its ``AUTOINCREMENT`` counter, so a group commit needs no statement of its own for
+        them."""
         total = 0
+        edges: _LogEdges | None = None
         while True:
-            (ids, mids) = conn.execute(
-                "SELECT json_group_array(id), json_group_array(message_id) FROM"
+            (ids, mids, low, counter) = conn.execute(
+                "SELECT json_group_array(id), json_group_array(message_id),"
+                " (SELECT min(id) FROM dedupe),"
+                " (SELECT seq FROM sqlite_sequence WHERE name = 'dedupe') FROM"
                 " (SELECT id, message_id FROM dedupe WHERE id > ? ORDER BY id LIMIT ?)",
                 (index.last, _CATCH_UP_CHUNK),
             ).fetchone()
+            if edges is None:
+                edges = _LogEdges(low, int(counter or 0), 0)
             rowids = orjson.loads(ids)
             if not rowids:
                 break
@@ -523,21 +528,16 @@ class SqliteQueue:
             if len(rowids) < _CATCH_UP_CHUNK:
                 break
         if total:
-            (low,) = conn.execute("SELECT min(id) FROM dedupe").fetchone()
-            index.expire(index.last + 1 if low is None else int(low))
-        return total
+            index.expire(index.last + 1 if edges.low is None else int(edges.low))
+        edges.indexed = total
+        return edges
 
-    def _prune_dedupe(self, conn: sqlite3.Connection, now: float) -> int:
-        """Apply the cap and (at most every minute) the age limit; returns the log's lowest
-        rowid left (the index drops what is below it once the transaction committed)."""
+    def _prune_dedupe(self, conn: sqlite3.Connection, now: float, low: int, high: int) -> int:
+        """Apply the cap and (at most every minute) the age limit to the log whose rowids run
+        from ``low`` to ``high`` (known to the caller: no statement reads them); returns the
+        log's lowest rowid left (the index drops what is below it once the transaction
+        committed)."""
         # Cap: ids grow with insertion, so the newest ``dedupe_max`` ids are a rowid range.
-        # Two subqueries: SQLite answers a lone min() or max() from the b-tree's edge, but
-        # scans the whole table for "SELECT min(id), max(id)".
-        low, high = conn.execute(
-            "SELECT (SELECT min(id) FROM dedupe), (SELECT max(id) FROM dedupe)"
-        ).fetchone()
-        if high is None:
-            return 0
         if high - low + 1 > self.dedupe_max:
             low = high - self.dedupe_max + 1
             conn.execute("DELETE FROM dedupe WHERE id < ?", (low,))
@@ -1020,7 +1020,7 @@ class SqliteQueue:
     def _build_index(self) -> None:
         """Writer thread, without the write turn: index the dedupe log as it is now."""
         index = DedupeIndex(self.dedupe_max)
-        if self._catch_up(self._conn_w(), index):
+        if self._catch_up(self._conn_w(), index).indexed:
             release_free_memory()
         self._dedupe = index
 
@@ -1235,19 +1235,63 @@ def _new_event(seq: int, event: Event, enqueued_at: float) -> QueuedEvent:
     return QueuedEvent(seq, event, 0, None, enqueued_at)
 
 
-def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> None:
-    # Multi-row VALUES: one statement step per chunk instead of one per row (see _catch_up).
-    # Chunks of power-of-two sizes, so each commit reuses a few prepared statements (the
-    # connection's statement cache) instead of building and compiling one for its own count:
-    # a third less writer CPU per event (bench/ingest_profile.py).
+def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> int:
+    """Append ``rows`` (at least one) in arrival order; returns the last one's ``seq``.
+
+    One statement for the whole group: the rows go in as one blob, which SQLite cuts with
+    ``substr`` at offsets and lengths packed into one JSON array of integers. Each statement
+    of the writer thread gives the GIL up and must wait for the busy event loop to hand it
+    back (≈ 1 to 2 ms each under load, ``bench/README.md``), so a group commit takes as few as it
+    can; this costs no more CPU than multi-row ``VALUES`` chunks (one per set bit of the
+    count) and needs no statement compiled per count.
+    """
+    if max(map(len, rows)) >= _PACKED_LENGTH_LIMIT:
+        return _insert_events_chunked(conn, now, rows)
+    packed = []
+    start = 0
+    for row in rows:
+        length = len(row)
+        packed.append(start << _PACKED_LENGTH_BITS | length)
+        start += length
+    cursor = conn.execute(_INSERT_PACKED, (now, b"".join(rows), orjson.dumps(packed).decode()))
+    return int(cursor.lastrowid)
+
+
+_PACKED_LENGTH_BITS: Final = 24
+_PACKED_LENGTH_LIMIT: Final = 1 << _PACKED_LENGTH_BITS
+"""Rows of this many bytes or more (16 MiB; far beyond any request limit) go in by
+:func:`_insert_events_chunked`."""
+
+_INSERT_PACKED: Final = (
+    "INSERT INTO events (enqueued_at, data)"
+    f" SELECT ?1, substr(?2, (value >> {_PACKED_LENGTH_BITS}) + 1,"
+    f" value & {_PACKED_LENGTH_LIMIT - 1}) FROM json_each(?3) ORDER BY key"
+)
+
+
+def _insert_events_chunked(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> int:
+    # Multi-row VALUES in chunks of power-of-two sizes, so a few prepared statements (the
+    # connection's cache) serve every count.
+    last = 0
     for start, size in power_of_two_chunks(len(rows), _INSERT_CHUNK):
-        conn.execute(_insert_sql(size), (now, *rows[start : start + size]))
+        last = conn.execute(_insert_sql(size), (now, *rows[start : start + size])).lastrowid
+    return int(last)
 
 
 @functools.cache
 def _insert_sql(count: int) -> str:
     values = ",".join(f"(?1, ?{i})" for i in range(2, count + 2))
     return f"INSERT INTO events (enqueued_at, data) VALUES {values}"
+
+
+@define(slots=True)
+class _LogEdges:
+    """What :meth:`SqliteQueue._catch_up` read of the dedupe log: its lowest rowid (``None``
+    when empty), its ``AUTOINCREMENT`` counter and how many rows it indexed."""
+
+    low: int | None
+    counter: int
+    indexed: int
 
 
 def _seen_in_log(conn: sqlite3.Connection, mid: str, rowids: list[int], cutoff: float) -> bool:
