@@ -15,7 +15,9 @@ One run measures, each against the same wrk load generator and the same Lua body
    time from the first request to the last event delivered). The webhook's default mapping
    is the identity, whose events go out as stored; ``delivering_mapped`` repeats the phase
    with a five-field mapping (:data:`MAPPED`), the cost of a vendor destination.
-4. ``workers2``: ``full`` with ``crossdock run --workers 2``, /v1/batch.
+4. ``workers2``: ``full`` with ``crossdock run --workers 2``, /v1/batch; then
+   ``delivering_workers2``: the ``delivering`` phase on ``--workers 2`` (process 0 stores and
+   delivers, process 1 takes the connections).
 5. ``latency``: p50/p99 of /v1/batch at half of ``full``'s /v1/batch rate, open loop from the
    Python generator in ``constant_rate.py`` (wrk2 is not packaged by Debian).
 
@@ -173,13 +175,16 @@ price = "properties.price"
 serialized again (the identity mapping sends the stored bytes as they are)."""
 
 
-def measure_delivering(bench: Bench, *, mapped: bool = False) -> dict:
+def measure_delivering(bench: Bench, *, mapped: bool = False, workers: int = 1) -> dict:
     """Ingest with a batching webhook destination running, and the end-to-end rate; with
-    ``mapped``, the destination maps each event (:data:`MAPPED`) instead of sending it whole."""
+    ``mapped``, the destination maps each event (:data:`MAPPED`) instead of sending it whole;
+    with ``workers`` > 1, ``crossdock run --workers N`` (process 0 stores and delivers)."""
     with reference_server("sink") as sink_port:
         config = SOURCE + sink_destination(sink_port) + (MAPPED if mapped else "")
         name = "delivering-mapped" if mapped else "delivering"
-        daemon = bench.daemon(name, full=True, config=config)
+        if workers > 1:
+            name += f"-workers{workers}"
+        daemon = bench.daemon(name, full=True, config=config, workers=workers)
         try:
             bench.wrk(daemon.port, "batch", seconds=2)
             deadline = time.monotonic() + 120
@@ -280,6 +285,7 @@ def summarize(r: dict) -> dict:
     under = [_rate(s) for s in r["delivering"]["batch_segments"]]
     under_mapped = [_rate(s) for s in r["delivering_mapped"]["batch_segments"]]
     w2 = [_rate(s) for s in r["workers2"]["batch_segments"]]
+    under_w2 = [_rate(s) for s in r["delivering_workers2"]["batch_segments"]]
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {
         "batch_full_vs_bare": round(mean(full) / bare, 3),
@@ -298,6 +304,8 @@ def summarize(r: dict) -> dict:
         "end_to_end_mapped_events_per_s": r["delivering_mapped"]["end_to_end_events_per_s"],
         "ingest_under_mapped_delivery_vs_solo": round(mean(under_mapped) / mean(full), 3),
         "workers2_vs_one": round(mean(w2) / mean(full), 3),
+        "workers2_end_to_end_events_per_s": r["delivering_workers2"]["end_to_end_events_per_s"],
+        "workers2_ingest_under_delivery_vs_solo": round(mean(under_w2) / mean(w2), 3),
         "p99_ms_at_half_rate": r["latency"]["latency_ms"]["p99"],
         "wrk_generated_vs_static_on_bare": r["bare"]["generated_vs_static"],
     }
@@ -347,6 +355,7 @@ def main() -> None:
         results["delivering"] = measure_delivering(bench)
         results["delivering_mapped"] = measure_delivering(bench, mapped=True)
         results["workers2"] = measure_daemon(bench, "workers2", full=True, workers=2)
+        results["delivering_workers2"] = measure_delivering(bench, workers=2)
         full_rate = sum(s["requests_per_s"] for s in results["full"]["batch_segments"])
         results["latency"] = measure_latency(
             bench, full_rate / len(results["full"]["batch_segments"])

@@ -224,3 +224,35 @@ def test_mapped_phase_maps_and_the_plain_one_sends_stored_bytes(tmp_path: Path) 
         "product": "sku-1",
         "price": 89.0,
     }
+
+
+def test_summary_reads_every_phase_the_run_records() -> None:
+    # summarize() runs only after minutes of wrk; a phase added to main() but not to the
+    # summary (or the reverse) must fail here, not at the end of a benchmark run.
+    import production
+
+    def phase(*rates: float) -> dict:
+        return {"batch_segments": [{"events_per_s": r, "requests_per_s": r / 100} for r in rates]}
+
+    results = {
+        "bare": {
+            "batch": {"events_per_s": 400_000.0},
+            "batch_static_body": {"events_per_s": 400_000.0},
+            "track": {"requests_per_s": 10_000.0},
+            "generated_vs_static": 1.0,
+        },
+        "empty": phase(50_000, 50_000),
+        "full": {**phase(40_000, 60_000), "track": {"requests_per_s": 5_000.0}},
+        "delivering": {**phase(40_000), "end_to_end_events_per_s": 30_000.0},
+        "delivering_mapped": {**phase(30_000), "end_to_end_events_per_s": 20_000.0},
+        "workers2": phase(80_000),
+        "delivering_workers2": {**phase(60_000), "end_to_end_events_per_s": 45_000.0},
+        "latency": {"latency_ms": {"p99": 12.0}},
+    }
+    summary = production.summarize(results)
+    assert summary["batch_full_vs_bare"] == 0.125
+    assert summary["ingest_under_delivery_vs_solo"] == 0.8
+    assert summary["workers2_vs_one"] == 1.6
+    assert summary["workers2_end_to_end_events_per_s"] == 45_000.0
+    assert summary["workers2_ingest_under_delivery_vs_solo"] == 0.75
+    assert set(production.TARGETS) <= set(summary)
