@@ -470,7 +470,9 @@ class SqliteQueue:
                     event_rows.append(data)
                     stored += 1
                 request.result = AppendResult(stored, duplicates)
-            last = _insert_events(conn, now, event_rows) if event_rows else _last_seq(conn)
+            last = edges.events
+            if event_rows:
+                last = _insert_events(conn, now, event_rows, edges.events + 1)
             first = low = 0
             if new_ids:
                 first = max(edges.counter, index.last) + 1
@@ -502,24 +504,25 @@ class SqliteQueue:
         return self._dedupe
 
     @staticmethod
-    def _catch_up(conn: sqlite3.Connection, index: DedupeIndex) -> _LogEdges:
-        """Index the log rows above ``index.last`` (other processes' ids; every row at open)
-        and read the log's edges, in one statement per chunk returning one row (see
-        ``_insert_events``): the first chunk's row also carries the log's lowest rowid and
-        its ``AUTOINCREMENT`` counter, so a group commit needs no statement of its own for
+    def _catch_up(conn: sqlite3.Connection, index: DedupeIndex) -> _Edges:
+        """Index the log rows above ``index.last`` (other processes' ids; every row at open),
+        in one statement per chunk returning one row (see ``_insert_events``). The first
+        chunk's row also carries the dedupe log's lowest rowid and both tables'
+        ``AUTOINCREMENT`` counters, so a group commit needs no statement of its own for
         them."""
         total = 0
-        edges: _LogEdges | None = None
+        edges: _Edges | None = None
         while True:
-            (ids, mids, low, counter) = conn.execute(
+            (ids, mids, low, counter, events) = conn.execute(
                 "SELECT json_group_array(id), json_group_array(message_id),"
                 " (SELECT min(id) FROM dedupe),"
-                " (SELECT seq FROM sqlite_sequence WHERE name = 'dedupe') FROM"
+                " (SELECT seq FROM sqlite_sequence WHERE name = 'dedupe'),"
+                " (SELECT seq FROM sqlite_sequence WHERE name = 'events') FROM"
                 " (SELECT id, message_id FROM dedupe WHERE id > ? ORDER BY id LIMIT ?)",
                 (index.last, _CATCH_UP_CHUNK),
             ).fetchone()
             if edges is None:
-                edges = _LogEdges(low, int(counter or 0), 0)
+                edges = _Edges(low, int(counter or 0), int(events or 0), 0)
             rowids = orjson.loads(ids)
             if not rowids:
                 break
@@ -1235,15 +1238,17 @@ def _new_event(seq: int, event: Event, enqueued_at: float) -> QueuedEvent:
     return QueuedEvent(seq, event, 0, None, enqueued_at)
 
 
-def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> int:
-    """Append ``rows`` (at least one) in arrival order; returns the last one's ``seq``.
+def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes], first: int) -> int:
+    """Append ``rows`` (at least one) in arrival order as seqs ``first``, ``first + 1``, …
+    (``first`` is above the table's ``AUTOINCREMENT`` counter); returns the last seq.
 
     One statement for the whole group: the rows go in as one blob, which SQLite cuts with
-    ``substr`` at offsets and lengths packed into one JSON array of integers. Each statement
-    of the writer thread gives the GIL up and must wait for the busy event loop to hand it
-    back (≈ 1 to 2 ms each under load, ``bench/README.md``), so a group commit takes as few as it
-    can; this costs no more CPU than multi-row ``VALUES`` chunks (one per set bit of the
-    count) and needs no statement compiled per count.
+    ``substr`` at offsets and lengths packed into one JSON array of integers, each at its
+    explicit seq (so the order does not rest on the order SQLite produces the rows in). Each
+    statement of the writer thread gives the GIL up and must wait for the busy event loop to
+    hand it back (1 to 3 ms each under load, ``bench/README.md``), so a group commit takes as
+    few as it can; this costs about the CPU of multi-row ``VALUES`` chunks (one per set bit
+    of the count) and needs no statement compiled per count.
     """
     if max(map(len, rows)) >= _PACKED_LENGTH_LIMIT:
         return _insert_events_chunked(conn, now, rows)
@@ -1253,8 +1258,8 @@ def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> i
         length = len(row)
         packed.append(start << _PACKED_LENGTH_BITS | length)
         start += length
-    cursor = conn.execute(_INSERT_PACKED, (now, b"".join(rows), orjson.dumps(packed).decode()))
-    return int(cursor.lastrowid)
+    conn.execute(_INSERT_PACKED, (now, b"".join(rows), orjson.dumps(packed).decode(), first))
+    return first + len(rows) - 1
 
 
 _PACKED_LENGTH_BITS: Final = 24
@@ -1263,9 +1268,9 @@ _PACKED_LENGTH_LIMIT: Final = 1 << _PACKED_LENGTH_BITS
 :func:`_insert_events_chunked`."""
 
 _INSERT_PACKED: Final = (
-    "INSERT INTO events (enqueued_at, data)"
-    f" SELECT ?1, substr(?2, (value >> {_PACKED_LENGTH_BITS}) + 1,"
-    f" value & {_PACKED_LENGTH_LIMIT - 1}) FROM json_each(?3) ORDER BY key"
+    "INSERT INTO events (seq, enqueued_at, data)"
+    f" SELECT ?4 + key, ?1, substr(?2, (value >> {_PACKED_LENGTH_BITS}) + 1,"
+    f" value & {_PACKED_LENGTH_LIMIT - 1}) FROM json_each(?3)"
 )
 
 
@@ -1285,12 +1290,14 @@ def _insert_sql(count: int) -> str:
 
 
 @define(slots=True)
-class _LogEdges:
-    """What :meth:`SqliteQueue._catch_up` read of the dedupe log: its lowest rowid (``None``
-    when empty), its ``AUTOINCREMENT`` counter and how many rows it indexed."""
+class _Edges:
+    """What :meth:`SqliteQueue._catch_up` read besides the ids: the dedupe log's lowest rowid
+    (``None`` when empty) and ``AUTOINCREMENT`` counter, the events table's counter (the
+    highest seq ever given), and how many log rows it indexed."""
 
     low: int | None
     counter: int
+    events: int
     indexed: int
 
 
