@@ -381,3 +381,17 @@ def test_a_row_too_long_to_pack_goes_in_by_the_chunked_insert(
     assert not any("json_each" in s for s in statements)
     got = conn.execute("SELECT data FROM events ORDER BY seq").fetchall()
     assert [bytes(d) for (d,) in got] == rows
+
+
+async def test_appends_go_on_above_the_highest_seq_when_the_counter_row_is_gone(
+    queue: SqliteQueue,
+) -> None:
+    await queue.append([ev(i) for i in range(3)])
+    await queue._write(
+        lambda: queue._conn_w().execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
+    )
+    result = await queue.append([ev(i) for i in range(3, 6)])
+    assert result.stored == 3
+    got = await queue.fetch("a", 10, NOW)
+    assert [g.event for g in got] == [ev(i) for i in range(6)]
+    assert [g.seq for g in got] == list(range(got[0].seq, got[0].seq + 6))

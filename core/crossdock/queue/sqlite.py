@@ -517,7 +517,10 @@ class SqliteQueue:
                 "SELECT json_group_array(id), json_group_array(message_id),"
                 " (SELECT min(id) FROM dedupe),"
                 " (SELECT seq FROM sqlite_sequence WHERE name = 'dedupe'),"
-                " (SELECT seq FROM sqlite_sequence WHERE name = 'events') FROM"
+                # The events' counter, or their highest seq if that is higher (a file whose
+                # sqlite_sequence row was lost): explicit seqs above both never collide.
+                " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+                "     coalesce((SELECT max(seq) FROM events), 0)) FROM"
                 " (SELECT id, message_id FROM dedupe WHERE id > ? ORDER BY id LIMIT ?)",
                 (index.last, _CATCH_UP_CHUNK),
             ).fetchone()
