@@ -18,10 +18,12 @@ Variants, each on a fresh copy of the same queue file, in the same run:
 
 For each: events/s from start to the last settle, process CPU per event, CPU per event of each
 thread (``/proc/self/task``: the event loop, the SQLite writer, the readers) and the time spent
-in garbage collection. Only the event loop and the Python parts of the other threads hold the
-GIL that ingest needs, so ``loop_us_per_event`` is the figure ingest-under-delivery follows.
+in garbage collection, with the collector set as ``crossdock run`` sets it
+(:func:`crossdock.heap.prepare_for_serving`; ``--default-gc`` for CPython's thresholds). Only
+the event loop and the Python parts of the other threads hold the GIL that ingest needs, so
+``loop_us_per_event`` is the figure ingest-under-delivery follows.
 
-    .venv/bin/python bench/deliver_cost.py [--events 100000] [--rounds 2]
+    .venv/bin/python bench/deliver_cost.py [--events 100000] [--rounds 2] [--default-gc]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from _common import emit
 from crossdock import DELIVERED, BatchItem, DeliverySettings, Destination, Outcome
 from crossdock.deliver.destinations.webhook import DESTINATION_TYPE, WebhookSettings
 from crossdock.deliver.worker import DestinationWorker
+from crossdock.heap import prepare_for_serving
 from crossdock.ingest.normalize import normalize
 from crossdock.metrics import Metrics
 from crossdock.queue.sqlite import SqliteQueue
@@ -120,8 +123,11 @@ async def fill(path: Path, events: int) -> int:
     return stored
 
 
-async def drain(path: Path, variant: str, events: int) -> dict[str, Any]:
-    """Deliver every event of the queue at ``path``; the figures of one variant."""
+async def drain(
+    path: Path, variant: str, events: int, *, default_gc: bool = False
+) -> dict[str, Any]:
+    """Deliver every event of the queue at ``path``; the figures of one variant (with the
+    collector set as ``crossdock run`` sets it, or with CPython's defaults)."""
     queue = SqliteQueue(path)
     await queue.open(["sink"])
     settings = WebhookSettings(url="http://127.0.0.1:9/", batch=True)
@@ -146,8 +152,12 @@ async def drain(path: Path, variant: str, events: int) -> dict[str, Any]:
         else:
             gc_seconds[0] += time.perf_counter() - started_at[0]
 
-    gc.collect()
-    gc.freeze()  # as ``crossdock run`` does after start-up
+    threshold = gc.get_threshold()
+    if default_gc:
+        gc.collect()
+        gc.freeze()
+    else:
+        prepare_for_serving()  # as ``crossdock run`` does after start-up
     gc.callbacks.append(on_gc)
     cpu0, threads0, t0 = time.process_time(), thread_cpu(), time.perf_counter()
     await worker.start()
@@ -158,6 +168,7 @@ async def drain(path: Path, variant: str, events: int) -> dict[str, Any]:
     cpu, threads1 = time.process_time() - cpu0, thread_cpu()
     gc.callbacks.remove(on_gc)
     gc.unfreeze()
+    gc.set_threshold(*threshold)
     await worker.stop(5)
     await queue.close()
     per_thread = {
@@ -178,6 +189,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="CPython's collector thresholds instead of crossdock run's (crossdock.heap)",
+    )
     args = parser.parse_args()
     variants = ("stored", "decoded", "mapped")
     load = os.getloadavg()
@@ -189,7 +205,7 @@ async def main() -> None:
         for _ in range(args.rounds):
             for variant in variants:
                 copy = fresh_copy(source, work / f"{variant}.db")
-                runs[variant].append(await drain(copy, variant, events))
+                runs[variant].append(await drain(copy, variant, events, default_gc=args.default_gc))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -201,6 +217,7 @@ async def main() -> None:
         {
             "benchmark": "deliver_cost",
             "events": events,
+            "gc": "cpython defaults" if args.default_gc else "crossdock run (crossdock.heap)",
             "load": load,
             "runs": runs,
             "summary": {

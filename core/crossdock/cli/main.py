@@ -7,7 +7,6 @@ printed ever contains a configured secret.
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -207,16 +206,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.worker_index is None:
         for problem in registry.problems:
             print(f"warning: {problem}", file=sys.stderr)
+    from crossdock.heap import prepare_for_serving
     from crossdock.web.app import run_app, run_workers
 
     try:
         if args.workers > 1 and args.worker_index is None:
             return run_workers(config, args.config or default_config(), args.workers)
-        # What start-up loaded lives as long as the process: out of the garbage collector's
-        # way, or its full collections rescan all of it every few requests under ingest load
-        # (a tenth of the event loop's time; bench/ingest_profile.py, issue 12).
-        gc.collect()
-        gc.freeze()
+        prepare_for_serving()
         run_app(config, registry, worker_index=args.worker_index or 0, workers=args.workers)
     except CrossdockError as exc:
         from crossdock.secrets import mask
