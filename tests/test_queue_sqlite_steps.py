@@ -313,6 +313,15 @@ async def test_collection_runs_in_steps_that_let_appends_commit_between(
     assert left == (1,)  # the event appended meanwhile
 
 
+def queue_schema() -> sqlite3.Connection:
+    """An in-memory database with the queue's tables, in autocommit mode as the queue's."""
+    from crossdock.queue._sqlite_schema import ensure_schema
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    ensure_schema(conn, ":memory:")
+    return conn
+
+
 async def test_a_group_commit_takes_five_statements_whatever_its_size(
     queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -346,11 +355,7 @@ async def test_a_group_commit_takes_five_statements_whatever_its_size(
 def test_packed_insert_keeps_every_row_byte_for_byte_in_order(rows: list[bytes]) -> None:
     from crossdock.queue.sqlite import _insert_events
 
-    conn = sqlite3.connect(":memory:")
-    conn.execute(
-        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-        " enqueued_at REAL NOT NULL, data BLOB NOT NULL)"
-    )
+    conn = queue_schema()
     # A row given and deleted: the counter, not the table's content, says where seqs go on.
     conn.execute("INSERT INTO events (enqueued_at, data) VALUES (0, x'00')")
     conn.execute("DELETE FROM events")
@@ -369,11 +374,7 @@ def test_a_row_too_long_to_pack_goes_in_by_the_chunked_insert(
     from crossdock.queue import sqlite as queue_sqlite
 
     monkeypatch.setattr(queue_sqlite, "_PACKED_LENGTH_LIMIT", 64)  # stands for 16 MiB
-    conn = sqlite3.connect(":memory:")
-    conn.execute(
-        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-        " enqueued_at REAL NOT NULL, data BLOB NOT NULL)"
-    )
+    conn = queue_schema()
     rows = [b"a" * 10, b"b" * 64, b"c"]
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
