@@ -490,6 +490,9 @@ def test_reply_subjects_of_both_forms_give_sequence_and_time() -> None:
     assert _ack_facts("$JS.ACK.s.c.1.42.7.1700000000500000000.3") == (42, 1700000000.5)
     v2 = "$JS.ACK.dom.hash.s.c.2.42.7.1700000000500000000.3.tok"
     assert _ack_facts(v2) == (42, 1700000000.5)
+    # Whole milliseconds: a request's events, stored within one, share one latency observation.
+    assert _ack_facts("$JS.ACK.s.c.1.43.8.1700000000500999999.2") == (43, 1700000000.5)
+    assert _ack_facts("$JS.ACK.s.c.1.44.9.1700000000501000000.1") == (44, 1700000000.501)
 
 
 def test_config_nats_keys_and_precise_errors() -> None:
