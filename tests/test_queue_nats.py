@@ -224,6 +224,60 @@ async def test_close_gives_back_unsettled_events_at_once(make) -> None:
     assert (await q2.stats("a")).pending == 0
 
 
+async def _buffered(q: NatsQueue, dest: str, n: int) -> int:
+    """How many messages ``q`` holds read ahead for ``dest`` once ``n`` are (or 2 s passed)."""
+    puller = q._dests[dest].events
+    deadline = time.monotonic() + 2
+    while len(puller.buffer) < n and time.monotonic() < deadline:  # noqa: ASYNC110 - polled
+        await asyncio.sleep(0.01)
+    return len(puller.buffer)
+
+
+async def test_a_full_fetch_reads_the_next_ahead_in_stream_order(make) -> None:
+    q = await make()
+    await q.append([ev(f"m{i}") for i in range(50)])
+    first = await fetch_all(q, "a", 10)
+    # A backlog: the next 20 travel without being asked for...
+    assert await _buffered(q, "a", 20) == 20
+    # ... and the next fetches take them first, in stream order, none twice.
+    rest: list[Any] = []
+    while len(rest) < 40:
+        got = await q.fetch("a", 10, time.time())
+        assert got
+        rest += got
+    assert mids(first + rest) == [f"m{i}" for i in range(50)]
+    await q.settle("a", [g.seq for g in first + rest])
+    assert (await q.stats("a")).pending == 0
+
+
+async def test_a_short_fetch_reads_nothing_ahead(make) -> None:
+    q = await make()
+    await q.append([ev(f"m{i}") for i in range(5)])
+    got = await fetch_all(q, "a", 5)
+    assert len(got) == 5
+    await q.append([ev(f"n{i}") for i in range(5)])
+    await asyncio.sleep(0.2)
+    puller = q._dests["a"].events
+    assert len(puller.buffer) == 0
+    assert puller._request is None
+    assert mids(await fetch_all(q, "a", 5)) == [f"n{i}" for i in range(5)]
+
+
+async def test_close_gives_back_what_was_read_ahead_at_once(make) -> None:
+    q = await make(ack_wait=30.0)
+    await q.append([ev(f"m{i}") for i in range(30)])
+    got = await fetch_all(q, "a", 10)
+    await q.settle("a", [g.seq for g in got])
+    assert await _buffered(q, "a", 20) == 20
+    await q.close()
+    # Long before ack_wait: the read-ahead was given back (-NAK), not left to time out.
+    started = time.monotonic()
+    q2 = await make(ack_wait=30.0)
+    again = await fetch_all(q2, "a", 20)
+    assert time.monotonic() - started < 10
+    assert sorted(mids(again)) == sorted(f"m{i}" for i in range(10, 30))
+
+
 async def test_a_crashed_instance_events_come_to_another_after_ack_wait(make) -> None:
     crashed = await make(ack_wait=1.0)
     survivor = await make(ack_wait=1.0)

@@ -389,7 +389,7 @@ class NatsQueue:
                     f"{dest!r}: {exc}"
                 ) from exc
         prefix = "$JS.API"
-        events = Puller(self._nc, prefix, self.stream, token)
+        events = Puller(self._nc, prefix, self.stream, token, read_ahead=True)
         retries = Puller(self._nc, prefix, self.retries_stream, token)
         await events.start()
         await retries.start()

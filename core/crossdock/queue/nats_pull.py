@@ -7,6 +7,14 @@ me when something arrives, but keep it for later" for :meth:`~Queue.wait` — an
 consumer buffers what the server delivered until the worker takes it. At most one pull request
 is open at a time, so terminal status messages (404/408/409) always end the request they
 belong to.
+
+With ``read_ahead``, a take that found a backlog (it got all it asked for) opens the next
+pull at once, for twice as many messages as it took, so they stream in while the worker
+sends what it took, and the next take waits only until enough of them are here. Without it,
+each fetch waited for its own round trip, and while ingest keeps the event loop busy every
+step of one (the request's flush, the answer's read, each waiter's wake-up) waits for a turn
+of the loop behind a batch of requests: NATS delivery ran at 5.5 K events/s during ingest,
+65-90 ms per pull of 500.
 """
 
 from __future__ import annotations
@@ -77,8 +85,14 @@ class Puller:
     count as in flight for the server (the queue keeps them alive with ``+WPI``).
     """
 
-    def __init__(self, nc: Any, prefix: str, stream: str, consumer: str) -> None:
+    def __init__(
+        self, nc: Any, prefix: str, stream: str, consumer: str, *, read_ahead: bool = False
+    ) -> None:
         self._nc = nc
+        self._read_ahead = read_ahead
+        self._ahead: asyncio.Future[None] | None = None
+        self._want = 0  # a take waits until the buffer holds this many (0: nobody waits)
+        self._enough = asyncio.Event()
         self._next_subject = f"{prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._inbox = nc.new_inbox()
         self._sub: Any = None
@@ -112,6 +126,8 @@ class Puller:
             return
         self.buffer.append(msg)
         self._arrived.set()
+        if self._want and len(self.buffer) >= self._want:
+            self._enough.set()
         if request is not None:
             request.remaining -= 1
             if request.remaining <= 0:
@@ -120,6 +136,9 @@ class Puller:
     async def take(self, limit: int, timeout: float) -> list[Any]:
         """Up to ``limit`` messages: the buffer first, then what the server has right now."""
         async with self._lock:
+            ahead = self._ahead
+            if ahead is not None and not ahead.done() and len(self.buffer) < limit:
+                await self._until_buffered(limit, ahead, timeout)
             if len(self.buffer) < limit and self._request is None:
                 await self._pull(limit - len(self.buffer), None, timeout)
             out = []
@@ -128,7 +147,46 @@ class Puller:
                 out.append(buffer.popleft())
             if not buffer:
                 self._arrived.clear()
+            if self._read_ahead and len(out) == limit and self._request is None:
+                self._start_read_ahead(2 * limit - len(buffer), timeout)
             return out
+
+    async def _until_buffered(
+        self, count: int, ahead: asyncio.Future[None], timeout: float
+    ) -> None:
+        """Wait until the buffer holds ``count`` messages or the read-ahead is over."""
+        self._want = count
+        self._enough.clear()
+        enough = asyncio.ensure_future(self._enough.wait())
+        try:
+            await asyncio.wait(
+                {enough, ahead}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            enough.cancel()
+            self._want = 0
+
+    def _start_read_ahead(self, batch: int, timeout: float) -> None:
+        """Open a ``no_wait`` pull of ``batch`` messages in the background (none if the
+        buffer already holds that many)."""
+        if batch <= 0:
+            return
+        # Registered before the task runs, so no other pull opens meanwhile.
+        request = self._request = _Request(batch)
+
+        async def pull() -> None:
+            # A failed read-ahead only means the next take pulls for itself.
+            with contextlib.suppress(Exception):
+                await self._pull(batch, None, timeout, request=request)
+
+        def over(task: asyncio.Future[None]) -> None:
+            _BACKGROUND.discard(task)
+            if self._request is request:  # cancelled before it ran: no pull is open
+                self._request = None
+
+        self._ahead = task = asyncio.ensure_future(pull())
+        _BACKGROUND.add(task)
+        task.add_done_callback(over)
 
     async def wait(self, batch: int, timeout: float) -> None:
         """Return once a message is buffered, or after ``timeout``; opens a lingering pull of up
@@ -148,9 +206,16 @@ class Puller:
             await asyncio.wait_for(self._arrived.wait(), timeout)
 
     async def _pull(
-        self, batch: int, expires: float | None, timeout: float, *, first_only: bool = False
+        self,
+        batch: int,
+        expires: float | None,
+        timeout: float,
+        *,
+        first_only: bool = False,
+        request: _Request | None = None,
     ) -> None:
-        request = _Request(batch)
+        if request is None:
+            request = _Request(batch)
         self._request = request
         body: dict[str, Any] = {"batch": batch}
         if expires is None:
