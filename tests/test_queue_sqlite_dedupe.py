@@ -75,9 +75,9 @@ def test_slots_hold_the_offset_and_a_tag_whatever_their_width(
 
 def test_index_memory_for_the_default_window() -> None:
     assert slot_bits(5_000_000) == 21
-    # slot tables of 4 bytes per slot, and filters of half a byte per slot
-    assert memory_bytes(5_000_000) == 5 * 2**21 * 4.5  # 45 MiB, 9.4 bytes per id at most
-    assert memory_bytes(10) == 2 * 2**10 * 4.5
+    # slot tables of 4 bytes per slot, and one filter of 4 bytes per slot of a generation
+    assert memory_bytes(5_000_000) == 5 * 2**21 * 4 + 2**23  # 48 MiB, 9.6 bytes per id at most
+    assert memory_bytes(10) == 2 * 2**10 * 4 + 2**12
 
 
 _V1 = """
@@ -211,8 +211,9 @@ def test_filters_never_hide_an_indexed_id_and_skip_most_new_ones() -> None:
     fresh = [f"ajs-next-{rng.getrandbits(128):032x}" for _ in range(20_000)]
     passed = candidates = 0
     for mid in fresh:
-        i1, m1, i2, m2 = index._filter_bits(hash(mid) & (2**64 - 1))
-        passed += sum(1 for g in index._gens if g.filter[i1] & m1 and g.filter[i2] & m2)
+        p1, p2 = index._filter_positions(hash(mid) & (2**64 - 1))
+        lanes = index._filter[p1] & index._filter[p2]
+        passed += sum(1 for g in index._gens if g.lane & lanes)
         candidates += len(index.lookup(mid))
     # a candidate is a tag match the caller checks against the log (a rowid read); with 19-bit
     # tags about 0.04 are expected here, so a few would mean the tag repeats the filter's bits
@@ -221,3 +222,27 @@ def test_filters_never_hide_an_indexed_id_and_skip_most_new_ones() -> None:
     assert passed / (len(fresh) * len(index._gens)) < 0.12
     index.expire(30_001)
     assert all(rowid in index.lookup(mid) for rowid, mid in enumerate(ids, 1) if rowid > 30_000)
+
+
+def test_generations_beyond_the_filter_lanes_are_probed_and_freed_lanes_are_clean() -> None:
+    """More generations alive than the filter has lanes (gaps from other processes start a
+    generation each): those without a lane are always probed, before and after older ones
+    give their lanes back, and a lane given back holds no bit of its old generation."""
+    index = DedupeIndex(2000)  # 2**10 slots per generation
+    chunks = [[rid() for _ in range(10)] for _ in range(12)]
+    for n, chunk in enumerate(chunks):  # rowids 2000 apart: a generation per chunk
+        index.add_many(1 + 2000 * n, chunk)
+    assert len(index._gens) == 12
+    assert [g.lane for g in index._gens].count(0) == 4
+    for n, chunk in enumerate(chunks):
+        assert all(1 + 2000 * n + k in index.lookup(mid) for k, mid in enumerate(chunk))
+    freed = [g.lane for g in index._gens[:3]]
+    index.expire(1 + 2000 * 3)  # the three oldest go, and their lanes with them
+    assert all(not b & lane for b in index._filter for lane in freed)
+    for n, chunk in enumerate(chunks[3:], 3):  # the lane-less ones still answer
+        assert all(1 + 2000 * n + k in index.lookup(mid) for k, mid in enumerate(chunk))
+    late = [rid() for _ in range(10)]
+    index.add_many(1 + 2000 * 12, late)  # a new generation takes a freed lane
+    assert index._gens[-1].lane in freed
+    assert all(1 + 2000 * 12 + k in index.lookup(mid) for k, mid in enumerate(late))
+    assert all(not index.lookup(rid()) for _ in range(2000))
