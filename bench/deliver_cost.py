@@ -23,7 +23,11 @@ in garbage collection, with the collector set as ``crossdock run`` sets it
 the event loop and the Python parts of the other threads hold the GIL that ingest needs, so
 ``loop_us_per_event`` is the figure ingest-under-delivery follows.
 
+``--queue nats`` runs the same on the NATS queue (a local ``nats-server -js``, a fresh stream
+filled for each variant and round): there every step of delivery runs on the event loop.
+
     .venv/bin/python bench/deliver_cost.py [--events 100000] [--rounds 2] [--default-gc]
+        [--queue sqlite|nats]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,8 @@ from crossdock.deliver.worker import DestinationWorker
 from crossdock.heap import prepare_for_serving
 from crossdock.ingest.normalize import normalize
 from crossdock.metrics import Metrics
+from crossdock.queue.nats import NatsQueue
+from crossdock.queue.nats_server import local_nats
 from crossdock.queue.sqlite import SqliteQueue
 from crossdock.transform.mapping import compile_mapping
 from crossdock.types import Ingested
@@ -109,6 +116,13 @@ async def fill(path: Path, events: int) -> int:
     """Store ``events`` normalised SDK events (100 per append) at ``path``."""
     queue = SqliteQueue(path)
     await queue.open(["sink"])
+    stored = await fill_queue(queue, events)
+    await queue.close()
+    return stored
+
+
+async def fill_queue(queue: Any, events: int) -> int:
+    """Append ``events`` normalised SDK events (100 per append) to an open queue."""
     rng = random.Random(7)
     templates = sdk_events.batch_templates(64, 100)
     stored = 0
@@ -119,17 +133,14 @@ async def fill(path: Path, events: int) -> int:
         batch = normalize(ingested, source_id="web", received_at=time.time()).events
         await queue.append(batch)
         stored += len(batch)
-    await queue.close()
     return stored
 
 
 async def drain(
-    path: Path, variant: str, events: int, *, default_gc: bool = False
+    queue: Any, variant: str, events: int, *, default_gc: bool = False
 ) -> dict[str, Any]:
-    """Deliver every event of the queue at ``path``; the figures of one variant (with the
+    """Deliver every event of the open ``queue``; the figures of one variant (with the
     collector set as ``crossdock run`` sets it, or with CPython's defaults)."""
-    queue = SqliteQueue(path)
-    await queue.open(["sink"])
     settings = WebhookSettings(url="http://127.0.0.1:9/", batch=True)
     dest = Destination(
         id="sink", plugin="webhook", type=DESTINATION_TYPE, settings=settings,
@@ -170,7 +181,6 @@ async def drain(
     gc.unfreeze()
     gc.set_threshold(*threshold)
     await worker.stop(5)
-    await queue.close()
     per_thread = {
         name: round(1e6 * (seconds - threads0.get(name, 0.0)) / events, 2)
         for name, seconds in sorted(threads1.items())
@@ -185,6 +195,49 @@ async def drain(
     }
 
 
+VARIANTS = ("stored", "decoded", "mapped")
+
+
+async def measure_sqlite(
+    events: int, rounds: int, default_gc: bool
+) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    """Every variant, ``rounds`` times, each on a fresh copy of one filled queue file."""
+    work = Path(tempfile.mkdtemp(prefix="crossdock-deliver-cost-"))
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    try:
+        source = work / "filled.db"
+        stored = await fill(source, events)
+        for _ in range(rounds):
+            for variant in VARIANTS:
+                queue = SqliteQueue(fresh_copy(source, work / f"{variant}.db"))
+                await queue.open(["sink"])
+                try:
+                    runs[variant].append(await drain(queue, variant, stored, default_gc=default_gc))
+                finally:
+                    await queue.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return stored, runs
+
+
+async def measure_nats(
+    url: str, events: int, rounds: int, default_gc: bool
+) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    """Every variant, ``rounds`` times, each on a fresh stream filled the same way."""
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    stored = 0
+    for _ in range(rounds):
+        for variant in VARIANTS:
+            queue = NatsQueue(url, stream=f"cost{uuid.uuid4().hex[:8]}")
+            await queue.open(["sink"])
+            try:
+                stored = await fill_queue(queue, events)
+                runs[variant].append(await drain(queue, variant, stored, default_gc=default_gc))
+            finally:
+                await queue.close()
+    return stored, runs
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -194,20 +247,14 @@ async def main() -> None:
         action="store_true",
         help="CPython's collector thresholds instead of crossdock run's (crossdock.heap)",
     )
+    parser.add_argument("--queue", choices=("sqlite", "nats"), default="sqlite")
     args = parser.parse_args()
-    variants = ("stored", "decoded", "mapped")
     load = os.getloadavg()
-    work = Path(tempfile.mkdtemp(prefix="crossdock-deliver-cost-"))
-    try:
-        source = work / "filled.db"
-        events = await fill(source, args.events)
-        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-        for _ in range(args.rounds):
-            for variant in variants:
-                copy = fresh_copy(source, work / f"{variant}.db")
-                runs[variant].append(await drain(copy, variant, events, default_gc=args.default_gc))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    if args.queue == "nats":
+        with local_nats() as url:
+            events, runs = await measure_nats(url, args.events, args.rounds, args.default_gc)
+    else:
+        events, runs = await measure_sqlite(args.events, args.rounds, args.default_gc)
 
     def best(variant: str, key: str) -> float:
         values = [r[key] for r in runs[variant]]
@@ -216,6 +263,7 @@ async def main() -> None:
     emit(
         {
             "benchmark": "deliver_cost",
+            "queue": args.queue,
             "events": events,
             "gc": "cpython defaults" if args.default_gc else "crossdock run (crossdock.heap)",
             "load": load,

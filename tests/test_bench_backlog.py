@@ -120,3 +120,20 @@ def test_nats_benchmark_measures_both_queues(tmp_path: Path) -> None:
             assert delivering["duplicates"] == 0
     finally:
         nats.stop()
+
+
+async def test_deliver_cost_drains_every_variant_on_both_queues(nats_url: str) -> None:
+    """``deliver_cost.py``'s measurements: each variant delivers every stored event through
+    the worker (the drain waits for all of them) and reports its CPU figures."""
+    import deliver_cost
+
+    for events, runs in (
+        await deliver_cost.measure_sqlite(300, 1, False),
+        await deliver_cost.measure_nats(nats_url, 300, 1, False),
+    ):
+        assert events == 300
+        assert set(runs) == set(deliver_cost.VARIANTS)
+        for variant in deliver_cost.VARIANTS:
+            (figures,) = runs[variant]
+            assert figures["events_per_s"] > 0
+            assert figures["cpu_us_per_event"] > 0
