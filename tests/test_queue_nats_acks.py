@@ -6,13 +6,15 @@ stream named ``error`` (which the config accepts) made every stored event count 
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from typing import Any
 
 import pytest
 
 from crossdock.queue.nats import NatsQueue
-from crossdock.queue.nats_publish import PublishError, read_ack
+from crossdock.queue.nats_publish import Publisher, PublishError, read_ack
 
 
 @pytest.mark.parametrize(
@@ -69,3 +71,43 @@ async def test_a_stream_named_error_stores_and_delivers(nats_url: str) -> None:
         assert (await q.stats("a")).pending == 0
     finally:
         await q.close()
+
+
+async def test_publish_many_answers_each_message_in_order(nats_url: str) -> None:
+    """One call, one outcome per message in its order: stored, duplicate, refused (no stream
+    for the subject), and never answered (a plain subscriber that does not reply): a timeout;
+    the unanswered token is forgotten. ``stop`` fails what still waits."""
+    import nats  # here: the fixture skips first when the extra is missing
+
+    stream = "p" + uuid.uuid4().hex[:10]
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().add_stream(name=stream, subjects=[f"{stream}.>"])
+        silent = await nc.subscribe(f"{stream}-silent")  # takes messages, answers none
+        publisher = Publisher(nc)
+        await publisher.start()
+        results = await publisher.publish_many(
+            [
+                (f"{stream}.events", b"{}", "a"),
+                (f"{stream}.events", b"{}", "a"),
+                (f"{stream}.events", b"{}", "b"),
+                (f"{stream}-nowhere", b"{}", "c"),
+                (f"{stream}-silent", b"{}", "d"),
+            ],
+            timeout=1.0,
+        )
+        assert results[:3] == [False, True, False]
+        assert isinstance(results[3], PublishError)
+        assert isinstance(results[4], TimeoutError)
+        assert publisher._waiting == {}
+        waiting = asyncio.ensure_future(
+            publisher.publish_many([(f"{stream}-silent", b"{}", "e")], timeout=30.0)
+        )
+        await asyncio.sleep(0.2)
+        await publisher.stop()
+        (outcome,) = await asyncio.wait_for(waiting, 5)
+        assert isinstance(outcome, PublishError)
+        assert "connection closed" in str(outcome)
+        await silent.unsubscribe()
+    finally:
+        await nc.close()

@@ -56,7 +56,8 @@ class Publisher:
         self._nc = nc
         self._prefix = nc.new_inbox() + "."
         self._cut = len(self._prefix)
-        self._futures: dict[str, asyncio.Future[bool]] = {}
+        # token -> (the publish_many call waiting for it, the message's index in that call)
+        self._waiting: dict[str, tuple[_Group, int]] = {}
         self._counter = itertools.count()
         self._sub: Any = None
 
@@ -70,24 +71,20 @@ class Publisher:
             with contextlib.suppress(Exception):  # closing anyway
                 await self._sub.unsubscribe()
             self._sub = None
-        for future in self._futures.values():
-            if not future.done():
-                future.set_exception(PublishError("connection closed"))
-        self._futures.clear()
+        waiting, self._waiting = self._waiting, {}
+        for group, index in waiting.values():
+            group.answer(index, PublishError("connection closed"))
 
     async def _on_ack(self, msg: Any) -> None:
-        future = self._futures.pop(msg.subject[self._cut :], None)
-        if future is None or future.done():
+        entry = self._waiting.pop(msg.subject[self._cut :], None)
+        if entry is None:
             return
+        group, index = entry
         headers = msg.headers
         if headers and headers.get("Status") == "503":
-            future.set_exception(PublishError("no JetStream stream answers for this subject"))
+            group.answer(index, PublishError("no JetStream stream answers for this subject"))
             return
-        outcome = read_ack(msg.data)
-        if isinstance(outcome, PublishError):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+        group.answer(index, read_ack(msg.data))
 
     async def publish_many(
         self, messages: Sequence[tuple[str, bytes, str | None]], timeout: float
@@ -99,36 +96,57 @@ class Publisher:
         """
         if not messages:
             return []
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[bool]] = []
+        # One future for the whole call, resolved by the last acknowledgement: a future per
+        # message, and asyncio.wait's callback on each, cost the event loop about as much as
+        # reading the acknowledgements.
+        group = _Group(len(messages))
         publish = self._nc.publish
         prefix = self._prefix
+        waiting = self._waiting
+        tokens: list[str] = []
         try:
-            for subject, payload, msg_id in messages:
+            for index, (subject, payload, msg_id) in enumerate(messages):
                 token = str(next(self._counter))
-                future = loop.create_future()
-                self._futures[token] = future
-                futures.append(future)
+                waiting[token] = (group, index)
+                tokens.append(token)
                 headers = {"Nats-Msg-Id": msg_id} if msg_id else None
                 await publish(subject, payload, reply=prefix + token, headers=headers)
-            _done, pending = await asyncio.wait(futures, timeout=timeout)
+            if group.left:
+                await asyncio.wait({group.done}, timeout=timeout)
         except BaseException:
-            for future in futures:
-                future.cancel()
+            self._forget(tokens)
             raise
-        results: list[bool | BaseException] = []
-        for future in futures:
-            if future in pending:
-                future.cancel()
-                results.append(TimeoutError(f"no acknowledgement within {timeout:g}s"))
-            elif future.exception() is not None:
-                results.append(future.exception())  # type: ignore[arg-type]
-            else:
-                results.append(future.result())
-        if pending:
+        if group.left:
             # Forget the tokens of what never came back (a late answer is then ignored).
-            live = set(map(id, pending))
-            for token, future in list(self._futures.items()):
-                if id(future) in live:
-                    del self._futures[token]
-        return results
+            self._forget(tokens)
+            late = f"no acknowledgement within {timeout:g}s"
+            return [TimeoutError(late) if r is _UNANSWERED else r for r in group.results]
+        return group.results
+
+    def _forget(self, tokens: list[str]) -> None:
+        waiting = self._waiting
+        for token in tokens:
+            waiting.pop(token, None)
+
+
+_UNANSWERED: Any = object()
+
+
+class _Group:
+    """The acknowledgements one :meth:`Publisher.publish_many` call waits for."""
+
+    __slots__ = ("done", "left", "results")
+
+    def __init__(self, count: int) -> None:
+        self.results: list[Any] = [_UNANSWERED] * count
+        self.left = count
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def answer(self, index: int, outcome: bool | PublishError) -> None:
+        """Record message ``index``'s outcome (once); the last one resolves :attr:`done`."""
+        if self.results[index] is not _UNANSWERED:
+            return
+        self.results[index] = outcome
+        self.left -= 1
+        if not self.left and not self.done.done():
+            self.done.set_result(None)
