@@ -23,13 +23,15 @@ from crossdock.ingest.sources.segment import (
     SegmentIngestor,
     SegmentSourceSettings,
 )
+from crossdock.ingest.stored_checks import check_unencoded
 
 KEY = "wk_test"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
 
 
 class Harness:
-    """A minimal ingest → normalize → answer app around one ingestor (not the core handler)."""
+    """A minimal ingest → normalize → answer app around one ingestor (not the core handler;
+    ``test_ingest_stored_checks.py`` covers the handler's checks on stored rows)."""
 
     def __init__(self, ingestor: Any, source_id: str) -> None:
         self.ingestor = ingestor
@@ -48,6 +50,7 @@ class Harness:
         try:
             ingested = await self.ingestor.ingest(request)
             result = normalize(ingested, source_id=self.source_id, received_at=time.time())
+            check_unencoded(ingested)  # the checks the ingestor leaves to the core
         except IngestError as exc:
             body = {"success": False, "code": exc.code, "message": exc.message}
             return web.json_response(body, status=exc.status, headers=headers)

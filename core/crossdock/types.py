@@ -231,6 +231,18 @@ class Ingested:
     (``batch[3]``); default ``[i]``, or nothing for a single event. ``sent_at`` is the envelope's
     ``sentAt`` (a message's own ``sentAt`` wins). Once the events are durably stored, the core
     answers 200 with ``body`` as JSON and ``headers``.
+
+    Two checks an ingestor may leave to the core, which makes them on the JSON it serializes
+    for storage anyway (cheaper than a pass of its own over every message):
+
+    - ``unchecked_json``: the body the events were parsed from with
+      ``parse_json(data, defer_integers=True)``. The core refuses it, as ``parse_json`` would
+      have, when an integer beyond 64 bits reached a stored event; one in a part of the body
+      that is not stored is no longer looked for.
+    - ``max_event_bytes``: the most bytes of compact JSON one message may have as sent. The
+      core refuses the first message over it (400 ``too_large`` naming its label) when an event
+      is over it as stored too; an event that only the fields the core rewrites (``receivedAt``,
+      the times, ``writeKey``) took over it is accepted.
     """
 
     events: Sequence[Event]
@@ -238,6 +250,8 @@ class Ingested:
     sent_at: str | None = None
     body: Any = field(factory=lambda: {"success": True})
     headers: Mapping[str, str] = field(factory=dict)
+    unchecked_json: bytes | bytearray | memoryview | str | None = None
+    max_event_bytes: int | None = None
 
 
 @runtime_checkable

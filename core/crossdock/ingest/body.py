@@ -106,12 +106,15 @@ def gunzip(data: bytes, limit: int, what: str = "body", *, deflate: bool = False
     return out
 
 
-def parse_json(data: bytes, what: str = "body") -> Any:
+def parse_json(data: bytes, what: str = "body", *, defer_integers: bool = False) -> Any:
     """Parse JSON (orjson); a 400 ``invalid_json`` naming ``what``, the reason and the byte.
 
     Within a request, the ingest limits (:mod:`crossdock.ingest.limits`) apply too: a top-level
     array of more than ``max_events`` items is a 413 ``too_many_events``, an integer outside
-    64 bits a 400 ``integer_out_of_range`` naming its path.
+    64 bits a 400 ``integer_out_of_range`` naming its path. With ``defer_integers`` that last
+    check is left to the core: the ingestor must then return ``data`` as
+    :attr:`crossdock.Ingested.unchecked_json` (the events must be the parsed values, not
+    rendered from them: the core finds a lost integer as the float orjson made of it).
     """
     try:
         parsed = orjson.loads(data)
@@ -119,5 +122,6 @@ def parse_json(data: bytes, what: str = "body") -> Any:
         msg = f"{what}: invalid JSON ({exc.msg} at byte {exc.pos})"
         raise IngestError(400, msg, code="invalid_json") from None
     check_top_level_events(parsed)
-    check_integers(data, what)
+    if not defer_integers:
+        check_integers(data, what)
     return parsed

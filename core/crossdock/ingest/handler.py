@@ -25,6 +25,7 @@ from crossdock.ingest.limits import (
     set_current_limits,
     too_many_events,
 )
+from crossdock.ingest.stored_checks import check_stored_rows, check_unencoded
 from crossdock.metrics import Metrics
 from crossdock.queue import AppendResult, EncodedEvent, Queue, encode_rows
 from crossdock.types import Ingestor, Source
@@ -142,6 +143,7 @@ def make_ingest_handler(
                 result = None
             elif append_encoded is not None:
                 rows = encode_events(normalized.events, ingested, limits.max_depth)
+                check_stored_rows(rows, ingested)
                 if _tail_wanted(listeners, source_id):
                     tail = normalized.events
                 else:
@@ -153,6 +155,7 @@ def make_ingest_handler(
                 result = await append_encoded(rows)
             else:
                 check_depth(normalized.events, ingested, limits.max_depth)
+                check_unencoded(ingested)
                 tail = normalized.events
                 result = await queue.append(normalized.events)
         except IngestError as exc:

@@ -18,8 +18,10 @@ stored events so a server key never travels downstream.
 Limits (all 400, since analytics-node retries everything but 400): one call over 32 KiB, a
 batch body over 500 KiB, more than 2,500 events, or one batch event over 32 KiB (measured as
 the length of its compact re-serialization, only when the body itself is over 32 KiB: a body
-that small cannot hold a larger event). gzip bodies are accepted; the size limits apply to the
-decompressed bytes, which are read in bounded pieces (no zip bombs).
+that small cannot hold a larger event; the core looks for one on the events as it stores them,
+see :class:`crossdock.Ingested`). Integers beyond 64 bits are refused (400) by the core too.
+gzip bodies are accepted; the size limits apply to the decompressed bytes, which are read in
+bounded pieces (no zip bombs).
 
 Extra routes: CORS preflight for ``/v1/*`` and ``GET /v1/projects/{writeKey}/settings``, the
 settings document analytics.js fetches from its CDN (``cdnURL``), pointing its ``Segment.io``
@@ -50,7 +52,6 @@ from crossdock import (
     parse_json,
     read_body,
     secret_in,
-    too_large,
 )
 
 MAX_EVENT_BYTES: Final = 32 * 1024
@@ -147,7 +148,9 @@ class SegmentIngestor:
             data = await read_body(request, MAX_BATCH_BYTES, "batch")
         else:
             data = await read_body(request, MAX_EVENT_BYTES, "event")
-        body = parse_json(data)
+        # The integer check is left to the core, which makes it on the stored rows (nothing
+        # from the body is rendered anew here: the events are its parsed values).
+        body = parse_json(data, defer_integers=True)
         if type(body) is not dict:
             raise IngestError(400, "body: must be a JSON object", code="invalid_body")
         if not authorized:
@@ -157,8 +160,8 @@ class SegmentIngestor:
         if not batch:
             body.pop("writeKey", None)
             body["type"] = SINGLE_PATHS[name]
-            return Ingested([body])
-        return self._unpack_batch(body, len(data))
+            return Ingested([body], unchecked_json=data)
+        return self._unpack_batch(body, data)
 
     def _authorized_header(self, request: web.Request) -> bool:
         """Whether a Basic header carries a valid write key; a 401 if it carries a wrong one."""
@@ -169,7 +172,7 @@ class SegmentIngestor:
             raise IngestError(401, "Authorization: invalid write key", code="unauthorized")
         return True
 
-    def _unpack_batch(self, body: dict[str, Any], size: int) -> Ingested:
+    def _unpack_batch(self, body: dict[str, Any], data: bytes) -> Ingested:
         items = body.get("batch")
         if type(items) is not list:
             code = "empty_batch" if items is None else "invalid_body"
@@ -181,18 +184,21 @@ class SegmentIngestor:
             raise IngestError(400, msg, code="too_many_events")
         context = _envelope_object(body, "context")
         integrations = _envelope_object(body, "integrations")
-        check_size = size > MAX_EVENT_BYTES
-        for index, item in enumerate(items):
+        for item in items:
             if type(item) is dict:
                 item.pop("writeKey", None)
-                if check_size and len(orjson.dumps(item)) > MAX_EVENT_BYTES:
-                    raise too_large(f"batch[{index}]", MAX_EVENT_BYTES)
             if context:
                 _merge_envelope(item, "context", context)
             if integrations:
                 _merge_envelope(item, "integrations", integrations)
-        sent_at = body.get("sentAt")
-        return Ingested(items, labels=IndexLabels(len(items), "batch"), sent_at=sent_at)
+        return Ingested(
+            items,
+            labels=IndexLabels(len(items), "batch"),
+            sent_at=body.get("sentAt"),
+            unchecked_json=data,
+            # The core checks each event's size on what it stores (crossdock.Ingested).
+            max_event_bytes=MAX_EVENT_BYTES if len(data) > MAX_EVENT_BYTES else None,
+        )
 
     # -- optional ingestor extras -------------------------------------------------------------
 
