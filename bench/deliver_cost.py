@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sdk_events
 from _common import emit
 
-from crossdock import DELIVERED, BatchItem, DeliverySettings, Destination, Outcome
+from crossdock import DELIVERED, BatchItem, DeliverySettings, Destination, Outcome, json_array
 from crossdock.deliver.destinations.webhook import DESTINATION_TYPE, WebhookSettings
 from crossdock.deliver.worker import DestinationWorker
 from crossdock.heap import prepare_for_serving
@@ -82,7 +82,7 @@ class JoiningSink:
         self.bytes = 0
 
     async def deliver(self, items: Sequence[BatchItem]) -> list[Outcome]:
-        self.bytes += len(b"[" + b",".join(item.data for item in items) + b"]")
+        self.bytes += len(json_array(items))
         return [DELIVERED] * len(items)
 
     async def close(self) -> None:

@@ -251,7 +251,11 @@ def test_mask_body_masks_plain_and_url_encoded_secrets() -> None:
 
 def test_json_array_joins_the_serialized_payloads() -> None:
     assert crossdock.json_array(items(3)) == b"[0,1,2]"
+    assert crossdock.json_array(items(1)) == b"[0]"
     assert crossdock.json_array([]) == b"[]"
+    parts = items(2)
+    crossdock.json_array(parts)
+    assert [p.data for p in parts] == [b"0", b"1"]  # the items' bytes are left alone
 
 
 # ---------------------------------------------------------------------------------------------

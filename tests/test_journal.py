@@ -4,6 +4,7 @@ throughput buckets, last errors; and that the worker records each outcome at set
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,23 @@ def test_outcomes_by_message_id() -> None:
     assert journal.get("c") == {"state": "delivered", "at": 140.0}
     journal.forget(["c", "nope"])
     assert journal.get("c") is None
+
+
+def test_delivered_ids_remember_strings_and_count_the_rest() -> None:
+    """The batch path (dict operations in C): ``None`` and non-string ids are counted, not
+    remembered; an id already there takes the new record; a generator works as a list does."""
+    journal = Journal()
+    journal.delivered_ids(["a", "b"], 100.0)
+    journal.delivered_ids(["b", None, 7, "c", None, ("t",)], 1000.0)
+    journal.delivered_ids((m for m in ["d"]), 1000.0)
+    journal.delivered_ids([], 1000.0)
+    assert journal.get("a") == {"state": "delivered", "at": 100.0}
+    assert journal.get("b") == journal.get("c") == {"state": "delivered", "at": 1000.0}
+    assert journal.get("d") == {"state": "delivered", "at": 1000.0}
+    assert len(journal) == 4
+    series = journal.throughput(now=1000.0)
+    assert series[-1]["delivered"] == 7
+    assert sum(b["delivered"] for b in series) == 7  # 100.0 is outside the window
 
 
 def test_bounded_by_generations() -> None:
@@ -181,3 +199,49 @@ async def test_worker_records_outcomes_at_settle_time() -> None:
                                      "reason": None}  # type: ignore[index]  # fmt: skip
     errors = journal.errors()
     assert {e["status"] for e in errors} == {400, 503}
+
+
+async def test_worker_observes_latency_from_the_stored_time_or_the_receive_time() -> None:
+    """Events whose queue knows when it stored them are observed from then; the others from
+    their ``receivedAt``; one with neither is not observed."""
+    destination = Destination(
+        id="hook",
+        plugin="webhook",
+        type=DESTINATION_TYPE,
+        settings=WebhookSettings(url="http://127.0.0.1:9/"),
+        mapping={".": "@"},
+        delivery=DeliverySettings(max_wait_ms=0),
+    )
+    events = [
+        {"type": "track", "event": "ok", "messageId": f"m{i}", "userId": "u"} for i in range(6)
+    ]
+    events[3]["receivedAt"] = "2020-01-01T00:00:00.000Z"
+    queue = ScriptedQueue(events)
+    for q in queue.pending[:3]:
+        q.enqueued_at = 1000.0
+    metrics = Metrics(destinations=["hook"])
+    worker = DestinationWorker(
+        destination,
+        crossdock_make_transformer(destination),
+        ByEvent(),
+        queue,  # type: ignore[arg-type]
+        metrics,
+        idle_poll=0.01,
+    )
+    await worker.start()
+    try:
+        for _ in range(500):
+            if len(worker.journal) == 6:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await worker.stop(1.0)
+    registry = metrics.registry
+    labels = {"destination": "hook"}
+    count = registry.get_sample_value("crossdock_end_to_end_latency_seconds_count", labels)
+    total = registry.get_sample_value("crossdock_end_to_end_latency_seconds_sum", labels)
+    assert count == 4  # three stored at 1000.0, one received in 2020; two with no time
+    now = time.time()
+    expected = 3 * (now - 1000.0) + (now - 1577836800.0)
+    assert abs(total - expected) < 60
+    assert sorted(queue.settled[0][0]) == [1, 2, 3, 4, 5, 6]

@@ -9,7 +9,8 @@ payloads), :func:`error_message` (the vendor's message in a JSON error body), :f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from operator import attrgetter
+from typing import Any, Final
 
 import orjson
 
@@ -24,7 +25,17 @@ MESSAGE_LIMIT = 200
 
 def json_array(items: Sequence[BatchItem]) -> bytes:
     """``[data,data,...]``: a JSON array of the items' payloads, serialized once by the core."""
-    return b"[" + b",".join(item.data for item in items) + b"]"
+    if not items:
+        return b"[]"
+    # One join (the brackets go on the end parts): the body of a batch is hundreds of KB, and
+    # ``b"[" + joined + b"]"`` allocated and copied it twice.
+    parts = list(map(_DATA, items))
+    parts[0] = b"[" + parts[0]
+    parts[-1] += b"]"
+    return b",".join(parts)
+
+
+_DATA: Final = attrgetter("data")
 
 
 def error_message(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "BUCKET_SECONDS",
@@ -56,6 +56,9 @@ Record = tuple[Any, ...]
 ``(state, at)`` only."""
 
 
+_STR_ONLY: Final = frozenset({str})
+
+
 class Journal:
     """Outcomes of one destination by ``messageId``, throughput buckets and last errors."""
 
@@ -82,15 +85,19 @@ class Journal:
     def delivered_ids(self, message_ids: Iterable[Any], now: float) -> None:
         """:meth:`delivered` for the events' ``messageId`` values (those that are not strings
         are counted, not remembered): the worker has them without decoding stored events."""
-        record = (DELIVERED, now)
+        ids = message_ids if isinstance(message_ids, list) else list(message_ids)
+        if not ids:
+            return
+        # A batch's ids are strings, or None for a stored event without one: the records go
+        # in with C-level dict operations, not a Python loop per event.
+        fresh = dict.fromkeys(ids, (DELIVERED, now))
+        fresh.pop(None, None)
+        if not set(map(type, fresh)) <= _STR_ONLY:
+            for key in [k for k in fresh if type(k) is not str]:
+                del fresh[key]
         new = self._new
-        count = 0
-        for message_id in message_ids:
-            if type(message_id) is str:
-                new[message_id] = record
-            count += 1
-        if count:
-            self._count(now, count, 0)
+        new.update(fresh)
+        self._count(now, len(ids), 0)
         if len(new) >= self._half:
             self._rotate()
 

@@ -22,8 +22,10 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from operator import attrgetter
+from typing import Any, Final, Protocol
 
 import orjson
 from attrs import define, field
@@ -725,17 +727,19 @@ class DestinationWorker:
         """Settle ``queued`` (sent as ``items``) as delivered: done, journal, metrics."""
         if not queued:
             return
-        settlement.done.extend([q.seq for q in queued])
-        self.journal.delivered_ids([_message_id(q) for q in queued], now)
+        settlement.done.extend(map(_SEQ, queued))
+        self.journal.delivered_ids(
+            [q.message_id if type(q) is StoredEvent else q.event.get("messageId") for q in queued],
+            now,
+        )
         # End-to-end latency from the time the queue stored the event; events of one group
-        # commit share that time, so a batch has few distinct values to observe.
-        stored_at: dict[float, int] = {}
-        for q, item in zip(queued, items, strict=True):
-            received = q.enqueued_at
-            if received is None:
-                received = received_epoch(item.event)
-            if received is not None:
-                stored_at[received] = stored_at.get(received, 0) + 1
+        # commit share that time, so a batch has few distinct values to observe (counted in C).
+        stored_at = Counter(map(_ENQUEUED_AT, queued))
+        if stored_at.pop(None, 0):
+            # A queue that does not know when it stored an event: the receive time instead.
+            for q, item in zip(queued, items, strict=True):
+                if q.enqueued_at is None and (received := received_epoch(item.event)) is not None:
+                    stored_at[received] += 1
         for received, count in stored_at.items():
             self.metrics.observe(
                 "crossdock_end_to_end_latency_seconds",
@@ -965,9 +969,8 @@ class DestinationWorker:
             await asyncio.sleep(self.stats_interval)
 
 
-def _message_id(q: QueuedEvent) -> Any:
-    """The event's ``messageId`` (a stored event's without decoding it)."""
-    return q.message_id if type(q) is StoredEvent else q.event.get("messageId")
+_SEQ: Final = attrgetter("seq")
+_ENQUEUED_AT: Final = attrgetter("enqueued_at")
 
 
 def _vendor_down(outcomes: Sequence[Outcome]) -> bool:
