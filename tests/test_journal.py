@@ -151,6 +151,29 @@ class ByEvent:
         return None
 
 
+async def _run_until_journaled(
+    destination: Destination, queue: ScriptedQueue, metrics: Metrics, count: int
+) -> DestinationWorker:
+    """Run a worker on ``queue`` until its journal holds ``count`` messages (or 5 s)."""
+    worker = DestinationWorker(
+        destination,
+        crossdock_make_transformer(destination),
+        ByEvent(),
+        queue,  # type: ignore[arg-type]
+        metrics,
+        idle_poll=0.01,
+    )
+    await worker.start()
+    try:
+        for _ in range(500):
+            if len(worker.journal) == count:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await worker.stop(1.0)
+    return worker
+
+
 async def test_worker_records_outcomes_at_settle_time() -> None:
     destination = Destination(
         id="hook",
@@ -166,22 +189,7 @@ async def test_worker_records_outcomes_at_settle_time() -> None:
         for name in ("ok", "busy", "bad", "skip")
     ]
     queue = ScriptedQueue(events)
-    worker = DestinationWorker(
-        destination,
-        crossdock_make_transformer(destination),
-        ByEvent(),
-        queue,  # type: ignore[arg-type]
-        Metrics(destinations=["hook"]),
-        idle_poll=0.01,
-    )
-    await worker.start()
-    try:
-        for _ in range(500):
-            if len(worker.journal) == 4:
-                break
-            await asyncio.sleep(0.01)
-    finally:
-        await worker.stop(1.0)
+    worker = await _run_until_journaled(destination, queue, Metrics(destinations=["hook"]), 4)
     journal = worker.journal
     assert journal.get("m-ok")["state"] == "delivered"  # type: ignore[index]
     busy = journal.get("m-busy")
@@ -220,22 +228,7 @@ async def test_worker_observes_latency_from_the_stored_time_or_the_receive_time(
     for q in queue.pending[:3]:
         q.enqueued_at = 1000.0
     metrics = Metrics(destinations=["hook"])
-    worker = DestinationWorker(
-        destination,
-        crossdock_make_transformer(destination),
-        ByEvent(),
-        queue,  # type: ignore[arg-type]
-        metrics,
-        idle_poll=0.01,
-    )
-    await worker.start()
-    try:
-        for _ in range(500):
-            if len(worker.journal) == 6:
-                break
-            await asyncio.sleep(0.01)
-    finally:
-        await worker.stop(1.0)
+    await _run_until_journaled(destination, queue, metrics, 6)
     registry = metrics.registry
     labels = {"destination": "hook"}
     count = registry.get_sample_value("crossdock_end_to_end_latency_seconds_count", labels)
