@@ -151,6 +151,18 @@ class ByEvent:
         return None
 
 
+def _hook(**fields: Any) -> Destination:
+    """A ``webhook`` destination ``hook`` with the identity mapping and ``fields``."""
+    return Destination(
+        id="hook",
+        plugin="webhook",
+        type=DESTINATION_TYPE,
+        settings=WebhookSettings(url="http://127.0.0.1:9/"),
+        mapping={".": "@"},
+        **fields,
+    )
+
+
 async def _run_until_journaled(
     destination: Destination, queue: ScriptedQueue, metrics: Metrics, count: int
 ) -> DestinationWorker:
@@ -175,14 +187,8 @@ async def _run_until_journaled(
 
 
 async def test_worker_records_outcomes_at_settle_time() -> None:
-    destination = Destination(
-        id="hook",
-        plugin="webhook",
-        type=DESTINATION_TYPE,
-        settings=WebhookSettings(url="http://127.0.0.1:9/"),
-        mapping={".": "@"},
-        where="event != 'skip'",
-        delivery=DeliverySettings(max_wait_ms=0, max_attempts=5),
+    destination = _hook(
+        where="event != 'skip'", delivery=DeliverySettings(max_wait_ms=0, max_attempts=5)
     )
     events = [
         {"type": "track", "event": name, "messageId": f"m-{name}", "userId": "u"}
@@ -212,14 +218,7 @@ async def test_worker_records_outcomes_at_settle_time() -> None:
 async def test_worker_observes_latency_from_the_stored_time_or_the_receive_time() -> None:
     """Events whose queue knows when it stored them are observed from then; the others from
     their ``receivedAt``; one with neither is not observed."""
-    destination = Destination(
-        id="hook",
-        plugin="webhook",
-        type=DESTINATION_TYPE,
-        settings=WebhookSettings(url="http://127.0.0.1:9/"),
-        mapping={".": "@"},
-        delivery=DeliverySettings(max_wait_ms=0),
-    )
+    destination = _hook(delivery=DeliverySettings(max_wait_ms=0))
     events = [
         {"type": "track", "event": "ok", "messageId": f"m{i}", "userId": "u"} for i in range(6)
     ]

@@ -56,12 +56,16 @@ async def make(nats_url: str, stream: str) -> AsyncIterator[Callable[..., Any]]:
         await q.close()
 
 
-async def fetch_all(q: NatsQueue, dest: str, n: int, now: float | None = None) -> list[Any]:
-    """Fetch until ``n`` events came (the server may hand a backlog out in several pulls)."""
+async def fetch_all(
+    q: NatsQueue, dest: str, n: int, now: float | None = None, *, ask: int | None = None
+) -> list[Any]:
+    """Fetch until ``n`` events came (the server may hand a backlog out in several pulls);
+    each fetch asks for what is missing, or for ``ask`` events."""
     got: list[Any] = []
     deadline = time.monotonic() + 10
     while len(got) < n and time.monotonic() < deadline:
-        got += await q.fetch(dest, n - len(got), time.time() if now is None else now)
+        limit = n - len(got) if ask is None else ask
+        got += await q.fetch(dest, limit, time.time() if now is None else now)
         if len(got) < n:
             await q.wait(dest, 0.2)
     return got
@@ -253,14 +257,9 @@ async def test_a_full_fetch_reads_the_next_ahead_in_stream_order(make) -> None:
 async def test_a_short_fetch_reads_nothing_ahead(make) -> None:
     q = await make()
     await q.append([ev(f"m{i}") for i in range(5)])
-    # Every take asks for more than the stream holds, so none comes back full (fetch_all's
-    # takes ask for what is missing, and one that got the rest of the five would read ahead).
-    got: list[Any] = []
-    deadline = time.monotonic() + 10
-    while len(got) < 5 and time.monotonic() < deadline:
-        got += await q.fetch("a", 10, time.time())
-        if len(got) < 5:
-            await q.wait("a", 0.2)
+    # Every take asks for more than the stream holds, so none comes back full (a take asking
+    # for what is missing could get the rest of the five, come back full and read ahead).
+    got = await fetch_all(q, "a", 5, ask=10)
     assert len(got) == 5
     await q.append([ev(f"n{i}") for i in range(5)])
     await asyncio.sleep(0.2)
