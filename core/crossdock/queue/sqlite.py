@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from attrs import define, field
@@ -61,6 +61,7 @@ from crossdock.queue import (
     Retry,
     encode_rows,
 )
+from crossdock.queue import _sqlite_onestep as onestep
 from crossdock.queue._sqlite_cursor import Cursor, SettlePlan
 from crossdock.queue._sqlite_dedupe import DedupeIndex
 from crossdock.queue._sqlite_schema import (
@@ -195,6 +196,7 @@ class SqliteQueue:
         self._last_seq = 0
         self._last_prune = float("-inf")
         self._dedupe: DedupeIndex | None = None  # the writer thread's, built at open
+        self._known: onestep.Known | None = None  # the writer thread's, after each commit
         self._last_gc = float("-inf")
         self._collector: asyncio.Task[None] | None = None
         self._last_trim = time.monotonic()
@@ -296,6 +298,7 @@ class SqliteQueue:
             self._wconn.close()
             self._wconn = None
         self._dedupe = None
+        self._known = None
 
     async def __aenter__(self) -> SqliteQueue:
         return self
@@ -445,37 +448,34 @@ class SqliteQueue:
     def _write_appends(self, batch: list[_AppendRequest]) -> None:
         conn = self._conn_w()
         now = self._clock()
-        cutoff = now - self.dedupe_window
         index = self._index()
+        known, self._known = self._known, None
+        if known is not None and not self._prune_due(now):
+            try:
+                self._known = self._append_in_one_step(conn, batch, now, index, known)
+            except onestep.Changed:
+                for request in batch:
+                    request.result = None
+            except BaseException:
+                for request in batch:
+                    request.result = None
+                raise
+            else:
+                self.commits += 1
+                return
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Under the write lock: ids other processes (``--workers``) committed since the
             # last look are in the index before any of this batch is decided.
             edges = self._catch_up(conn, index)
-            seen: set[str] = set()
-            lookup = index.lookup
-            event_rows: list[bytes] = []
-            new_ids: list[str] = []
-            for request in batch:
-                stored = duplicates = 0
-                for mid, data in request.rows:
-                    if mid is not None:
-                        if mid in seen or (
-                            (rowids := lookup(mid)) and _seen_in_log(conn, mid, rowids, cutoff)
-                        ):
-                            duplicates += 1
-                            continue
-                        seen.add(mid)
-                        new_ids.append(mid)
-                    event_rows.append(data)
-                    stored += 1
-                request.result = AppendResult(stored, duplicates)
+            event_rows, new_ids = self._decide(conn, batch, index, now)
             last = edges.events
             if event_rows:
                 last = _insert_events(conn, now, event_rows, edges.events + 1)
-            first = low = 0
+            first = high = max(edges.counter, index.last)
+            low = edges.low
             if new_ids:
-                first = max(edges.counter, index.last) + 1
+                first += 1
                 # Arrival order, explicit ids: the rows land at the log's right edge, and the
                 # index learns exactly which rowid holds which id.
                 conn.execute(
@@ -496,7 +496,60 @@ class SqliteQueue:
             index.add_many(first, new_ids)
             index.expire(low)
         self._last_seq = last
+        self._known = onestep.Known(last, high, low)
         self.commits += 1
+
+    def _append_in_one_step(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[_AppendRequest],
+        now: float,
+        index: DedupeIndex,
+        known: onestep.Known,
+    ) -> onestep.Known:
+        """The group commit as one statement (:mod:`._sqlite_onestep`), for a writer that knows
+        the file as its last commit left it; returns what this commit leaves. Raises
+        :class:`~._sqlite_onestep.Changed` (nothing written) when another writer was there."""
+        event_rows, new_ids = self._decide(conn, batch, index, now)
+        high, low, cap_low = known.ids, known.low, 0
+        if new_ids:
+            first = known.ids + 1
+            high = known.ids + len(new_ids)
+            low = first if low is None else low
+            if high - low + 1 > self.dedupe_max:
+                low = cap_low = high - self.dedupe_max + 1
+        onestep.append(conn, now, event_rows, new_ids, known, cap_low)
+        if new_ids:
+            index.add_many(first, new_ids)
+            index.expire(low)
+        self._last_seq = last = known.events + len(event_rows)
+        return onestep.Known(last, high, low)
+
+    def _decide(
+        self, conn: sqlite3.Connection, batch: list[_AppendRequest], index: DedupeIndex, now: float
+    ) -> tuple[list[bytes], list[str]]:
+        """Which rows of ``batch`` to store and which ids are new (each request's
+        :class:`AppendResult` is set); an id the index may hold is checked in the log."""
+        cutoff = now - self.dedupe_window
+        seen: set[str] = set()
+        lookup = index.lookup
+        event_rows: list[bytes] = []
+        new_ids: list[str] = []
+        for request in batch:
+            stored = duplicates = 0
+            for mid, data in request.rows:
+                if mid is not None:
+                    if mid in seen or (
+                        (rowids := lookup(mid)) and _seen_in_log(conn, mid, rowids, cutoff)
+                    ):
+                        duplicates += 1
+                        continue
+                    seen.add(mid)
+                    new_ids.append(mid)
+                event_rows.append(data)
+                stored += 1
+            request.result = AppendResult(stored, duplicates)
+        return event_rows, new_ids
 
     def _index(self) -> DedupeIndex:
         if self._dedupe is None:
@@ -538,6 +591,10 @@ class SqliteQueue:
         edges.indexed = total
         return edges
 
+    def _prune_due(self, now: float) -> bool:
+        """Whether the age limit is due again (at most every minute) on the next commit."""
+        return now - self._last_prune >= min(60.0, self.dedupe_window / 4)
+
     def _prune_dedupe(self, conn: sqlite3.Connection, now: float, low: int, high: int) -> int:
         """Apply the cap and (at most every minute) the age limit to the log whose rowids run
         from ``low`` to ``high`` (known to the caller: no statement reads them); returns the
@@ -549,8 +606,7 @@ class SqliteQueue:
             conn.execute("DELETE FROM dedupe WHERE id < ?", (low,))
         # Age: from the oldest rows on, a chunk at a time; correctness never depends on it
         # (lookups compare seen_at), it only bounds the log and the index.
-        interval = min(60.0, self.dedupe_window / 4)
-        if now - self._last_prune < interval:
+        if not self._prune_due(now):
             return int(low)
         self._last_prune = now
         cutoff = now - self.dedupe_window
@@ -1016,6 +1072,7 @@ class SqliteQueue:
         conn = connect(str(self.path), synchronous=self.synchronous, writer=True)
         try:
             ensure_schema(conn, str(self.path))
+            onestep.install(conn)
             last = _last_seq(conn)
         except BaseException:
             conn.close()
@@ -1253,28 +1310,12 @@ def _insert_events(conn: sqlite3.Connection, now: float, rows: list[bytes], firs
     few as it can; this costs about the CPU of multi-row ``VALUES`` chunks (one per set bit
     of the count) and needs no statement compiled per count.
     """
-    if max(map(len, rows)) >= _PACKED_LENGTH_LIMIT:
+    packed = onestep.pack(rows)
+    if packed is None:
         return _insert_events_chunked(conn, now, rows)
-    packed = []
-    start = 0
-    for row in rows:
-        length = len(row)
-        packed.append(start << _PACKED_LENGTH_BITS | length)
-        start += length
-    conn.execute(_INSERT_PACKED, (now, b"".join(rows), orjson.dumps(packed).decode(), first))
+    blob, offsets = packed
+    conn.execute(onestep.INSERT_PACKED, (now, blob, offsets, first))
     return first + len(rows) - 1
-
-
-_PACKED_LENGTH_BITS: Final = 24
-_PACKED_LENGTH_LIMIT: Final = 1 << _PACKED_LENGTH_BITS
-"""Rows of this many bytes or more (16 MiB; far beyond any request limit) go in by
-:func:`_insert_events_chunked`."""
-
-_INSERT_PACKED: Final = (
-    "INSERT INTO events (seq, enqueued_at, data)"
-    f" SELECT ?4 + key, ?1, substr(?2, (value >> {_PACKED_LENGTH_BITS}) + 1,"
-    f" value & {_PACKED_LENGTH_LIMIT - 1}) FROM json_each(?3)"
-)
 
 
 def _insert_events_chunked(conn: sqlite3.Connection, now: float, rows: list[bytes]) -> int:
