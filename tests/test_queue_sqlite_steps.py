@@ -117,6 +117,38 @@ async def test_out_of_order_settles_write_their_keys_in_one_step(
     assert (await queue.stats("a")).pending == 0
 
 
+async def test_a_delivered_batch_settles_in_one_statement(
+    queue: SqliteQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue._last_gc = float("inf")  # no collection: it writes statements of its own
+    await queue.append([ev(i) for i in range(30)])
+    got = await queue.fetch("a", 10, NOW)
+    await queue.settle("a", [], [Retry(g.seq, g.event, NOW, 1, NOW, "http_503") for g in got])
+    retried = await queue.fetch("a", 10, NOW)
+    first, second = await queue.fetch("a", 10, NOW), await queue.fetch("a", 10, NOW)
+    writer = CountingConnection(queue._conn_w())
+    monkeypatch.setattr(queue, "_conn_w", lambda: writer)
+    file = sqlite3.connect(tmp_path / "q.db")
+
+    def state() -> tuple[Any, ...]:
+        return (
+            file.execute("SELECT position FROM destinations WHERE id = 'a'").fetchone()[0],
+            file.execute("SELECT count(*) FROM settled").fetchone()[0],
+            file.execute("SELECT count(*) FROM retries").fetchone()[0],
+        )
+
+    durable = state()[0]
+    await queue.settle("a", [g.seq for g in second])  # beyond the durable position
+    assert writer.counts["statements"] == 1
+    assert state() == (durable, 10, 10)
+    await queue.settle("a", [g.seq for g in first])  # the position moves past both
+    assert state() == (second[-1].seq, 0, 10)
+    await queue.settle("a", [g.seq for g in retried])  # retries done: they leave their table
+    assert writer.counts["statements"] == 3
+    assert state() == (second[-1].seq, 0, 0)
+    assert await queue.fetch("a", 10, NOW) == []
+
+
 async def test_a_failed_batch_writes_its_retries_and_dead_letters_in_chunks(
     queue: SqliteQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

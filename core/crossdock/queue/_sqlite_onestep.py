@@ -1,22 +1,24 @@
-"""A group commit in one SQLite step: the writer thread's append while nobody else writes.
+"""Writes of the queue's writer thread in one SQLite step: the append while nobody else writes,
+and the settle of delivered events.
 
 A group commit took five statements: ``BEGIN IMMEDIATE``, the catch-up read (other processes'
 ids, both ``AUTOINCREMENT`` counters), the events' ``INSERT``, the dedupe log's ``INSERT`` and
-``COMMIT``. CPython's ``sqlite3`` gives the GIL up around each step, and a writer thread that
-gave it up waits for a busy event loop to hand it back: under load, two such waits of 15 ms in
-a row (``perf trace``) made the stalls behind the p99 ingest latency (``bench/README.md``).
+``COMMIT``; a settle four or five. CPython's ``sqlite3`` gives the GIL up around each step, and
+a writer thread that gave it up waits for a busy event loop to hand it back: under load, two
+such waits of 15 ms in a row (``perf trace``) made the stalls behind the p99 ingest latency
+(``bench/README.md``).
 
-Here the whole commit is one ``INSERT`` into a TEMP view whose ``INSTEAD OF`` trigger does
-the work. In autocommit mode one statement is its own transaction: SQLite takes the write
-lock, runs the trigger, commits and syncs inside one ``sqlite3_step``, so the writer thread
-gives the GIL up once per commit.
+Here each is one ``INSERT`` into a TEMP view whose ``INSTEAD OF`` trigger does the work. In
+autocommit mode one statement is its own transaction: SQLite takes the write lock, runs the
+trigger, commits and syncs inside one ``sqlite3_step``, so the writer thread gives the GIL up
+once per commit.
 
-What it leaves out is the catch-up, so it is only for a writer that knows the file as its own
-last commit left it (:class:`Known`). The trigger's first statement checks that: when either
-counter moved past what this writer committed (another process stored events or ids, e.g.
-``--workers`` while process 0 restarts, or the events' counter row is missing), it aborts
-before writing anything and :func:`append` raises :class:`Changed`; the caller then takes the
-full path, which catches up.
+What the append leaves out is the catch-up, so it is only for a writer that knows the file as
+its own last commit left it (:class:`Known`). The trigger's first statement checks that: when
+either counter moved past what this writer committed (another process stored events or ids,
+e.g. ``--workers`` while process 0 restarts), it aborts before writing anything and
+:func:`append` raises :class:`Changed`; the caller then takes the full path, which catches up.
+A settle reads nothing it could find changed: its statements are the full path's.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "append",
     "install",
     "pack",
+    "settle",
 ]
 
 PACKED_LENGTH_BITS: Final = 24
@@ -118,12 +121,55 @@ END
 
 _APPEND: Final = "INSERT INTO crossdock_append VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
 
+_SETTLE_VIEW: Final = (
+    "CREATE TEMP VIEW IF NOT EXISTS crossdock_settle (destination, gone, beyond, durable)"
+    " AS SELECT NULL, NULL, NULL, NULL WHERE 0"
+)
+
+_SETTLE_TRIGGER: Final = """
+CREATE TEMP TRIGGER IF NOT EXISTS crossdock_settle_rows
+INSTEAD OF INSERT ON crossdock_settle
+BEGIN
+    DELETE FROM retries WHERE NEW.gone IS NOT NULL AND destination = NEW.destination
+        AND seq IN (SELECT value FROM json_each(NEW.gone));
+    INSERT OR IGNORE INTO settled (destination, seq)
+        SELECT NEW.destination, value FROM json_each(NEW.beyond);
+    UPDATE destinations SET position = NEW.durable
+        WHERE NEW.durable IS NOT NULL AND id = NEW.destination AND position < NEW.durable;
+    DELETE FROM settled WHERE NEW.durable IS NOT NULL
+        AND destination = NEW.destination AND seq <= NEW.durable;
+END
+"""
+
+_SETTLE: Final = "INSERT INTO crossdock_settle VALUES (?1, ?2, ?3, ?4)"
+
 
 def install(conn: sqlite3.Connection) -> None:
-    """Create the TEMP view and trigger on the writer's connection (they live and die with
+    """Create the TEMP views and triggers on the writer's connection (they live and die with
     it; nothing is added to the file)."""
-    conn.execute(_VIEW)
-    conn.execute(_TRIGGER)
+    for statement in (_VIEW, _TRIGGER, _SETTLE_VIEW, _SETTLE_TRIGGER):
+        conn.execute(statement)
+
+
+def settle(
+    conn: sqlite3.Connection,
+    destination: str,
+    gone: list[int],
+    beyond: list[int],
+    durable: int | None,
+) -> None:
+    """Settle delivered events of ``destination`` in one autocommit statement: drop the
+    retries of ``gone``, record ``beyond`` (settled above the durable position) and, when
+    ``durable`` is given, move the position there and forget the records it passed."""
+    conn.execute(
+        _SETTLE,
+        (
+            destination,
+            orjson.dumps(gone).decode() if gone else None,
+            orjson.dumps(beyond).decode() if beyond else None,
+            durable,
+        ),
+    )
 
 
 def append(

@@ -10,7 +10,9 @@ serialized to ``append_encoded``) and parks a request; the writer thread takes e
 parked as ONE transaction (one fsync for many requests). While that commit runs, new requests
 park and go into the next one, which the writer starts as soon as the commit ends (``_drain``).
 If the transaction fails, every request in it fails with :class:`QueueError` and nothing of it
-is stored.
+is stored. While this writer is the only one (it knows the file as its last commit left it),
+the transaction is a single statement (:mod:`._sqlite_onestep`); otherwise it is the full
+``BEGIN IMMEDIATE`` … ``COMMIT``, which first reads what other processes stored.
 
 Positions. Each destination has a durable ``position`` (every seq up to it is settled) and an
 in-memory read position ahead of it, so an event in flight is not handed out twice. Seqs
@@ -801,15 +803,20 @@ class SqliteQueue:
         dead_rows: list[tuple[Any, ...]],
     ) -> None:
         conn = self._conn_w()
+        # A retry settled as done or dead leaves the retry table. Keys go in as one JSON
+        # array (one step, see ``_sqlite_steps``): with concurrent batches, most of a batch
+        # lands beyond the durable position.
+        gone = [s for s in done if s in plan.retried]
+        if not retry_rows and not dead_rows:
+            # Delivered: the common settle, one statement (``_sqlite_onestep``).
+            advanced = plan.durable if plan.durable > durable else None
+            onestep.settle(conn, destination, gone, list(plan.beyond), advanced)
+            return
         with _transaction(conn):
             if retry_rows:
                 insert_rows(conn, _INSERT_RETRIES, _RETRY_ROW, retry_rows, _UPSERT_RETRIES)
             if dead_rows:
                 insert_rows(conn, _INSERT_DEAD, _DEAD_ROW, dead_rows)
-            # A retry settled as done or dead leaves the retry table. Keys go in as one JSON
-            # array (one step, see ``_sqlite_steps``): with concurrent batches, most of a
-            # batch lands beyond the durable position.
-            gone = [s for s in done if s in plan.retried]
             gone += [row[1] for row in dead_rows]
             if gone:
                 conn.execute(
