@@ -4,6 +4,7 @@ full path whenever another writer touched the file since this writer's last comm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
@@ -63,9 +64,9 @@ class Steps:
         monkeypatch.setattr(onestep, "append", counted)
 
 
-def other_writer(queue: SqliteQueue) -> sqlite3.Connection:
-    """Another process's connection to the queue's file."""
-    return sqlite3.connect(queue.path, isolation_level=None)
+def other_writer(queue: SqliteQueue) -> contextlib.closing[sqlite3.Connection]:
+    """Another process's connection to the queue's file (closed when the block ends)."""
+    return contextlib.closing(sqlite3.connect(queue.path, isolation_level=None))
 
 
 async def test_another_writers_event_sends_the_next_commit_the_full_way(
@@ -200,7 +201,7 @@ async def _interleave(path: Path, ops: list[tuple[str, Any]]) -> None:
     highest = 0
     counter_lost = False  # the events' counter row is gone (a damaged file)
     try:
-        with sqlite3.connect(path, isolation_level=None) as them:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as them:
             for op, arg in ops:
                 if op == "append":
                     events = [ev(f"m{i}") for i in arg]
