@@ -4,9 +4,9 @@ and the settle of delivered events.
 A group commit took five statements: ``BEGIN IMMEDIATE``, the catch-up read (other processes'
 ids, both ``AUTOINCREMENT`` counters), the events' ``INSERT``, the dedupe log's ``INSERT`` and
 ``COMMIT``; a settle four or five. CPython's ``sqlite3`` gives the GIL up around each step, and
-a writer thread that gave it up waits for a busy event loop to hand it back: under load, two
-such waits of 15 ms in a row (``perf trace``) made the stalls behind the p99 ingest latency
-(``bench/README.md``).
+a writer thread that gave it up waits for a busy event loop to hand it back. One step per
+commit shortened a saturated group commit from 22-26 to 11-16 ms (``bench/README.md``); it
+did not change the p99 at half the rate, which follows the WAL fsync's tail.
 
 Here each is one ``INSERT`` into a TEMP view whose ``INSTEAD OF`` trigger does the work. In
 autocommit mode one statement is its own transaction: SQLite takes the write lock, runs the
@@ -18,7 +18,8 @@ its own last commit left it (:class:`Known`). The trigger's first statement chec
 either counter moved past what this writer committed (another process stored events or ids,
 e.g. ``--workers`` while process 0 restarts), it aborts before writing anything and
 :func:`append` raises :class:`Changed`; the caller then takes the full path, which catches up.
-A settle reads nothing it could find changed: its statements are the full path's.
+A settle reads nothing it could find changed; one with retries or dead letters runs the same
+statement inside the transaction that stores them.
 """
 
 from __future__ import annotations

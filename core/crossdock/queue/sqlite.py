@@ -75,7 +75,6 @@ from crossdock.queue._sqlite_schema import (
 from crossdock.queue._sqlite_shared import AppendClient, RemoteUnavailable
 from crossdock.queue._sqlite_steps import (
     MESSAGE_ID_JSON,
-    as_json_array,
     floats,
     insert_rows,
     json_list,
@@ -455,13 +454,11 @@ class SqliteQueue:
         if known is not None and not self._prune_due(now):
             try:
                 self._known = self._append_in_one_step(conn, batch, now, index, known)
-            except onestep.Changed:
+            except BaseException as exc:
                 for request in batch:
                     request.result = None
-            except BaseException:
-                for request in batch:
-                    request.result = None
-                raise
+                if not isinstance(exc, onestep.Changed):
+                    raise
             else:
                 self.commits += 1
                 return
@@ -518,8 +515,9 @@ class SqliteQueue:
             first = known.ids + 1
             high = known.ids + len(new_ids)
             low = first if low is None else low
-            if high - low + 1 > self.dedupe_max:
-                low = cap_low = high - self.dedupe_max + 1
+            capped = self._capped_low(low, high)
+            if capped is not None:
+                low = cap_low = capped
         onestep.append(conn, now, event_rows, new_ids, known, cap_low)
         if new_ids:
             index.add_many(first, new_ids)
@@ -597,14 +595,20 @@ class SqliteQueue:
         """Whether the age limit is due again (at most every minute) on the next commit."""
         return now - self._last_prune >= min(60.0, self.dedupe_window / 4)
 
+    def _capped_low(self, low: int, high: int) -> int | None:
+        """The log's lowest rowid once the cap applies to rowids ``low`` to ``high``, or
+        ``None`` when they fit. Ids grow with insertion, so the newest ``dedupe_max`` ids are
+        a rowid range: the cap deletes whatever is below it."""
+        return high - self.dedupe_max + 1 if high - low + 1 > self.dedupe_max else None
+
     def _prune_dedupe(self, conn: sqlite3.Connection, now: float, low: int, high: int) -> int:
         """Apply the cap and (at most every minute) the age limit to the log whose rowids run
         from ``low`` to ``high`` (known to the caller: no statement reads them); returns the
         log's lowest rowid left (the index drops what is below it once the transaction
         committed)."""
-        # Cap: ids grow with insertion, so the newest ``dedupe_max`` ids are a rowid range.
-        if high - low + 1 > self.dedupe_max:
-            low = high - self.dedupe_max + 1
+        capped = self._capped_low(low, high)
+        if capped is not None:
+            low = capped
             conn.execute("DELETE FROM dedupe WHERE id < ?", (low,))
         # Age: from the oldest rows on, a chunk at a time; correctness never depends on it
         # (lookups compare seen_at), it only bounds the log and the index.
@@ -806,10 +810,10 @@ class SqliteQueue:
         # A retry settled as done or dead leaves the retry table. Keys go in as one JSON
         # array (one step, see ``_sqlite_steps``): with concurrent batches, most of a batch
         # lands beyond the durable position.
-        gone = [s for s in done if s in plan.retried]
+        gone = [s for s in done if s in plan.retried] + [row[1] for row in dead_rows]
+        advanced = plan.durable if plan.durable > durable else None
         if not retry_rows and not dead_rows:
             # Delivered: the common settle, one statement (``_sqlite_onestep``).
-            advanced = plan.durable if plan.durable > durable else None
             onestep.settle(conn, destination, gone, list(plan.beyond), advanced)
             return
         with _transaction(conn):
@@ -817,28 +821,7 @@ class SqliteQueue:
                 insert_rows(conn, _INSERT_RETRIES, _RETRY_ROW, retry_rows, _UPSERT_RETRIES)
             if dead_rows:
                 insert_rows(conn, _INSERT_DEAD, _DEAD_ROW, dead_rows)
-            gone += [row[1] for row in dead_rows]
-            if gone:
-                conn.execute(
-                    "DELETE FROM retries WHERE destination = ?1"
-                    " AND seq IN (SELECT value FROM json_each(?2))",
-                    (destination, as_json_array(gone)),
-                )
-            if plan.beyond:
-                conn.execute(
-                    "INSERT OR IGNORE INTO settled (destination, seq)"
-                    " SELECT ?1, value FROM json_each(?2)",
-                    (destination, as_json_array(list(plan.beyond))),
-                )
-            if plan.durable > durable:
-                conn.execute(
-                    "UPDATE destinations SET position = ? WHERE id = ? AND position < ?",
-                    (plan.durable, destination, plan.durable),
-                )
-                conn.execute(
-                    "DELETE FROM settled WHERE destination = ? AND seq <= ?",
-                    (destination, plan.durable),
-                )
+            onestep.settle(conn, destination, gone, list(plan.beyond), advanced)
 
     async def release(self, destination: str, now: float) -> int:
         """Make the destination's retries due later than ``now`` due at ``now``: one statement
