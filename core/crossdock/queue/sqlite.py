@@ -22,10 +22,10 @@ so a restart re-delivers only what was really in flight (duplicates, never losse
 Garbage collection. After settles (at most every few seconds, in the background) the writer
 deletes events at or below the smallest durable position of the destinations registered by
 this process, then hands free pages back to the file system (``PRAGMA incremental_vacuum``, at
-most :data:`_VACUUM_PAGES` per collection, only once :data:`_VACUUM_MIN_FREE` pages are free),
+most :data:`_VACUUM_BYTES` per collection, only once :data:`_VACUUM_MIN_FREE` bytes are free),
 so the file shrinks after a drain (files created before auto_vacuum was set keep their size
 until an offline ``VACUUM``). Both run in small writer jobs (:data:`_GC_STEP` events,
-:data:`_VACUUM_STEP` pages) so that appends commit between them. Only a
+:data:`_VACUUM_STEP` bytes) so that appends commit between them. Only a
 process that settles collects, so the CLI opening the file never deletes anything. A queue
 with no registered destination keeps its events (nobody reads them: a destination added later
 starts at the end, and the first collection then removes them). A destination removed from the
@@ -105,12 +105,12 @@ _GC_STEP = 5_000
 """Most events one collection step deletes (one writer job, a few milliseconds)."""
 _PRUNE_CHUNK = 10_000
 _CATCH_UP_CHUNK = 100_000
-_VACUUM_MIN_FREE = 256
-"""Free pages (1 MiB at 4 KiB pages) before a collection gives any back to the file system."""
-_VACUUM_PAGES = 4096
-"""Most pages one collection gives back (16 MiB at 4 KiB)."""
-_VACUUM_STEP = 512
-"""Most pages one vacuum step (one writer job) gives back."""
+_VACUUM_MIN_FREE = 1024 * 1024
+"""Bytes of free pages before a collection gives any back to the file system."""
+_VACUUM_BYTES = 16 * 1024 * 1024
+"""Most bytes of pages one collection gives back."""
+_VACUUM_STEP = 2 * 1024 * 1024
+"""Most bytes of pages one vacuum step (one writer job) gives back."""
 _READERS = 2
 _FETCH_CHUNK = 512
 """Most new events one fetch query reads: a step or two per batch, and an aggregate of at
@@ -876,11 +876,11 @@ class SqliteQueue:
             if deleted < _GC_STEP:
                 break
         freed = 0
-        while self._state == "open" and freed < _VACUUM_PAGES:
-            pages = await self._write(self._vacuum_step, freed == 0)
-            if not pages:
+        while self._state == "open" and freed < _VACUUM_BYTES:
+            freed_now = await self._write(self._vacuum_step, freed == 0)
+            if not freed_now:
                 break
-            freed += pages
+            freed += freed_now
         if freed and self._state == "open":
             await self._read(self._checkpoint_on_reader)
         return total
@@ -911,9 +911,9 @@ class SqliteQueue:
         return int(deleted)
 
     def _vacuum_step(self, first: bool) -> int:
-        """Writer thread: give up to :data:`_VACUUM_STEP` free pages back to the file system
-        (``auto_vacuum = INCREMENTAL`` files only; the first step of a collection only once
-        :data:`_VACUUM_MIN_FREE` pages are free); returns how many it gave back."""
+        """Writer thread: give up to :data:`_VACUUM_STEP` bytes of free pages back to the file
+        system (``auto_vacuum = INCREMENTAL`` files only; the first step of a collection only
+        once :data:`_VACUUM_MIN_FREE` bytes are free); returns how many bytes it gave back."""
         return _shrink(self._conn_w(), _VACUUM_MIN_FREE if first else 1, _VACUUM_STEP)
 
     # -----------------------------------------------------------------------------------------
@@ -1227,18 +1227,21 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
-def _shrink(conn: sqlite3.Connection, min_free: int, pages: int) -> int:
-    """Give up to ``pages`` free pages back to the file system when at least ``min_free`` are
-    free (``auto_vacuum = INCREMENTAL`` files only); returns how many it gave back."""
+def _shrink(conn: sqlite3.Connection, min_free: int, most: int) -> int:
+    """Give up to ``most`` bytes of free pages back to the file system when at least
+    ``min_free`` bytes are free (``auto_vacuum = INCREMENTAL`` files only); returns how many
+    bytes it gave back. In bytes, because files differ in page size
+    (:data:`._sqlite_schema.PAGE_SIZE`)."""
     (mode,) = conn.execute("PRAGMA auto_vacuum").fetchone()
     (free,) = conn.execute("PRAGMA freelist_count").fetchone()
-    if mode != 2 or free < min_free or free == 0:
+    (page,) = conn.execute("PRAGMA page_size").fetchone()
+    if mode != 2 or free == 0 or free * page < min_free:
         return 0
     # The pragma frees one page per step, and execute() steps once: executescript() runs it
     # to completion (sqlite3_exec).
-    conn.executescript(f"PRAGMA incremental_vacuum({pages});")
+    conn.executescript(f"PRAGMA incremental_vacuum({max(1, most // page)});")
     (left,) = conn.execute("PRAGMA freelist_count").fetchone()
-    return int(free) - int(left)
+    return (int(free) - int(left)) * int(page)
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:
