@@ -37,12 +37,12 @@ SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 PAGE_SIZE = 8192
 """Page size of a new queue file (an existing file keeps its own).
 
-An SDK event is stored as a row of about 700 bytes: a 4 KiB page holds five of them and
-leaves 12 % empty, an 8 KiB page eleven (3 % empty). Against 4 KiB, 8 KiB pages made a
-file of realistic events 19 % smaller and wrote 29 % fewer bytes per event to the WAL and
-the file in 1,000-event group commits (8 % fewer at 100, the same at 30); a commit of one
-event writes 27 instead of 16 KB. 16 KiB pages wrote more than 4 KiB ones below 100 events
-per commit (``bench/README.md``, ninth session).
+An SDK event is stored as a row of 600-700 bytes, and a 4 KiB page (SQLite's default) holds
+only five or six such rows. Against 4 KiB pages, 8 KiB ones made the file 19 % smaller per
+event, and wrote 21 % fewer bytes per event to the WAL and the file in 1,000-event group
+commits, 5 % fewer at 100 events, 18 % more at 30, and 27 instead of 15 KB for a commit of one
+event; the writer's CPU per event fell by 14-26 % in 1,000-event commits. 16 KiB pages
+wrote more than 4 KiB ones below 100 events per commit. ``bench/page_size.py`` measures it.
 """
 
 _SCHEMA = """
