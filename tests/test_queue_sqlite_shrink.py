@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -52,13 +53,13 @@ async def test_a_new_file_has_the_page_size_that_fits_its_rows(tmp_path: Path) -
         await queue.append([{"type": "track", "messageId": "m1", "event": "x"}])
     finally:
         await queue.close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 8192
 
 
 async def test_an_older_file_keeps_its_page_size_and_still_shrinks(tmp_path: Path) -> None:
     path = tmp_path / "q.db"
-    with sqlite3.connect(path) as conn:  # what an older version made: 4 KiB pages
+    with closing(sqlite3.connect(path)) as conn:  # what an older version made: 4 KiB pages
         conn.execute("PRAGMA page_size = 4096")
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -81,7 +82,7 @@ async def test_an_older_file_keeps_its_page_size_and_still_shrinks(tmp_path: Pat
             await queue.collect()
     finally:
         await queue.close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
     assert path.stat().st_size < full / 5
 
