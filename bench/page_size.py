@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def _writer_clock() -> int | None:
 
 def _file_facts(path: Path) -> tuple[int, int]:
     """The file's page size and its size in bytes."""
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         page = int(conn.execute("PRAGMA page_size").fetchone()[0])
     return page, path.stat().st_size
 
